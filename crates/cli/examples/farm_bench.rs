@@ -1,0 +1,231 @@
+//! End-to-end benchmark of `leanfarm serve --simulate`.
+//!
+//! For 1, 2 and 4 worker slots it starts a farm (the release `leanfarm`
+//! binary beside this example), and measures with a fixed stand-in cost per
+//! snippet (`-- sim: sleep COST`; sleeping rather than burning CPU makes the
+//! physical limit exactly slots / cost on any machine, so what is measured is
+//! the farm's own overhead):
+//! - added latency per job: end-to-end request time minus the check's own
+//!   time (`timings.body_ms`), with as many clients as slots (no queueing);
+//! - throughput with one snippet per request (2 x slots clients) and with
+//!   batches, against the physical limit.
+//!
+//! Run with `bench/farm.sh [--cost-ms 50] [--jobs 200] [--sandbox native]`.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn argument(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
+}
+
+struct Farm {
+    child: std::process::Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_farm(slots: usize, sandbox: &str) -> Farm {
+    let example = std::env::current_exe().expect("current exe");
+    let binary = example
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("profile dir")
+        .join("leanfarm");
+    let data = tempfile::tempdir().expect("data dir");
+    let mut child = Command::new(&binary)
+        .args([
+            "serve",
+            "--simulate",
+            "--addr",
+            "127.0.0.1:0",
+            "--sandbox",
+            sandbox,
+            "--slots",
+            &slots.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("LEAN_FARM_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "{}: {error} (build it: cargo build --release -p leanfarm)",
+                binary.display()
+            )
+        });
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut url = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("leanfarm: serving on ") {
+            url = rest.split_whitespace().next().unwrap_or("").to_string();
+            break;
+        }
+        eprintln!("{line}");
+    }
+    assert!(!url.is_empty(), "the farm did not start");
+    Farm {
+        child,
+        url,
+        _data: data,
+    }
+}
+
+fn code(cost_ms: u64, index: usize) -> String {
+    format!(
+        "import Mathlib\ntheorem bench_{index} : True := by\n  -- sim: sleep {cost_ms}\n  trivial"
+    )
+}
+
+/// Run `jobs` single-snippet requests from `clients` clients; returns
+/// (elapsed, end-to-end ms per job, check ms per job).
+async fn single_requests(
+    url: &str,
+    clients: usize,
+    jobs: usize,
+    cost_ms: u64,
+) -> (Duration, Vec<f64>, Vec<f64>) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, next, url) = (client.clone(), Arc::clone(&next), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= jobs {
+                    return samples;
+                }
+                let body = json!({"snippets": [{"code": code(cost_ms, index)}], "wait": 120});
+                let sent = Instant::now();
+                let response: Value = client
+                    .post(format!("{url}/v1/checks"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send")
+                    .json()
+                    .await
+                    .expect("json");
+                let end_to_end = sent.elapsed().as_secs_f64() * 1000.0;
+                let verdict = &response["results"][0]["verdict"];
+                assert_eq!(verdict["status"], "valid", "{response}");
+                samples.push((
+                    end_to_end,
+                    verdict["timings"]["body_ms"].as_f64().unwrap_or(0.0),
+                ));
+            }
+        }));
+    }
+    let mut end_to_end = Vec::new();
+    let mut checks = Vec::new();
+    for task in tasks {
+        for (total, check) in task.await.expect("client") {
+            end_to_end.push(total);
+            checks.push(check);
+        }
+    }
+    (started.elapsed(), end_to_end, checks)
+}
+
+async fn batches(url: &str, slots: usize, jobs: usize, cost_ms: u64) -> Duration {
+    let client = reqwest::Client::new();
+    let batch = (8 * slots).max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for first in (0..jobs).step_by(batch) {
+        let snippets: Vec<Value> = (first..(first + batch).min(jobs))
+            .map(|i| json!({"code": code(cost_ms, i)}))
+            .collect();
+        let (client, url) = (client.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let response: Value = client
+                .post(format!("{url}/v1/checks"))
+                .json(&json!({"snippets": snippets, "wait": 300}))
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            assert!(
+                response["results"]
+                    .as_array()
+                    .expect("results")
+                    .iter()
+                    .all(|r| r["verdict"]["status"] == "valid"),
+                "{response}"
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.expect("batch");
+    }
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let cost_ms: u64 = argument("--cost-ms", "50").parse().expect("--cost-ms N");
+    let jobs: usize = argument("--jobs", "200").parse().expect("--jobs N");
+    let sandbox = argument("--sandbox", "native");
+    println!("leanfarm serve --simulate, stand-in cost {cost_ms} ms per snippet (sleep), {jobs} jobs per run, sandbox {sandbox}");
+    println!(
+        "{:>5}  {:>24}  {:>24}  {:>30}  {:>30}",
+        "slots",
+        "added p50 / p99 (ms)",
+        "e2e p50 / p99 (ms)",
+        "1 per request: jobs/s (limit)",
+        "batched: jobs/s (limit)"
+    );
+    for slots in [1usize, 2, 4] {
+        let farm = start_farm(slots, &sandbox);
+        // Warm every REPL first so start-up is not measured.
+        single_requests(&farm.url, slots, slots * 2, cost_ms).await;
+        let (_, mut end_to_end, checks) =
+            single_requests(&farm.url, slots, jobs / 2, cost_ms).await;
+        let mut added: Vec<f64> = end_to_end
+            .iter()
+            .zip(&checks)
+            .map(|(total, check)| total - check)
+            .collect();
+        added.sort_by(f64::total_cmp);
+        end_to_end.sort_by(f64::total_cmp);
+        let (elapsed, _, _) = single_requests(&farm.url, 2 * slots, jobs, cost_ms).await;
+        let limit = slots as f64 * 1000.0 / cost_ms as f64;
+        let single_rate = jobs as f64 / elapsed.as_secs_f64();
+        let batch_rate = jobs as f64 / batches(&farm.url, slots, jobs, cost_ms).await.as_secs_f64();
+        println!(
+            "{slots:>5}  {:>11.2} / {:>10.2}  {:>11.1} / {:>10.1}  {:>9.1} ({limit:.1}) = {:>5.1} %  {:>11.1} ({limit:.1}) = {:>5.1} %",
+            percentile(&added, 0.5),
+            percentile(&added, 0.99),
+            percentile(&end_to_end, 0.5),
+            percentile(&end_to_end, 0.99),
+            single_rate,
+            100.0 * single_rate / limit,
+            batch_rate,
+            100.0 * batch_rate / limit,
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! Configuration of `leanfarm serve`, from one path: flags, then
+//! `LEAN_FARM_*` environment variables, then an optional TOML file
+//! (`--config`), then defaults. Builds a running `Farm` from it.
+
+use crate::CliError;
+use clap::Args;
+use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
+use leanfarm_sandbox::{BackendKind, ReadOnlyMount, Sandbox, SandboxConfig};
+use leanfarm_server::{AppState, Farm, Limits, WorkerConfig};
+use leanfarm_store::{ArtifactStore, Store};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "LEAN_FARM_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the SQLite store and artifacts [default: ./leanfarm-data]
+    #[arg(long, env = "LEAN_FARM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use lean-sim, the stand-in for Lean, instead of a real toolchain
+    #[arg(long, env = "LEAN_FARM_SIMULATE")]
+    #[serde(default)]
+    pub simulate: bool,
+    /// The Lean REPL program (e.g. the `repl` binary of leanprover-community/repl)
+    #[arg(long, env = "LEAN_FARM_REPL")]
+    pub repl: Option<PathBuf>,
+    /// The Lean project the REPL runs in (mounted read-only; its .lake holds the oleans)
+    #[arg(long, env = "LEAN_FARM_LEAN_PROJECT")]
+    pub lean_project: Option<PathBuf>,
+    /// Name of the toolchain reported in verdicts [default: the REPL's file name]
+    #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
+    pub toolchain: Option<String>,
+    /// Concurrent checks (warm REPL processes) [default: number of CPUs]
+    #[arg(long, env = "LEAN_FARM_SLOTS")]
+    pub slots: Option<usize>,
+    /// Sandbox backend: native, gvisor, or none (development only) [default: native]
+    #[arg(long, env = "LEAN_FARM_SANDBOX")]
+    pub sandbox: Option<String>,
+    /// Memory limit of each REPL process tree, in MiB [default: 8192]
+    #[arg(long, env = "LEAN_FARM_MEMORY_LIMIT_MIB")]
+    pub memory_limit_mib: Option<u64>,
+    /// Store URL: sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/leanfarm.db]
+    #[arg(long, env = "LEAN_FARM_STORE")]
+    pub store: Option<String>,
+    /// Artifact store: a directory, file:///dir or memory:// [default: DATA_DIR/artifacts]
+    #[arg(long, env = "LEAN_FARM_ARTIFACTS")]
+    pub artifacts: Option<String>,
+    /// Seconds a worker's lease on a job lasts without a heartbeat [default: 30]
+    #[arg(long, env = "LEAN_FARM_LEASE_SECONDS")]
+    pub lease_seconds: Option<f64>,
+    /// Seconds running checks may take to finish on shutdown [default: 30]
+    #[arg(long, env = "LEAN_FARM_DRAIN_SECONDS")]
+    pub drain_seconds: Option<f64>,
+    /// Optional TOML file with any of these settings (snake_case keys)
+    #[arg(long, env = "LEAN_FARM_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Fill what flags and environment left unset from the config file.
+    pub fn with_file(self) -> Result<ServeArgs, CliError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            CliError::Config(format!("cannot read {}: {error}", path.display()))
+        })?;
+        let file: ServeArgs = toml::from_str(&text)
+            .map_err(|error| CliError::Config(format!("{}: {error}", path.display())))?;
+        Ok(ServeArgs {
+            addr: self.addr.or(file.addr),
+            data_dir: self.data_dir.or(file.data_dir),
+            simulate: self.simulate || file.simulate,
+            repl: self.repl.or(file.repl),
+            lean_project: self.lean_project.or(file.lean_project),
+            toolchain: self.toolchain.or(file.toolchain),
+            slots: self.slots.or(file.slots),
+            sandbox: self.sandbox.or(file.sandbox),
+            memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
+            store: self.store.or(file.store),
+            artifacts: self.artifacts.or(file.artifacts),
+            lease_seconds: self.lease_seconds.or(file.lease_seconds),
+            drain_seconds: self.drain_seconds.or(file.drain_seconds),
+            config: self.config,
+        })
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAN_FARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The toolchain to run: lean-sim inside this binary, or a configured REPL.
+fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), CliError> {
+    let mount_dir_of = |program: &Path| -> Result<ReadOnlyMount, CliError> {
+        let dir = program.parent().ok_or_else(|| {
+            CliError::Config(format!("{} has no parent directory", program.display()))
+        })?;
+        Ok(ReadOnlyMount {
+            host_path: dir.to_path_buf(),
+            sandbox_path: dir.to_path_buf(),
+        })
+    };
+    let mut mounts = Vec::new();
+    let config = if args.simulate {
+        let program = std::env::current_exe()
+            .map_err(|error| CliError::Config(format!("cannot find this program: {error}")))?;
+        mounts.push(mount_dir_of(&program)?);
+        ToolchainConfig {
+            name: args
+                .toolchain
+                .clone()
+                .unwrap_or_else(|| "lean-sim".to_string()),
+            repl_program: program,
+            repl_args: vec!["lean-sim".to_string(), "repl".to_string()],
+            project_name: "simulated".to_string(),
+            env: Vec::new(),
+        }
+    } else {
+        let Some(repl) = &args.repl else {
+            return Err(CliError::Config(
+                "no Lean toolchain configured: pass --repl PATH (the Lean REPL binary) and --lean-project DIR, \
+                 or set LEAN_FARM_REPL; to try the farm without Lean, pass --simulate"
+                    .to_string(),
+            ));
+        };
+        let repl = std::fs::canonicalize(repl)
+            .map_err(|error| CliError::Config(format!("--repl {}: {error}", repl.display())))?;
+        mounts.push(mount_dir_of(&repl)?);
+        let project_name = match &args.lean_project {
+            Some(project) => {
+                let project = std::fs::canonicalize(project).map_err(|error| {
+                    CliError::Config(format!("--lean-project {}: {error}", project.display()))
+                })?;
+                mounts.push(ReadOnlyMount {
+                    host_path: project.clone(),
+                    sandbox_path: project.clone(),
+                });
+                project
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        ToolchainConfig {
+            name: args.toolchain.clone().unwrap_or_else(|| {
+                repl.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+            repl_program: repl,
+            repl_args: Vec::new(),
+            project_name,
+            env: Vec::new(),
+        }
+    };
+    Ok((config, mounts))
+}
+
+/// Build and start a farm from settings.
+pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("leanfarm-data"));
+    std::fs::create_dir_all(&data_dir).map_err(|error| {
+        CliError::Config(format!("cannot create {}: {error}", data_dir.display()))
+    })?;
+    let data_dir =
+        std::fs::canonicalize(&data_dir).map_err(|error| CliError::Config(error.to_string()))?;
+    let (toolchain, read_only_mounts) = toolchain(&args)?;
+    let backend: BackendKind = args
+        .sandbox
+        .as_deref()
+        .unwrap_or("native")
+        .parse()
+        .map_err(|error: leanfarm_sandbox::SandboxError| CliError::Config(error.to_string()))?;
+    let scratch_root = data_dir.join("scratch");
+    std::fs::create_dir_all(&scratch_root).map_err(|error| {
+        CliError::Config(format!("cannot create {}: {error}", scratch_root.display()))
+    })?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        backend,
+        memory_limit_bytes: args.memory_limit_mib.unwrap_or(8192) << 20,
+        pids_limit: 256,
+        cpu_limit_cores: 1.0,
+        file_size_limit_bytes: 1 << 30,
+        open_files_limit: 1024,
+        read_only_mounts,
+        scratch_root,
+        allow_degraded: false,
+    })
+    .map_err(|error| {
+        CliError::Startup(format!(
+            "{error} (for development without a sandbox: --sandbox none)"
+        ))
+    })?;
+    let slots = args
+        .slots
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = PoolConfig {
+        max_repls: slots,
+        ..PoolConfig::default()
+    };
+    let driver = Driver::new(toolchain, pool, Arc::new(sandbox));
+    let store_url = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("leanfarm.db").display()));
+    let store = Store::open(&store_url)
+        .await
+        .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?;
+    let artifacts_url = args
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| data_dir.join("artifacts").display().to_string());
+    let artifacts = ArtifactStore::open(&artifacts_url)
+        .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
+    let state = AppState::new(store, artifacts, driver, Limits::default());
+    let worker = WorkerConfig {
+        worker_id: format!("embedded-{}", uuid::Uuid::now_v7()),
+        lease: Duration::from_secs_f64(args.lease_seconds.unwrap_or(30.0).max(0.5)),
+        poll_interval: Duration::from_millis(250),
+        retry_backoff: Duration::from_secs(2),
+        drain_deadline: Duration::from_secs_f64(args.drain_seconds.unwrap_or(30.0).max(0.0)),
+    };
+    let addr = args
+        .addr
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));
+    Farm::start(state, addr, worker)
+        .await
+        .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let args = args.with_file()?;
+    let farm = start_farm(args).await?;
+    eprintln!(
+        "leanfarm: serving on http://{} (Ctrl-C or SIGTERM to stop)",
+        farm.local_addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining running checks");
+    farm.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,89 @@
+//! `leanfarm`: run the farm, check files, and (hidden) act as the Lean
+//! stand-in so that `--simulate` needs no second binary.
+
+mod check;
+mod config;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "leanfarm",
+    version,
+    about = "Check Lean 4 proofs at scale, in warm sandboxed Lean processes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the farm: HTTP API, job store and in-process workers.
+    Serve(Box<config::ServeArgs>),
+    /// Check .lean files (or directories of them) and print their verdicts.
+    Check(check::CheckArgs),
+    /// Act as lean-sim, the stand-in for Lean (used by --simulate).
+    #[command(hide = true, name = "lean-sim", disable_help_flag = true)]
+    LeanSim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Every way the command fails, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error("failed to start the farm: {0}")]
+    Startup(String),
+    #[error("request to the farm failed: {0}")]
+    Request(String),
+    #[error("{0} of {1} snippets are not valid")]
+    NotAllValid(usize, usize),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NotAllValid(..) => 1,
+            CliError::Config(_) => 2,
+            CliError::Startup(_) => 3,
+            CliError::Request(_) => 4,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::LeanSim { args } = cli.command {
+        return ExitCode::from(lean_sim::main_with_args(args).clamp(0, 255) as u8);
+    }
+    config::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("leanfarm: failed to start the async runtime: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => config::serve(*args).await,
+            Command::Check(args) => check::run(args).await,
+            Command::LeanSim { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("leanfarm: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

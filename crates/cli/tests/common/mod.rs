@@ -1,0 +1,166 @@
+//! A real `leanfarm serve --simulate` process, and an HTTP client for it.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+pub fn sandbox_backend() -> String {
+    std::env::var("LEAN_FARM_TEST_SANDBOX").unwrap_or_else(|_| "native".to_string())
+}
+
+impl Server {
+    /// Start `leanfarm serve --simulate` on a free port with these extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .args([
+                "serve",
+                "--simulate",
+                "--addr",
+                "127.0.0.1:0",
+                "--sandbox",
+                &sandbox_backend(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("LEAN_FARM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn leanfarm serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.strip_prefix("leanfarm: serving on ") {
+                        let url = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = sender.send(Ok(url));
+                        sent = true;
+                        continue;
+                    }
+                }
+                eprintln!("[leanfarm] {line}");
+                if !sent && line.starts_with("leanfarm: ") {
+                    let _ = sender.send(Err(line));
+                    sent = true;
+                }
+            }
+        });
+        let url = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(url)) => url,
+            Ok(Err(line)) => panic!("leanfarm serve failed: {line}"),
+            Err(_) => panic!("leanfarm serve did not start within 60 s"),
+        };
+        Server {
+            child,
+            url,
+            // No connection reuse: a server may close a connection after refusing
+            // an oversized body, and the next request must not land on it.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").is_some();
+        let mut value: Value = response.json().await.unwrap_or(Value::Null);
+        if retry_after {
+            value["retry_after_header"] = Value::Bool(true);
+        }
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Poll until every id is final (done or dead); returns their views.
+    pub async fn wait_final(&self, ids: &[String], within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut views = Vec::new();
+            for id in ids {
+                let (_, view) = self.get_json(&format!("/v1/checks/{id}")).await;
+                views.push(view);
+            }
+            if views
+                .iter()
+                .all(|v| matches!(v["state"].as_str(), Some("done") | Some("dead")))
+            {
+                return views;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jobs not final in time: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+pub fn snippets(codes: &[&str]) -> Value {
+    Value::Array(
+        codes
+            .iter()
+            .map(|code| serde_json::json!({ "code": code }))
+            .collect(),
+    )
+}

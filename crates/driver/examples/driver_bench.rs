@@ -1,0 +1,238 @@
+//! Driver benchmark: what the driver adds to a REPL round-trip, and how often
+//! the warm pool finds a REPL with the snippet's header.
+//!
+//! Run with `bench/driver.sh` (builds `lean-sim` first). Prints:
+//! - the round-trip latency of one command over a bare pipe to `lean-sim repl`;
+//! - the latency of `Driver::check` on a warm REPL (a check is two commands:
+//!   the snippet and the audit) and the driver's added latency per command;
+//! - the header-reuse hit rate on a stream of snippets drawn from a few dozen
+//!   headers with a Zipf-like popularity.
+
+use leanfarm_core::{CheckRequest, Policy};
+use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
+use leanfarm_sandbox::{BackendKind, ReadOnlyMount, Sandbox, SandboxConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const SNIPPET_BODY: &str = "theorem t (n : Nat) : n + 0 = n := by simp";
+
+fn lean_sim_path() -> PathBuf {
+    let example = std::env::current_exe().expect("current exe");
+    let profile_dir = example
+        .parent()
+        .and_then(|examples| examples.parent())
+        .expect("target profile dir");
+    let lean_sim = profile_dir.join("lean-sim");
+    assert!(
+        lean_sim.exists(),
+        "{} missing: build it with `cargo build --release -p lean-sim`",
+        lean_sim.display()
+    );
+    lean_sim
+}
+
+fn argument(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|arg| arg == name)
+        .and_then(|index| args.get(index + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn percentile(sorted_micros: &[f64], fraction: f64) -> f64 {
+    let index = ((sorted_micros.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted_micros[index]
+}
+
+async fn bare_pipe_round_trips(lean_sim: &PathBuf, count: usize) -> Vec<f64> {
+    let mut child = tokio::process::Command::new(lean_sim)
+        .arg("repl")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lean-sim");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut exchange = async |command: String| {
+        stdin.write_all(command.as_bytes()).await.expect("write");
+        stdin.flush().await.expect("flush");
+        let mut seen_content = false;
+        loop {
+            line.clear();
+            stdout.read_line(&mut line).await.expect("read");
+            if line.trim().is_empty() && seen_content {
+                return;
+            }
+            seen_content |= !line.trim().is_empty();
+        }
+    };
+    exchange(format!(
+        "{}\n\n",
+        serde_json::json!({ "cmd": "import Lean" })
+    ))
+    .await;
+    let command = format!(
+        "{}\n\n",
+        serde_json::json!({ "cmd": SNIPPET_BODY, "env": 0 })
+    );
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        exchange(command.clone()).await;
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    samples
+}
+
+fn build_driver(
+    lean_sim: &Path,
+    backend: BackendKind,
+    slots: usize,
+    scratch: &std::path::Path,
+) -> Driver {
+    let bin_dir = lean_sim.parent().expect("bin dir").to_path_buf();
+    let sandbox = Sandbox::new(SandboxConfig {
+        backend,
+        memory_limit_bytes: 1 << 30,
+        pids_limit: 64,
+        cpu_limit_cores: 1.0,
+        file_size_limit_bytes: 64 << 20,
+        open_files_limit: 256,
+        read_only_mounts: vec![ReadOnlyMount {
+            host_path: bin_dir.clone(),
+            sandbox_path: bin_dir,
+        }],
+        scratch_root: scratch.to_path_buf(),
+        allow_degraded: false,
+    })
+    .expect("sandbox");
+    let toolchain = ToolchainConfig {
+        name: "lean-sim".into(),
+        repl_program: lean_sim.to_path_buf(),
+        repl_args: vec!["repl".into()],
+        project_name: "bench".into(),
+        env: Vec::new(),
+    };
+    let pool = PoolConfig {
+        max_repls: slots,
+        max_uses_per_repl: 1_000_000,
+        acquire_timeout: Duration::from_secs(600),
+        ..PoolConfig::default()
+    };
+    Driver::new(toolchain, pool, Arc::new(sandbox))
+}
+
+fn request(code: String) -> CheckRequest {
+    CheckRequest {
+        custom_id: None,
+        code,
+        timeout_seconds: 60.0,
+        policy: Policy::default(),
+        infotree: None,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let backend: BackendKind = argument("--sandbox", "native")
+        .parse()
+        .expect("--sandbox native|gvisor|none");
+    let commands: usize = argument("--commands", "2000")
+        .parse()
+        .expect("--commands N");
+    let headers: usize = argument("--headers", "36").parse().expect("--headers N");
+    let stream: usize = argument("--stream", "3000").parse().expect("--stream N");
+    let slots: usize = argument("--slots", "8").parse().expect("--slots N");
+    let lean_sim = lean_sim_path();
+    let scratch = tempfile::tempdir().expect("scratch");
+
+    let mut bare = bare_pipe_round_trips(&lean_sim, commands).await;
+    bare.sort_by(f64::total_cmp);
+
+    let driver = build_driver(&lean_sim, backend, 1, scratch.path());
+    let code = format!("import Mathlib\n{SNIPPET_BODY}");
+    driver
+        .check(&request(code.clone()))
+        .await
+        .expect("warm-up check");
+    let mut checks = Vec::with_capacity(commands);
+    for _ in 0..commands {
+        let started = Instant::now();
+        let verdict = driver.check(&request(code.clone())).await.expect("check");
+        checks.push(started.elapsed().as_secs_f64() * 1e6);
+        assert!(verdict.repl_reused && verdict.is_valid(), "{verdict:?}");
+    }
+    checks.sort_by(f64::total_cmp);
+    driver.shutdown().await;
+
+    println!(
+        "driver latency ({commands} samples, sandbox {backend:?}, lean-sim answering instantly)"
+    );
+    println!(
+        "  bare pipe round-trip, 1 command     p50 {:8.1} us   p99 {:8.1} us",
+        percentile(&bare, 0.5),
+        percentile(&bare, 0.99)
+    );
+    println!("  Driver::check on a warm repl         p50 {:8.1} us   p99 {:8.1} us   (2 commands: snippet + audit)", percentile(&checks, 0.5), percentile(&checks, 0.99));
+    let added_p50 = (percentile(&checks, 0.5) - 2.0 * percentile(&bare, 0.5)) / 2.0;
+    let added_p99 = (percentile(&checks, 0.99) - 2.0 * percentile(&bare, 0.99)) / 2.0;
+    println!(
+        "  added by the driver, per command     p50 {added_p50:8.1} us   p99 {added_p99:8.1} us"
+    );
+
+    // Header reuse on a stream drawn from `headers` headers, Zipf-like (weight 1/rank).
+    let driver = build_driver(&lean_sim, backend, slots, scratch.path());
+    let weights: Vec<f64> = (1..=headers).map(|rank| 1.0 / rank as f64).collect();
+    let total_weight: f64 = weights.iter().sum();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next_unit = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut codes = Vec::with_capacity(stream);
+    for _ in 0..stream {
+        let mut draw = next_unit() * total_weight;
+        let mut rank = 0;
+        while rank + 1 < headers && draw > weights[rank] {
+            draw -= weights[rank];
+            rank += 1;
+        }
+        codes.push(format!(
+            "import Mathlib\nimport SimHeader.H{rank}\n{SNIPPET_BODY}"
+        ));
+    }
+    let started = Instant::now();
+    let codes = Arc::new(tokio::sync::Mutex::new(codes.into_iter()));
+    let mut workers = Vec::new();
+    for _ in 0..slots {
+        let (driver, codes) = (driver.clone(), Arc::clone(&codes));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Some(code) = codes.lock().await.next() else {
+                    return;
+                };
+                driver.check(&request(code)).await.expect("check");
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let stats = driver.stats();
+    driver.shutdown().await;
+    let hit_rate = stats.hits as f64 / (stats.hits + stats.misses) as f64;
+    println!("header reuse ({stream} snippets over {headers} headers, weight 1/rank, {slots} repls, {:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "  hit rate {:.1} %   hits {}   misses {}   evictions {}",
+        hit_rate * 100.0,
+        stats.hits,
+        stats.misses,
+        stats.evictions
+    );
+}

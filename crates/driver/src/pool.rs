@@ -1,0 +1,221 @@
+//! The warm pool: at most `max_repls` REPL processes, reused by header.
+//!
+//! A check first takes a slot (a semaphore permit; waiting is bounded by
+//! `acquire_timeout`, then `Busy`). With a slot it takes an idle REPL with the
+//! same header (a hit), or starts one (a miss), evicting the least recently
+//! used idle REPL when the pool is full. A slot held means at least one REPL
+//! is idle or there is room, so a full pool always has something to evict.
+//! A checked-out REPL that is not handed back (its check failed or was
+//! cancelled) is killed and its place freed.
+
+use crate::repl::Repl;
+use crate::{DriverError, PoolConfig, PoolStats};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub(crate) struct Pool {
+    pub config: PoolConfig,
+    permits: Arc<Semaphore>,
+    state: Mutex<PoolState>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    restarts: AtomicU64,
+}
+
+struct PoolState {
+    idle: Vec<Repl>,
+    /// Idle plus checked-out REPLs plus REPLs being started.
+    live: usize,
+}
+
+/// A slot, and the REPL for the snippet's header if one was warm.
+pub(crate) struct Checkout {
+    pool: Arc<Pool>,
+    pub repl: Option<Repl>,
+    /// Whether `repl` came warm from the pool.
+    pub reused: bool,
+    /// Whether this checkout still counts toward `live`.
+    holds_place: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig) -> Arc<Pool> {
+        Arc::new(Pool {
+            permits: Arc::new(Semaphore::new(config.max_repls.max(1))),
+            config,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                live: 0,
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        })
+    }
+
+    /// Take a slot and, if warm, a REPL with this header. When `repl` is
+    /// `None`, the caller owns a reserved place and must start a REPL (and
+    /// `attach` it) or drop the checkout.
+    pub async fn checkout(self: &Arc<Self>, header: &str) -> Result<Checkout, DriverError> {
+        let acquire = Arc::clone(&self.permits).acquire_owned();
+        let permit = match tokio::time::timeout(self.config.acquire_timeout, acquire).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return Err(DriverError::Busy(self.config.acquire_timeout)),
+        };
+        loop {
+            let (warm, evicted) = {
+                let mut state = self.state.lock().expect("pool lock");
+                if let Some(index) = state.idle.iter().rposition(|repl| repl.header == header) {
+                    (Some(state.idle.remove(index)), None)
+                } else if state.live < self.config.max_repls.max(1) {
+                    state.live += 1;
+                    (None, None)
+                } else {
+                    // Full: replace the least recently used idle REPL.
+                    let lru = state
+                        .idle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, repl)| repl.last_used)
+                        .map(|(index, _)| index)
+                        .expect("a held slot implies an idle repl when the pool is full");
+                    (None, Some(state.idle.remove(lru)))
+                }
+            };
+            if let Some(evicted) = evicted {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(evicted.kill());
+            }
+            let warm = warm.map(|mut repl| {
+                let tainted = repl.is_tainted();
+                (repl, tainted)
+            });
+            match warm {
+                Some((repl, true)) => {
+                    // It printed after its last reply or died while idle.
+                    self.restarts.fetch_add(1, Ordering::Relaxed);
+                    self.state.lock().expect("pool lock").live -= 1;
+                    tokio::spawn(repl.kill());
+                    continue;
+                }
+                Some((repl, false)) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Checkout {
+                        pool: Arc::clone(self),
+                        repl: Some(repl),
+                        reused: true,
+                        holds_place: true,
+                        _permit: permit,
+                    });
+                }
+                None => {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Checkout {
+                        pool: Arc::clone(self),
+                        repl: None,
+                        reused: false,
+                        holds_place: true,
+                        _permit: permit,
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.state.lock().expect("pool lock");
+        PoolStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            live_repls: state.live as u64,
+            busy_repls: (state.live - state.idle.len()) as u64,
+        }
+    }
+
+    pub fn warm_headers(&self) -> Vec<String> {
+        let state = self.state.lock().expect("pool lock");
+        let mut headers: Vec<String> = state.idle.iter().map(|repl| repl.header.clone()).collect();
+        headers.sort();
+        headers.dedup();
+        headers
+    }
+
+    /// Take every idle REPL out of the pool (for shutdown).
+    pub fn drain_idle(&self) -> Vec<Repl> {
+        let mut state = self.state.lock().expect("pool lock");
+        let drained: Vec<Repl> = std::mem::take(&mut state.idle);
+        state.live -= drained.len();
+        drained
+    }
+}
+
+impl Checkout {
+    /// Hand the REPL back for reuse, unless it is worn out: too many uses or
+    /// too much memory. Without a REPL, the reserved place is freed.
+    pub fn give_back(mut self) {
+        self.holds_place = false;
+        let Some(mut repl) = self.repl.take() else {
+            self.pool.state.lock().expect("pool lock").live -= 1;
+            return;
+        };
+        repl.uses += 1;
+        repl.last_used = Instant::now();
+        let config = &self.pool.config;
+        let worn_out = repl.uses >= config.max_uses_per_repl
+            || repl
+                .memory_bytes()
+                .is_some_and(|bytes| bytes > config.max_repl_memory_bytes);
+        if worn_out {
+            self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            self.pool.state.lock().expect("pool lock").live -= 1;
+            tokio::spawn(repl.kill());
+            return;
+        }
+        self.pool.state.lock().expect("pool lock").idle.push(repl);
+    }
+
+    /// Take the REPL out of the pool because it failed (counted as a
+    /// restart) and free its place; the caller kills it and reads its report.
+    pub fn retire(mut self) -> Option<Repl> {
+        self.holds_place = false;
+        self.pool.state.lock().expect("pool lock").live -= 1;
+        let repl = self.repl.take();
+        if repl.is_some() {
+            self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        repl
+    }
+
+    /// Kill the REPL (it failed) and free its place.
+    pub fn discard(mut self) {
+        self.holds_place = false;
+        if let Some(repl) = self.repl.take() {
+            self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(repl.kill());
+        }
+        self.pool.state.lock().expect("pool lock").live -= 1;
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        // Reached with a place held only when neither give_back nor discard
+        // ran: starting the REPL failed, or the check was cancelled in the
+        // middle of a conversation, so the REPL's state is unknown.
+        if !self.holds_place {
+            return;
+        }
+        self.pool.state.lock().expect("pool lock").live -= 1;
+        if let Some(repl) = self.repl.take() {
+            self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            drop(repl);
+        }
+    }
+}

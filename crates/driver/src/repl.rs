@@ -1,0 +1,270 @@
+//! One sandboxed Lean REPL process and the conversation with it.
+//!
+//! A `Repl` sends one command at a time and reads one reply, with a deadline
+//! and a cap on the reply's size. Whatever the process does (crash, exit in
+//! the middle of a reply, print garbage or noise on stderr, go silent, flood
+//! its output) ends as a typed `ReplFailure`, never a hang or a panic. A
+//! `Repl` that failed is never used again: the pool drops it, which kills its
+//! whole process tree.
+
+use crate::wire::{self, CommandReply};
+use crate::ToolchainConfig;
+use leanfarm_sandbox::{CommandSpec, ExitReport, Sandbox, SandboxError, SandboxedChild};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout};
+
+/// How much of a REPL's stderr is kept for diagnostics (the rest is discarded).
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+/// Why a conversation with a REPL failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReplFailure {
+    #[error("the repl did not answer before the deadline")]
+    Timeout,
+    #[error("the repl exited{}", describe_exit(.report, .stderr_tail))]
+    Exited {
+        report: ExitReport,
+        stderr_tail: String,
+    },
+    #[error("the repl printed something that is not a reply: {0}")]
+    Garbage(String),
+    #[error("the repl's reply exceeded {0} bytes")]
+    ReplyTooLarge(usize),
+    #[error("the repl answered with an error: {0}")]
+    ErrorReply(String),
+}
+
+fn describe_exit(report: &ExitReport, stderr_tail: &str) -> String {
+    let mut text = String::new();
+    if report.oom_killed {
+        text.push_str(" after running out of memory");
+    } else if let Some(signal) = report.signal {
+        text.push_str(&format!(" on signal {signal}"));
+    } else if let Some(code) = report.exit_code {
+        text.push_str(&format!(" with status {code}"));
+    }
+    let stderr_tail = stderr_tail.trim();
+    if !stderr_tail.is_empty() {
+        text.push_str(&format!(
+            " (stderr: {})",
+            stderr_tail.lines().last().unwrap_or("")
+        ));
+    }
+    text
+}
+
+pub(crate) struct Repl {
+    child: SandboxedChild,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    stderr_tail: Arc<Mutex<VecDeque<u8>>>,
+    max_reply_bytes: usize,
+    /// The import header this REPL has loaded.
+    pub header: String,
+    /// The secret of this REPL's audit command.
+    pub nonce: String,
+    /// The environment holding the header and the audit command; every
+    /// snippet runs on it, so nothing a snippet declares is seen by the next.
+    pub base_env: u64,
+    pub uses: u32,
+    pub last_used: Instant,
+}
+
+impl Repl {
+    /// Start a REPL process in the sandbox (blocking work runs off the async threads).
+    pub async fn spawn(
+        sandbox: Arc<Sandbox>,
+        toolchain: &ToolchainConfig,
+        header: &str,
+        max_reply_bytes: usize,
+    ) -> Result<Repl, SandboxError> {
+        let spec = CommandSpec {
+            program: toolchain.repl_program.clone(),
+            args: toolchain.repl_args.clone(),
+            env: toolchain.env.clone(),
+        };
+        let mut child = tokio::task::spawn_blocking(move || sandbox.spawn(&spec))
+            .await
+            .map_err(|join_error| {
+                SandboxError::Setup(format!("spawn task failed: {join_error}"))
+            })??;
+        let missing_pipe = || SandboxError::Setup("sandboxed child has no stdio pipe".to_string());
+        let stdin = child.stdin.take().ok_or_else(missing_pipe)?;
+        let stdout = child.stdout.take().ok_or_else(missing_pipe)?;
+        let stderr = child.stderr.take().ok_or_else(missing_pipe)?;
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_BYTES)));
+        tokio::spawn(drain_stderr(stderr, Arc::clone(&stderr_tail)));
+        Ok(Repl {
+            child,
+            stdin,
+            stdout: BufReader::with_capacity(64 * 1024, stdout),
+            stderr_tail,
+            max_reply_bytes,
+            header: header.to_string(),
+            nonce: String::new(),
+            base_env: 0,
+            uses: 0,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// Send a command and read its reply before `deadline`.
+    pub async fn command(
+        &mut self,
+        cmd: &str,
+        env: Option<u64>,
+        deadline: Instant,
+    ) -> Result<CommandReply, ReplFailure> {
+        let request = wire::encode_command(cmd, env);
+        let exchange = async {
+            self.stdin.write_all(request.as_bytes()).await?;
+            self.stdin.flush().await?;
+            read_frame(&mut self.stdout, self.max_reply_bytes).await
+        };
+        let frame = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Err(_elapsed) => return Err(ReplFailure::Timeout),
+            Ok(Ok(Frame::Reply(text))) => text,
+            Ok(Ok(Frame::TooLarge)) => {
+                return Err(ReplFailure::ReplyTooLarge(self.max_reply_bytes))
+            }
+            Ok(Ok(Frame::Garbage(line))) => return Err(ReplFailure::Garbage(line)),
+            Ok(Ok(Frame::EndOfStream)) | Ok(Err(_)) => return Err(self.exited().await),
+        };
+        wire::parse_command_reply(&frame)
+    }
+
+    /// Whether the process printed something nobody asked for, or closed its
+    /// output, since its last reply. Such a REPL is not reused.
+    pub fn is_tainted(&mut self) -> bool {
+        use futures::FutureExt;
+        match self.stdout.fill_buf().now_or_never() {
+            None => false,
+            Some(Ok(_pending_bytes_or_eof)) => true,
+            Some(Err(_)) => true,
+        }
+    }
+
+    /// Resident memory of the REPL's process tree.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.child.memory_bytes()
+    }
+
+    /// Kill the tree and report how it ended (used after a failure).
+    async fn exited(&mut self) -> ReplFailure {
+        let wait = self.child.wait();
+        let report = match tokio::time::timeout(std::time::Duration::from_secs(2), wait).await {
+            Ok(report) => report,
+            Err(_) => {
+                self.child.kill_tree();
+                self.child.wait().await
+            }
+        };
+        ReplFailure::Exited {
+            report,
+            stderr_tail: self.stderr_tail(),
+        }
+    }
+
+    /// Kill the whole tree now and report how it ended.
+    pub async fn kill(mut self) -> ExitReport {
+        self.child.kill_tree();
+        self.child.wait().await
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr_tail.lock().expect("stderr tail lock");
+        String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
+    }
+}
+
+enum Frame {
+    Reply(String),
+    /// The first line of a reply is not the start of a JSON object.
+    Garbage(String),
+    TooLarge,
+    EndOfStream,
+}
+
+/// Read one reply: a JSON object printed over one or more lines and ended by
+/// a blank line. Blank lines before it are skipped. At end of stream, what
+/// was read so far is returned if it is a whole JSON value.
+async fn read_frame(
+    stdout: &mut BufReader<ChildStdout>,
+    max_bytes: usize,
+) -> std::io::Result<Frame> {
+    let mut frame: Vec<u8> = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        line.clear();
+        let read =
+            read_line_capped(stdout, &mut line, max_bytes.saturating_sub(frame.len()) + 1).await?;
+        if read == 0 {
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            if !text.trim().is_empty() && serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+                return Ok(Frame::Reply(text));
+            }
+            return Ok(Frame::EndOfStream);
+        }
+        let is_blank = line.iter().all(|byte| byte.is_ascii_whitespace());
+        if is_blank {
+            if frame.iter().any(|byte| !byte.is_ascii_whitespace()) {
+                return Ok(Frame::Reply(String::from_utf8_lossy(&frame).into_owned()));
+            }
+            continue;
+        }
+        let starts_reply = frame.iter().any(|byte| !byte.is_ascii_whitespace());
+        if !starts_reply && line.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            let text = String::from_utf8_lossy(&line);
+            return Ok(Frame::Garbage(text.chars().take(200).collect()));
+        }
+        frame.extend_from_slice(&line);
+        if frame.len() > max_bytes {
+            return Ok(Frame::TooLarge);
+        }
+    }
+}
+
+/// Read up to and including a newline, but never buffer more than `cap`
+/// bytes of one line (the rest of an over-long line stays unread).
+async fn read_line_capped(
+    stdout: &mut BufReader<ChildStdout>,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let available = stdout.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (take, done) = match available.iter().position(|byte| *byte == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (available.len(), false),
+        };
+        let take = take.min(cap.saturating_sub(line.len()).max(1));
+        line.extend_from_slice(&available[..take]);
+        stdout.consume(take);
+        total += take;
+        if done || line.len() >= cap {
+            return Ok(total);
+        }
+    }
+}
+
+async fn drain_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<u8>>>) {
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stderr.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => {
+                let mut tail = tail.lock().expect("stderr tail lock");
+                tail.extend(&buffer[..read]);
+                let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                tail.drain(..excess);
+            }
+        }
+    }
+}

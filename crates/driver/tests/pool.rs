@@ -1,0 +1,301 @@
+//! The warm pool and the REPL failure modes, on real `lean-sim` processes in
+//! a real sandbox: reuse by header, no state shared between snippets,
+//! eviction, caps, timeouts, crashes, garbage, back-pressure, cancellation.
+
+mod common;
+
+use common::{driver, driver_with, request, small_pool};
+use leanfarm_core::CheckStatus;
+use leanfarm_driver::{DriverError, PoolConfig};
+use std::time::Duration;
+
+fn reason_code(verdict: &leanfarm_core::Verdict) -> String {
+    verdict
+        .reason
+        .as_ref()
+        .map(|reason| reason.code.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_repl_is_reused_for_the_same_header_and_not_for_another() {
+    let farm = driver();
+    let first = farm
+        .driver
+        .check(&request("import Mathlib\ntheorem a : True := trivial"))
+        .await
+        .unwrap();
+    let second = farm
+        .driver
+        .check(&request("import Mathlib\n\ntheorem b : True := trivial"))
+        .await
+        .unwrap();
+    let other = farm
+        .driver
+        .check(&request("import Aesop\ntheorem c : True := trivial"))
+        .await
+        .unwrap();
+    assert!(!first.repl_reused);
+    assert!(second.repl_reused);
+    assert!(!other.repl_reused);
+    let stats = farm.driver.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+    assert_eq!(stats.live_repls, 2);
+    assert_eq!(stats.busy_repls, 0);
+    assert_eq!(
+        farm.driver.warm_headers(),
+        vec![
+            "import Lean\nimport Aesop".to_string(),
+            "import Mathlib".to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn nothing_a_snippet_declares_is_seen_by_the_next() {
+    let farm = driver();
+    let code = "import Mathlib\ntheorem shared_name : True := trivial";
+    for _ in 0..3 {
+        let verdict = farm.driver.check(&request(code)).await.unwrap();
+        assert_eq!(
+            verdict.status,
+            CheckStatus::Valid,
+            "a redeclaration error means state leaked: {verdict:?}"
+        );
+    }
+    assert_eq!(farm.driver.stats().hits, 2);
+}
+
+#[tokio::test]
+async fn the_least_recently_used_idle_repl_is_evicted_when_full() {
+    let farm = driver_with(
+        PoolConfig {
+            max_repls: 1,
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    farm.driver
+        .check(&request("import Mathlib\ntheorem a : True := trivial"))
+        .await
+        .unwrap();
+    let verdict = farm
+        .driver
+        .check(&request("import Aesop\ntheorem a : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid);
+    let stats = farm.driver.stats();
+    assert_eq!(stats.evictions, 1);
+    assert_eq!(stats.live_repls, 1);
+    assert_eq!(
+        farm.driver.warm_headers(),
+        vec!["import Lean\nimport Aesop".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_repl_is_retired_after_its_use_cap() {
+    let farm = driver_with(
+        PoolConfig {
+            max_uses_per_repl: 2,
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    let mut reused = Vec::new();
+    for _ in 0..3 {
+        let verdict = farm
+            .driver
+            .check(&request("theorem a : True := trivial"))
+            .await
+            .unwrap();
+        reused.push(verdict.repl_reused);
+    }
+    assert_eq!(reused, vec![false, true, false]);
+    assert_eq!(farm.driver.stats().restarts, 1);
+}
+
+#[tokio::test]
+async fn a_repl_is_retired_when_its_memory_grows_past_the_cap() {
+    let farm = driver_with(
+        PoolConfig {
+            max_repl_memory_bytes: 48 << 20,
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    let verdict = farm
+        .driver
+        .check(&request("-- sim: memory 64\ntheorem a : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert!(
+        verdict.peak_memory_bytes.unwrap_or(0) >= 64 << 20,
+        "{verdict:?}"
+    );
+    let next = farm
+        .driver
+        .check(&request("theorem b : True := trivial"))
+        .await
+        .unwrap();
+    assert!(!next.repl_reused, "the grown repl must have been retired");
+    assert_eq!(farm.driver.stats().restarts, 1);
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_repl_and_the_pool_recovers() {
+    let farm = driver();
+    for hang in ["-- sim: spin", "-- sim: silent", "-- sim: fork-bomb"] {
+        let mut check = request(&format!("theorem t : True := by\n  {hang}\n  trivial"));
+        check.timeout_seconds = 1.0;
+        let verdict = farm.driver.check(&check).await.unwrap();
+        assert_eq!(
+            verdict.status,
+            CheckStatus::TimeoutError,
+            "{hang}: {verdict:?}"
+        );
+        assert_eq!(reason_code(&verdict), "timeout");
+    }
+    let verdict = farm
+        .driver
+        .check(&request("theorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid);
+    let stats = farm.driver.stats();
+    assert_eq!(stats.restarts, 3);
+    assert_eq!(stats.live_repls, 1);
+}
+
+#[tokio::test]
+async fn crashes_garbage_and_floods_are_repl_errors() {
+    let farm = driver();
+    for (directive, expected_reason) in [
+        ("crash", "repl_crashed"),
+        ("exit 3", "repl_crashed"),
+        ("exit-mid-reply", "repl_crashed"),
+        ("garbage", "repl_garbage"),
+        ("output-flood 4", "reply_too_large"),
+    ] {
+        let verdict = farm
+            .driver
+            .check(&request(&format!(
+                "-- sim: {directive}\ntheorem t : True := trivial"
+            )))
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict.status,
+            CheckStatus::ReplError,
+            "{directive}: {verdict:?}"
+        );
+        assert_eq!(
+            reason_code(&verdict),
+            expected_reason,
+            "{directive}: {verdict:?}"
+        );
+    }
+    assert_eq!(farm.driver.stats().live_repls, 0);
+    let verdict = farm
+        .driver
+        .check(&request("theorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid);
+}
+
+#[tokio::test]
+async fn running_out_of_memory_is_reported_as_such() {
+    let farm = driver_with(small_pool(), 96 << 20);
+    let verdict = farm
+        .driver
+        .check(&request(
+            "-- sim: alloc-unbounded\ntheorem t : True := trivial",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::ReplError, "{verdict:?}");
+    assert_eq!(reason_code(&verdict), "out_of_memory", "{verdict:?}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_busy_after_a_bounded_wait() {
+    let farm = driver_with(
+        PoolConfig {
+            max_repls: 1,
+            acquire_timeout: Duration::from_millis(300),
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    let slow = farm.driver.clone();
+    let running = tokio::spawn(async move {
+        slow.check(&request("-- sim: sleep 3000\ntheorem t : True := trivial"))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = farm
+        .driver
+        .check(&request("theorem u : True := trivial"))
+        .await;
+    assert!(matches!(refused, Err(DriverError::Busy(_))), "{refused:?}");
+    assert_eq!(running.await.unwrap().unwrap().status, CheckStatus::Valid);
+}
+
+#[tokio::test]
+async fn a_cancelled_check_frees_its_slot_and_kills_its_repl() {
+    let farm = driver_with(
+        PoolConfig {
+            max_repls: 1,
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        farm.driver
+            .check(&request("-- sim: sleep 10000\ntheorem t : True := trivial")),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    assert_eq!(farm.driver.stats().live_repls, 0);
+    let verdict = farm
+        .driver
+        .check(&request("theorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid);
+}
+
+#[tokio::test]
+async fn prestarted_headers_are_warm_for_the_first_snippet() {
+    let pool = PoolConfig {
+        prestart_headers: vec!["import Mathlib".to_string()],
+        ..small_pool()
+    };
+    let farm = driver_with(pool, 512 << 20);
+    farm.driver.prestart().await.unwrap();
+    assert_eq!(
+        farm.driver.warm_headers(),
+        vec!["import Mathlib".to_string()]
+    );
+    let verdict = farm
+        .driver
+        .check(&request("import Mathlib\ntheorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert!(verdict.repl_reused);
+}
+
+#[tokio::test]
+async fn import_cost_is_paid_once_per_repl() {
+    let farm = driver();
+    let code = "import SimCost.300\ntheorem t : True := trivial";
+    let cold = farm.driver.check(&request(code)).await.unwrap();
+    let warm = farm.driver.check(&request(code)).await.unwrap();
+    assert!(cold.timings.header_ms >= 300.0, "{:?}", cold.timings);
+    assert_eq!(warm.timings.header_ms, 0.0);
+    assert!(warm.repl_reused);
+}

@@ -1,0 +1,180 @@
+//! Verdicts on real `lean-sim` processes: each policy rule, and each way a
+//! generated proof cheats, produces the verdict it deserves.
+
+mod common;
+
+use common::{driver, request};
+use leanfarm_core::{CheckStatus, PinnedStatement, Policy};
+
+fn reason_code(verdict: &leanfarm_core::Verdict) -> String {
+    verdict
+        .reason
+        .as_ref()
+        .map(|reason| reason.code.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_clean_proof_is_valid_and_names_its_axioms_and_toolchain() {
+    let farm = driver();
+    let code = "import Mathlib\n\ntheorem add_zero' (n : Nat) : n + 0 = n := by simp\n-- sim: axioms add_zero' propext\n";
+    let verdict = farm.driver.check(&request(code)).await.unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.reason, None);
+    assert_eq!(verdict.axioms["add_zero'"], vec!["propext".to_string()]);
+    assert_eq!(verdict.toolchain, "lean-sim");
+    assert_eq!(verdict.project, "test-project");
+}
+
+#[tokio::test]
+async fn sorry_is_reported_as_sorry() {
+    let farm = driver();
+    let verdict = farm
+        .driver
+        .check(&request("theorem t : 1 = 1 := by sorry"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Sorry);
+    assert_eq!(reason_code(&verdict), "uses_sorry");
+}
+
+#[tokio::test]
+async fn errors_are_reported_at_the_line_of_the_submitted_snippet() {
+    let farm = driver();
+    let code = "import Mathlib\nimport Aesop\n\ntheorem t : 1 = 2 := by\n  -- sim: error unsolved goals\n  rfl";
+    let verdict = farm.driver.check(&request(code)).await.unwrap();
+    assert_eq!(verdict.status, CheckStatus::LeanError);
+    let error = verdict
+        .messages
+        .iter()
+        .find(|m| m.severity == "error")
+        .expect("an error message");
+    assert_eq!(error.line, 5, "the directive is on line 5 of the snippet");
+    assert_eq!(error.data, "unsolved goals");
+    assert_eq!(reason_code(&verdict), "lean_error");
+}
+
+#[tokio::test]
+async fn cheats_caught_before_lean_runs() {
+    let farm = driver();
+    for code in [
+        "axiom cheat : False\ntheorem t : 1 = 2 := cheat.elim",
+        "set_option debug.skipKernelTC true\ntheorem t : 1 = 2 := by decide",
+        "theorem t : 2 + 2 = 4 := by native_decide",
+        "@[implemented_by id] def f (n : Nat) : Nat := n\ntheorem t : f 1 = 1 := rfl",
+        "elab \"#print \" \"axioms\" x:ident : command => pure ()\ntheorem t : 1 = 2 := sorry",
+    ] {
+        let verdict = farm.driver.check(&request(code)).await.unwrap();
+        assert_eq!(verdict.status, CheckStatus::LeanError, "{code}");
+        assert_eq!(reason_code(&verdict), "forbidden_command", "{code}");
+    }
+    assert_eq!(
+        farm.driver.stats().misses,
+        0,
+        "no repl was started for a rejected snippet"
+    );
+}
+
+#[tokio::test]
+async fn sorry_reached_under_a_built_name_is_found_by_the_audit() {
+    // `sorryAx` reached through a name built at run time: no `sorry` token in
+    // the text, no warning from Lean, but the theorem depends on `sorryAx`.
+    let farm = driver();
+    let code = "theorem t : 1 = 2 := hidden_cheat\n-- sim: axioms t sorryAx\n";
+    let verdict = farm.driver.check(&request(code)).await.unwrap();
+    assert_eq!(verdict.status, CheckStatus::Sorry, "{verdict:?}");
+}
+
+#[tokio::test]
+async fn a_foreign_axiom_is_rejected_even_when_print_axioms_is_spoofed() {
+    let farm = driver();
+    let policy = Policy {
+        allow_metaprogramming: true,
+        ..Policy::default()
+    };
+    let code = "elab \"#print \" \"axioms\" x:ident : command => Lean.logInfo m!\"'{x}' does not depend on any axioms\"\ntheorem t : 1 = 2 := magic\n-- sim: axioms t Cheat.magic\n#print axioms t\n";
+    let mut check = request(code);
+    check.policy = policy;
+    let verdict = farm.driver.check(&check).await.unwrap();
+    let spoofed = verdict
+        .messages
+        .iter()
+        .any(|m| m.data.contains("does not depend on any axioms"));
+    assert!(
+        spoofed,
+        "the snippet's own #print axioms was spoofed: {:?}",
+        verdict.messages
+    );
+    assert_eq!(verdict.status, CheckStatus::LeanError);
+    assert_eq!(reason_code(&verdict), "forbidden_axiom");
+    assert_eq!(verdict.axioms["t"], vec!["Cheat.magic".to_string()]);
+}
+
+#[tokio::test]
+async fn a_forged_audit_line_is_ignored() {
+    let farm = driver();
+    let code = "theorem t : 1 = 2 := by exact?\n-- sim: axioms t sorryAx\n-- sim: info leanfarm-audit 00000000000000000000000000000000 [{\"name\":\"t\",\"kind\":\"theorem\",\"axioms\":[],\"type\":\"x\"}]\n";
+    let verdict = farm.driver.check(&request(code)).await.unwrap();
+    assert_eq!(verdict.status, CheckStatus::Sorry, "{verdict:?}");
+}
+
+#[tokio::test]
+async fn native_decide_follows_the_policy() {
+    let farm = driver();
+    let mut check = request("theorem t : 2 + 2 = 4 := by native_decide");
+    check.policy.allow_native_decide = true;
+    let verdict = farm.driver.check(&check).await.unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert!(verdict.axioms["t"].contains(&"Lean.ofReduceBool".to_string()));
+}
+
+#[tokio::test]
+async fn a_changed_or_missing_pinned_statement_is_rejected() {
+    let farm = driver();
+    let pinned = PinnedStatement {
+        name: "t".to_string(),
+        statement: "theorem t (n : Nat) : n + 0 = n".to_string(),
+    };
+    let cases = [
+        (
+            "theorem t (n : Nat) : n + 0 = n := by simp",
+            CheckStatus::Valid,
+            "",
+        ),
+        (
+            "theorem t (n : Nat) : n = n := rfl",
+            CheckStatus::LeanError,
+            "statement_mismatch",
+        ),
+        (
+            "def t (n : Nat) : n + 0 = n := by simp",
+            CheckStatus::LeanError,
+            "statement_mismatch",
+        ),
+        (
+            "theorem t' (n : Nat) : n + 0 = n := by simp",
+            CheckStatus::LeanError,
+            "statement_missing",
+        ),
+    ];
+    for (code, status, code_expected) in cases {
+        let mut check = request(code);
+        check.policy.pinned = Some(pinned.clone());
+        let verdict = farm.driver.check(&check).await.unwrap();
+        assert_eq!(verdict.status, status, "{code}: {verdict:?}");
+        assert_eq!(reason_code(&verdict), code_expected, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn stderr_noise_does_not_change_the_verdict() {
+    let farm = driver();
+    let verdict = farm
+        .driver
+        .check(&request(
+            "-- sim: stderr warning: something odd\ntheorem t : True := trivial",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+}

@@ -1,0 +1,677 @@
+//! lean-sim: a stand-in for Lean that speaks the REPL protocol and the
+//! `lean --json` output exactly, with behaviour set by the snippet (see
+//! `docs/lean-sim.md`), and that can replay recorded transcripts.
+//!
+//! It is how the farm is tested where Lean cannot be installed. It never
+//! pretends to check mathematics: its verdicts come from simple text rules
+//! and `-- sim:` directives.
+
+mod acts;
+mod analysis;
+mod replay;
+
+use analysis::{goal_of, tokens, Declaration, Item, LineCol};
+use lean_protocol::{CommandReply, Message, Pos, ProofStepReply, Reply, Request, Severity, Sorry};
+use serde_json::Map;
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+/// Run lean-sim with these arguments (without the program name); returns the exit code.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["repl"] => run_repl(None),
+        ["repl", "--replay", dir] => match replay::Recordings::load(std::path::Path::new(dir)) {
+            Ok(recordings) => run_repl(Some(recordings)),
+            Err(error) => {
+                eprintln!("lean-sim: cannot load transcripts from {dir}: {error}");
+                2
+            }
+        },
+        ["--json", file] => run_json(file),
+        ["--version"] => {
+            println!(
+                "lean-sim {} (stand-in for Lean 4; checks no mathematics)",
+                env!("CARGO_PKG_VERSION")
+            );
+            0
+        }
+        _ => {
+            eprintln!("usage: lean-sim repl [--replay DIR] | lean-sim --json FILE.lean | lean-sim --version");
+            2
+        }
+    }
+}
+
+/// A declaration in an environment, with the axioms it depends on.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Constant {
+    name: String,
+    kind: String,
+    axioms: BTreeSet<String>,
+    signature: String,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Environment {
+    constants: Vec<Constant>,
+    /// The audit command and the index of the first constant it reports.
+    audit: Option<(String, usize)>,
+    print_axioms_spoofed: bool,
+}
+
+impl Environment {
+    fn find(&self, name: &str) -> Option<&Constant> {
+        self.constants.iter().find(|constant| constant.name == name)
+    }
+}
+
+#[derive(Default)]
+struct Session {
+    environments: Vec<Environment>,
+    proof_states: Vec<String>,
+}
+
+/// What answering a command does besides the reply.
+enum Fault {
+    None,
+    Garbage,
+    ExitMidReply,
+    Silent,
+    Crash,
+    Exit(i32),
+    Flood(usize),
+}
+
+fn pos(position: LineCol) -> Pos {
+    Pos {
+        line: position.0,
+        column: position.1,
+    }
+}
+
+fn message(severity: Severity, start: LineCol, end: LineCol, data: impl Into<String>) -> Message {
+    Message {
+        severity,
+        pos: pos(start),
+        end_pos: Some(pos(end)),
+        data: data.into(),
+        extra: Map::new(),
+    }
+}
+
+impl Session {
+    fn new_proof_state(&mut self, goal: String) -> u64 {
+        self.proof_states.push(goal);
+        self.proof_states.len() as u64 - 1
+    }
+
+    fn new_environment(&mut self, environment: Environment) -> u64 {
+        self.environments.push(environment);
+        self.environments.len() as u64 - 1
+    }
+
+    fn answer(&mut self, request: Request) -> (Reply, Fault) {
+        match request {
+            Request::Command(command) => self.command(&command.cmd, command.env),
+            Request::File(file) => match std::fs::read_to_string(&file.path) {
+                Ok(text) => self.command(&text, file.env),
+                Err(error) => (
+                    Reply::Error {
+                        message: format!("no such file: {} ({error})", file.path),
+                    },
+                    Fault::None,
+                ),
+            },
+            Request::Tactic(tactic) => {
+                let Some(goal) = self.proof_states.get(tactic.proof_state as usize).cloned() else {
+                    return (
+                        Reply::Error {
+                            message: "Unknown proof state.".into(),
+                        },
+                        Fault::None,
+                    );
+                };
+                let incomplete = tactic.tactic.contains("sorry");
+                let goals = if incomplete {
+                    vec![goal.clone()]
+                } else {
+                    Vec::new()
+                };
+                let proof_state = self.new_proof_state(goal);
+                let status = if incomplete {
+                    "Incomplete: open goals remain"
+                } else {
+                    "Completed"
+                };
+                let reply = ProofStepReply {
+                    proof_state,
+                    goals,
+                    proof_status: Some(status.into()),
+                    messages: Vec::new(),
+                    sorries: Vec::new(),
+                    traces: None,
+                    extra: Map::new(),
+                };
+                (Reply::ProofStep(reply), Fault::None)
+            }
+            Request::PickleEnv { pickle_to, env } => match self.environments.get(env as usize) {
+                None => (
+                    Reply::Error {
+                        message: "Unknown environment.".into(),
+                    },
+                    Fault::None,
+                ),
+                Some(environment) => {
+                    let written = serde_json::to_vec(environment)
+                        .map_err(std::io::Error::other)
+                        .and_then(|bytes| std::fs::write(&pickle_to, bytes));
+                    match written {
+                        Ok(()) => (
+                            Reply::Command(CommandReply {
+                                env,
+                                ..Default::default()
+                            }),
+                            Fault::None,
+                        ),
+                        Err(error) => (
+                            Reply::Error {
+                                message: format!("cannot write {pickle_to}: {error}"),
+                            },
+                            Fault::None,
+                        ),
+                    }
+                }
+            },
+            Request::UnpickleEnv { unpickle_env_from } => {
+                let loaded = std::fs::read(&unpickle_env_from)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<Environment>(&bytes).map_err(|e| e.to_string())
+                    });
+                match loaded {
+                    Ok(environment) => {
+                        let env = self.new_environment(environment);
+                        (
+                            Reply::Command(CommandReply {
+                                env,
+                                ..Default::default()
+                            }),
+                            Fault::None,
+                        )
+                    }
+                    Err(error) => (
+                        Reply::Error {
+                            message: format!("cannot read {unpickle_env_from}: {error}"),
+                        },
+                        Fault::None,
+                    ),
+                }
+            }
+            Request::PickleProofState {
+                pickle_to,
+                proof_state,
+            } => match self.proof_states.get(proof_state as usize).cloned() {
+                None => (
+                    Reply::Error {
+                        message: "Unknown proof state.".into(),
+                    },
+                    Fault::None,
+                ),
+                Some(goal) => match std::fs::write(&pickle_to, &goal) {
+                    Ok(()) => (self.proof_step_reply(goal), Fault::None),
+                    Err(error) => (
+                        Reply::Error {
+                            message: format!("cannot write {pickle_to}: {error}"),
+                        },
+                        Fault::None,
+                    ),
+                },
+            },
+            Request::UnpickleProofState {
+                unpickle_proof_state_from,
+            } => match std::fs::read_to_string(&unpickle_proof_state_from) {
+                Ok(goal) => (self.proof_step_reply(goal), Fault::None),
+                Err(error) => (
+                    Reply::Error {
+                        message: format!("cannot read {unpickle_proof_state_from}: {error}"),
+                    },
+                    Fault::None,
+                ),
+            },
+        }
+    }
+
+    fn proof_step_reply(&mut self, goal: String) -> Reply {
+        let proof_state = self.new_proof_state(goal.clone());
+        Reply::ProofStep(ProofStepReply {
+            proof_state,
+            goals: vec![goal],
+            proof_status: Some("Incomplete: open goals remain".into()),
+            messages: Vec::new(),
+            sorries: Vec::new(),
+            traces: None,
+            extra: Map::new(),
+        })
+    }
+
+    fn command(&mut self, text: &str, env: Option<u64>) -> (Reply, Fault) {
+        let mut environment = match env {
+            None => Environment::default(),
+            Some(id) => match self.environments.get(id as usize) {
+                Some(environment) => environment.clone(),
+                None => {
+                    return (
+                        Reply::Error {
+                            message: "Unknown environment.".into(),
+                        },
+                        Fault::None,
+                    )
+                }
+            },
+        };
+        let (messages, sorries, fault) = self.elaborate(text, env.is_some(), &mut environment);
+        let env = self.new_environment(environment);
+        (
+            Reply::Command(CommandReply {
+                env,
+                messages,
+                sorries,
+                ..Default::default()
+            }),
+            fault,
+        )
+    }
+
+    /// Elaborate a command's text into `environment`; returns messages, sorries and any fault.
+    fn elaborate(
+        &mut self,
+        text: &str,
+        has_env: bool,
+        environment: &mut Environment,
+    ) -> (Vec<Message>, Vec<Sorry>, Fault) {
+        let items = analysis::analyse(text);
+        let mut messages = Vec::new();
+        let mut sorries = Vec::new();
+        let mut fault = Fault::None;
+        let mut extra_axioms: Vec<(String, Vec<String>)> = Vec::new();
+        for item in &items {
+            if let Item::Directive { directive, .. } = item {
+                if let Some(rest) = directive.strip_prefix("axioms ") {
+                    let mut parts = rest.split_whitespace();
+                    if let (Some(name), Some(list)) = (parts.next(), parts.next()) {
+                        extra_axioms.push((
+                            name.to_string(),
+                            list.split(',').map(str::to_string).collect(),
+                        ));
+                    }
+                }
+            }
+        }
+        for item in items {
+            match item {
+                Item::Import { module, pos } => {
+                    if has_env {
+                        let end = (pos.0, 6);
+                        messages.push(message(Severity::Error, pos, end, "invalid 'import' command, it must be used in the beginning of the file"));
+                        continue;
+                    }
+                    if let Some(milliseconds) =
+                        module.strip_prefix("SimCost.").and_then(|n| n.parse().ok())
+                    {
+                        std::thread::sleep(Duration::from_millis(milliseconds));
+                    }
+                    if let Some(mebibytes) =
+                        module.strip_prefix("SimMem.").and_then(|n| n.parse().ok())
+                    {
+                        acts::hold_memory(mebibytes);
+                    }
+                }
+                Item::AuditDefinition { command } => {
+                    environment.audit = Some((command, environment.constants.len()));
+                }
+                Item::SpoofPrintAxioms => environment.print_axioms_spoofed = true,
+                Item::Declaration(declaration) => {
+                    self.declare(
+                        declaration,
+                        environment,
+                        &extra_axioms,
+                        &mut messages,
+                        &mut sorries,
+                    );
+                }
+                Item::PrintAxioms { name, pos, end } => {
+                    let data = match environment.find(&name) {
+                        _ if environment.print_axioms_spoofed => {
+                            format!("'{name}' does not depend on any axioms")
+                        }
+                        None => {
+                            messages.push(message(
+                                Severity::Error,
+                                pos,
+                                end,
+                                format!("unknown constant '{name}'"),
+                            ));
+                            continue;
+                        }
+                        Some(constant) if constant.axioms.is_empty() => {
+                            format!("'{name}' does not depend on any axioms")
+                        }
+                        Some(constant) => {
+                            format!(
+                                "'{name}' depends on axioms: [{}]",
+                                constant
+                                    .axioms
+                                    .iter()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                    };
+                    messages.push(message(Severity::Info, pos, end, data));
+                }
+                Item::Audit { command, pos, end } => match &environment.audit {
+                    Some((registered, first)) if *registered == command => {
+                        let nonce = command.trim_start_matches("#leanfarm_audit_");
+                        let entries: Vec<serde_json::Value> = environment.constants[*first..]
+                            .iter()
+                            .map(|c| serde_json::json!({"name": c.name, "kind": c.kind, "axioms": c.axioms, "type": c.signature}))
+                            .collect();
+                        let data = format!(
+                            "leanfarm-audit {nonce} {}",
+                            serde_json::Value::Array(entries)
+                        );
+                        messages.push(message(Severity::Info, pos, end, data));
+                    }
+                    _ => messages.push(message(
+                        Severity::Error,
+                        pos,
+                        end,
+                        "unexpected token '#'; expected command",
+                    )),
+                },
+                Item::Directive { directive, line } => {
+                    let start = (line, 0);
+                    let end = (line, directive.chars().count() as u32 + 8);
+                    let mut words = directive.split_whitespace();
+                    let name = words.next().unwrap_or("");
+                    let args: Vec<&str> = words.collect();
+                    let text_arg = directive[name.len()..].trim().to_string();
+                    let number = || {
+                        args.first()
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    match name {
+                        "cpu" => acts::burn_cpu(number()),
+                        "sleep" => std::thread::sleep(Duration::from_millis(number())),
+                        "memory" => acts::hold_memory(number() as usize),
+                        "error" => messages.push(message(Severity::Error, start, end, text_arg)),
+                        "warning" => {
+                            messages.push(message(Severity::Warning, start, end, text_arg))
+                        }
+                        "info" => messages.push(message(Severity::Info, start, end, text_arg)),
+                        "axioms" => {}
+                        "stderr" => {
+                            eprintln!("{text_arg}");
+                        }
+                        "garbage" => fault = Fault::Garbage,
+                        "exit-mid-reply" => fault = Fault::ExitMidReply,
+                        "silent" => fault = Fault::Silent,
+                        "crash" => fault = Fault::Crash,
+                        "exit" => fault = Fault::Exit(number() as i32),
+                        "output-flood" => fault = Fault::Flood(number() as usize),
+                        "spin" => acts::spin_forever(),
+                        "alloc-unbounded" => acts::allocate_without_bound(),
+                        "fork-bomb" => acts::fork_bomb(),
+                        other => match acts::hostile_act(other, &args) {
+                            Some(report) => {
+                                messages.push(message(Severity::Info, start, end, report))
+                            }
+                            None => messages.push(message(
+                                Severity::Error,
+                                start,
+                                end,
+                                format!("lean-sim: unknown directive `{other}`"),
+                            )),
+                        },
+                    }
+                }
+            }
+        }
+        (messages, sorries, fault)
+    }
+
+    fn declare(
+        &mut self,
+        declaration: Declaration,
+        environment: &mut Environment,
+        extra_axioms: &[(String, Vec<String>)],
+        messages: &mut Vec<Message>,
+        sorries: &mut Vec<Sorry>,
+    ) {
+        if let Some(name) = &declaration.name {
+            if environment.find(name).is_some() {
+                let data = format!("'{name}' has already been declared");
+                messages.push(message(
+                    Severity::Error,
+                    declaration.name_pos,
+                    declaration.name_end,
+                    data,
+                ));
+                return;
+            }
+        }
+        let mut axioms = BTreeSet::new();
+        let goal = goal_of(&declaration.signature);
+        for (start, end) in &declaration.sorries {
+            let proof_state = self.new_proof_state(goal.clone());
+            sorries.push(Sorry {
+                pos: Some(pos(*start)),
+                end_pos: Some(pos(*end)),
+                goal: goal.clone(),
+                proof_state: Some(proof_state),
+                extra: Map::new(),
+            });
+            axioms.insert("sorryAx".to_string());
+        }
+        if !declaration.sorries.is_empty() {
+            messages.push(message(
+                Severity::Warning,
+                declaration.name_pos,
+                declaration.name_end,
+                "declaration uses `sorry`",
+            ));
+        }
+        if tokens(&declaration.code).any(|token| token == "native_decide") {
+            axioms.insert("Lean.ofReduceBool".to_string());
+        }
+        let own_name = declaration.name.clone().unwrap_or_default();
+        for token in tokens(&declaration.code) {
+            if token == own_name {
+                continue;
+            }
+            // `cheat.elim` uses `cheat`: try the token and each dotted prefix.
+            let prefixes = token
+                .match_indices('.')
+                .map(|(index, _)| &token[..index])
+                .chain(std::iter::once(token));
+            for candidate in prefixes {
+                if let Some(constant) = environment.find(candidate) {
+                    axioms.extend(constant.axioms.iter().cloned());
+                }
+            }
+        }
+        for (name, extra) in extra_axioms {
+            if *name == own_name {
+                axioms.extend(extra.iter().cloned());
+            }
+        }
+        if declaration.kind == "axiom" {
+            axioms.insert(own_name.clone());
+        }
+        if let Some(name) = declaration.name {
+            environment.constants.push(Constant {
+                name,
+                kind: declaration.kind,
+                axioms,
+                signature: declaration.signature,
+            });
+        }
+    }
+}
+
+/// Lean's style of printing a reply: one object over several lines.
+fn print_reply(reply: &Reply) -> String {
+    let value = reply.to_value();
+    let serde_json::Value::Object(object) = value else {
+        unreachable!("replies are objects")
+    };
+    let fields: Vec<String> = object
+        .iter()
+        .map(|(key, value)| format!("{}: {}", serde_json::Value::String(key.clone()), value))
+        .collect();
+    format!("{{{}}}\n\n", fields.join(",\n "))
+}
+
+fn run_repl(recordings: Option<replay::Recordings>) -> i32 {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut session = Session::default();
+    let mut history: Vec<serde_json::Value> = Vec::new();
+    let mut recordings = recordings;
+    let mut frame = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = input.read_line(&mut line).unwrap_or(0);
+        let at_end = read == 0;
+        if !at_end && !line.trim().is_empty() {
+            frame.push_str(&line);
+            continue;
+        }
+        if !frame.trim().is_empty() {
+            let text = std::mem::take(&mut frame);
+            let output = match recordings.as_mut() {
+                Some(recordings) => replay_answer(recordings, &mut history, &text),
+                None => match lean_protocol::parse_request(&text) {
+                    Ok(request) => {
+                        let (reply, fault) = session.answer(request);
+                        match deliver(&reply, fault) {
+                            Some(output) => output,
+                            None => continue,
+                        }
+                    }
+                    Err(error) => print_reply(&Reply::Error {
+                        message: format!("Could not parse JSON:\n{error}"),
+                    }),
+                },
+            };
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(output.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                return 0;
+            }
+        }
+        if at_end {
+            return 0;
+        }
+    }
+}
+
+fn replay_answer(
+    recordings: &mut replay::Recordings,
+    history: &mut Vec<serde_json::Value>,
+    text: &str,
+) -> String {
+    let request = match lean_protocol::parse_request(text)
+        .map(|r| serde_json::to_value(r).expect("requests serialise"))
+    {
+        Ok(value) => value,
+        Err(error) => {
+            return print_reply(&Reply::Error {
+                message: format!("Could not parse JSON:\n{error}"),
+            })
+        }
+    };
+    history.push(request);
+    match recordings.reply_for(history) {
+        Some(recorded) => format!("{}\n\n", recorded.trim_end()),
+        None => print_reply(&Reply::Error {
+            message: "lean-sim replay: no recording for this command".into(),
+        }),
+    }
+}
+
+/// Print the reply, or act out a fault. `None` when nothing is to be printed.
+fn deliver(reply: &Reply, fault: Fault) -> Option<String> {
+    let text = print_reply(reply);
+    match fault {
+        Fault::None => Some(text),
+        Fault::Garbage => Some("this is not json <<< garbage >>>\n\n".to_string()),
+        Fault::ExitMidReply => {
+            let half = &text.as_bytes()[..text.len() / 2];
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(half).and_then(|_| stdout.flush());
+            std::process::exit(1);
+        }
+        Fault::Silent => acts::sleep_forever(),
+        Fault::Crash => std::process::abort(),
+        Fault::Exit(code) => std::process::exit(code),
+        Fault::Flood(mebibytes) => {
+            let flood = "x".repeat(mebibytes << 20);
+            let reply = Reply::Command(CommandReply {
+                env: match reply {
+                    Reply::Command(command) => command.env,
+                    _ => 0,
+                },
+                messages: vec![message(Severity::Info, (1, 0), (1, 1), flood)],
+                ..Default::default()
+            });
+            Some(print_reply(&reply))
+        }
+    }
+}
+
+fn run_json(file: &str) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("file not found: {file} ({error})");
+            return 1;
+        }
+    };
+    let mut session = Session::default();
+    let mut environment = Environment::default();
+    let (messages, _sorries, _fault) = session.elaborate(&text, false, &mut environment);
+    let mut has_error = false;
+    let mut stdout = std::io::stdout().lock();
+    for message in messages {
+        has_error |= message.severity == Severity::Error;
+        let severity = match message.severity {
+            Severity::Info | Severity::Trace => "information",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        let line = lean_protocol::LeanJsonMessage {
+            file_name: file.to_string(),
+            pos: message.pos,
+            end_pos: message.end_pos,
+            severity: severity.to_string(),
+            caption: String::new(),
+            data: message.data,
+            kind: None,
+        };
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string(&line).expect("messages serialise")
+        );
+    }
+    i32::from(has_error)
+}

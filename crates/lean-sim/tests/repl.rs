@@ -1,0 +1,308 @@
+//! lean-sim as a real process: the replay round-trip over every real
+//! transcript, and the synthesized behaviours the farm's tests rely on.
+
+use lean_protocol::{encode_request, split_frames, CommandRequest, Reply, ReplyDecoder, Request};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+fn transcripts_dir() -> PathBuf {
+    let shared = std::env::var("LEAN_FARM_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    shared.join("fixtures/lean-repl/transcripts")
+}
+
+struct Repl {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Repl {
+    fn start(args: &[&str]) -> Repl {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lean-sim"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn lean-sim");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Repl {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn send_text(&mut self, request_text: &str) -> Reply {
+        self.stdin
+            .write_all(request_text.trim_end().as_bytes())
+            .unwrap();
+        self.stdin.write_all(b"\n\n").unwrap();
+        self.stdin.flush().unwrap();
+        let mut decoder = ReplyDecoder::new(64 << 20);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap();
+            if read == 0 {
+                return decoder
+                    .finish()
+                    .expect("a reply before end of stream")
+                    .expect("a valid reply");
+            }
+            if let Some(reply) = decoder.push_line(&line) {
+                return reply.expect("a valid reply");
+            }
+        }
+    }
+
+    fn cmd(&mut self, cmd: &str, env: Option<u64>) -> Reply {
+        let request = Request::Command(CommandRequest {
+            cmd: cmd.to_string(),
+            env,
+            ..Default::default()
+        });
+        self.send_text(&encode_request(&request))
+    }
+}
+
+impl Drop for Repl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command_reply(reply: Reply) -> lean_protocol::CommandReply {
+    match reply {
+        Reply::Command(reply) => reply,
+        other => panic!("expected a command reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn replay_reproduces_every_real_transcript() {
+    let dir = transcripts_dir();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("transcripts dir (set LEAN_FARM_SHARED_DIR)") {
+        let path = entry.unwrap().path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".expected.out"))
+        else {
+            continue;
+        };
+        let requests =
+            split_frames(&std::fs::read_to_string(dir.join(format!("{name}.in"))).unwrap());
+        let recorded = split_frames(&std::fs::read_to_string(&path).unwrap());
+        let mut repl = Repl::start(&["repl", "--replay", dir.to_str().unwrap()]);
+        for (request, recorded_text) in requests.iter().zip(&recorded) {
+            let recorded_value: serde_json::Value = serde_json::from_str(recorded_text).unwrap();
+            let recorded_reply = Reply::from_value(recorded_value.clone()).unwrap();
+            let reply = repl.send_text(request);
+            assert_eq!(reply, recorded_reply, "{name}: {request}");
+            assert_eq!(reply.to_value(), recorded_value, "{name}: {request}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 150, "only {checked} replies checked");
+}
+
+#[test]
+fn replay_answers_an_unrecorded_command_with_an_error_reply() {
+    let mut repl = Repl::start(&["repl", "--replay", transcripts_dir().to_str().unwrap()]);
+    let reply = repl.cmd("theorem never_recorded : True := trivial", None);
+    assert_eq!(
+        reply,
+        Reply::Error {
+            message: "lean-sim replay: no recording for this command".into()
+        }
+    );
+}
+
+#[test]
+fn environments_are_numbered_and_isolated_as_in_lean() {
+    let mut repl = Repl::start(&["repl"]);
+    assert_eq!(command_reply(repl.cmd("def f := 37", None)).env, 0);
+    assert_eq!(command_reply(repl.cmd("def g := f", Some(0))).env, 1);
+    // g is declared in env 1 only: redeclaring it on env 0 is fine, on env 1 it is not.
+    let fresh = command_reply(repl.cmd("def g := 1", Some(0)));
+    assert_eq!(fresh.env, 2);
+    assert!(fresh.messages.is_empty());
+    let clash = command_reply(repl.cmd("def g := 2", Some(1)));
+    assert_eq!(clash.messages[0].data, "'g' has already been declared");
+    assert_eq!(
+        repl.cmd("def h := 1", Some(42)),
+        Reply::Error {
+            message: "Unknown environment.".into()
+        }
+    );
+}
+
+#[test]
+fn sorry_has_the_shape_lean_gives_it() {
+    let dir = transcripts_dir();
+    let recorded =
+        split_frames(&std::fs::read_to_string(dir.join("tactic_sorry.expected.out")).unwrap());
+    let recorded = Reply::from_value(serde_json::from_str(&recorded[0]).unwrap()).unwrap();
+    let mut repl = Repl::start(&["repl"]);
+    assert_eq!(repl.cmd("def f : Nat := by sorry", None), recorded);
+}
+
+#[test]
+fn axioms_follow_sorry_native_decide_declared_axioms_and_directives() {
+    let mut repl = Repl::start(&["repl"]);
+    let code = "axiom cheat : False\ntheorem a : 1 = 2 := cheat.elim\ntheorem b : 1 = 2 := a\ntheorem c : True := by native_decide\ntheorem d : True := trivial\n-- sim: axioms d propext,Quot.sound";
+    command_reply(repl.cmd(code, None));
+    let expectations = [
+        ("a", "'a' depends on axioms: [cheat]"),
+        ("b", "'b' depends on axioms: [cheat]"),
+        ("c", "'c' depends on axioms: [Lean.ofReduceBool]"),
+        ("d", "'d' depends on axioms: [Quot.sound, propext]"),
+    ];
+    for (name, expected) in expectations {
+        let reply = command_reply(repl.cmd(&format!("#print axioms {name}"), Some(0)));
+        assert_eq!(reply.messages[0].data, expected);
+    }
+}
+
+#[test]
+fn a_spoofed_print_axioms_lies_but_the_audit_does_not() {
+    let mut repl = Repl::start(&["repl"]);
+    command_reply(repl.cmd("elab \"#leanfarm_audit_beef\" : command => pure ()", None));
+    let code = "elab \"#print \" \"axioms\" x:ident : command => pure ()\ntheorem t : 1 = 2 := sorry\n#print axioms t";
+    let reply = command_reply(repl.cmd(code, Some(0)));
+    let info = reply
+        .messages
+        .iter()
+        .find(|m| m.data.starts_with("'t'"))
+        .unwrap();
+    assert_eq!(info.data, "'t' does not depend on any axioms");
+    let audit = command_reply(repl.cmd("#leanfarm_audit_beef", Some(reply.env)));
+    assert_eq!(
+        audit.messages[0].data,
+        r#"leanfarm-audit beef [{"axioms":["sorryAx"],"kind":"theorem","name":"t","type":": 1 = 2"}]"#
+    );
+    let unknown = command_reply(repl.cmd("#leanfarm_audit_other", Some(reply.env)));
+    assert_eq!(unknown.messages[0].severity, lean_protocol::Severity::Error);
+}
+
+#[test]
+fn directives_report_messages_at_their_line() {
+    let mut repl = Repl::start(&["repl"]);
+    let reply = command_reply(repl.cmd(
+        "theorem t : True := by\n  -- sim: error unsolved goals\n  trivial",
+        None,
+    ));
+    assert_eq!(reply.messages[0].data, "unsolved goals");
+    assert_eq!(reply.messages[0].pos.line, 2);
+    let reply = command_reply(repl.cmd("-- sim: frobnicate", None));
+    assert!(reply.messages[0].data.contains("unknown directive"));
+}
+
+#[test]
+fn hostile_acts_really_happen_and_report_what_they_did() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let secret = scratch.path().join("secret.txt");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let written = scratch.path().join("written.txt");
+    let mut repl = Repl::start(&["repl"]);
+    let code = format!(
+        "-- sim: connect {address}\n-- sim: read {}\n-- sim: write {} hello there\n-- sim: getpid",
+        secret.display(),
+        written.display()
+    );
+    let reply = command_reply(repl.cmd(&code, None));
+    let data: Vec<&str> = reply.messages.iter().map(|m| m.data.as_str()).collect();
+    assert_eq!(data[0], format!("connect {address}: ok"));
+    assert_eq!(data[1], format!("read {}: ok: s3cret", secret.display()));
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "hello there");
+    assert!(data[3].starts_with("getpid: pid "));
+}
+
+#[test]
+fn faults_break_the_protocol_as_announced() {
+    let mut repl = Repl::start(&["repl"]);
+    repl.stdin
+        .write_all(b"{\"cmd\": \"-- sim: garbage\"}\n\n")
+        .unwrap();
+    repl.stdin.flush().unwrap();
+    let mut line = String::new();
+    repl.stdout.read_line(&mut line).unwrap();
+    assert!(!line.starts_with('{'), "{line}");
+
+    let mut repl = Repl::start(&["repl"]);
+    repl.stdin
+        .write_all(b"{\"cmd\": \"-- sim: exit 7\"}\n\n")
+        .unwrap();
+    repl.stdin.flush().unwrap();
+    assert_eq!(repl.child.wait().unwrap().code(), Some(7));
+
+    let mut repl = Repl::start(&["repl"]);
+    repl.stdin
+        .write_all(b"{\"cmd\": \"-- sim: exit-mid-reply\\ntheorem t : 1 = 1 := sorry\"}\n\n")
+        .unwrap();
+    repl.stdin.flush().unwrap();
+    let mut decoder = ReplyDecoder::new(1 << 20);
+    let mut output = String::new();
+    std::io::Read::read_to_string(&mut repl.stdout, &mut output).unwrap();
+    assert!(!output.is_empty());
+    let mut outcomes: Vec<_> = output
+        .split_inclusive('\n')
+        .filter_map(|l| decoder.push_line(l))
+        .collect();
+    outcomes.extend(decoder.finish());
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [Err(lean_protocol::DecodeError::Truncated)]
+        ),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
+fn json_mode_prints_lean_json_lines_and_exit_code() {
+    let scratch = tempfile::tempdir().unwrap();
+    let good = scratch.path().join("good.lean");
+    std::fs::write(&good, "theorem t : 1 = 1 := sorry\n").unwrap();
+    let bad = scratch.path().join("bad.lean");
+    std::fs::write(&bad, "-- sim: error boom\n").unwrap();
+    let run = |file: &PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_lean-sim"))
+            .arg("--json")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = run(&good);
+    assert_eq!(output.status.code(), Some(0));
+    let message = lean_protocol::parse_lean_json_line(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(message.severity, "warning");
+    assert_eq!(message.data, "declaration uses `sorry`");
+    let output = run(&bad);
+    assert_eq!(output.status.code(), Some(1));
+    let message = lean_protocol::parse_lean_json_line(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (message.severity.as_str(), message.data.as_str()),
+        ("error", "boom")
+    );
+}

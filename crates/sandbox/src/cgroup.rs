@@ -1,0 +1,283 @@
+//! Per-process cgroups on cgroup v1 (one directory per controller) or v2
+//! (one unified directory): limits, usage, OOM events, and killing the tree.
+
+use crate::SandboxError;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PARENT: &str = "leanfarm";
+
+#[derive(Clone, Debug)]
+pub(crate) enum Layout {
+    V1 {
+        root: PathBuf,
+        has_freezer: bool,
+        has_cpu: bool,
+    },
+    V2 {
+        root: PathBuf,
+    },
+}
+
+/// Find the cgroup layout of this host and prepare the parent group.
+pub(crate) fn detect() -> Result<Layout, String> {
+    let root = PathBuf::from("/sys/fs/cgroup");
+    if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers")) {
+        if controllers.split_whitespace().any(|c| c == "memory")
+            && controllers.split_whitespace().any(|c| c == "pids")
+        {
+            let parent = root.join(PARENT);
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            let enable = "+memory +pids +cpu";
+            std::fs::write(root.join("cgroup.subtree_control"), enable)
+                .map_err(|e| format!("cannot enable controllers: {e}"))?;
+            std::fs::write(parent.join("cgroup.subtree_control"), enable)
+                .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
+            return Ok(Layout::V2 { root: parent });
+        }
+    }
+    if root.join("memory").is_dir() && root.join("pids").is_dir() {
+        for controller in ["memory", "pids"] {
+            let parent = root.join(controller).join(PARENT);
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let has_freezer = std::fs::create_dir_all(root.join("freezer").join(PARENT)).is_ok();
+        let has_cpu = std::fs::create_dir_all(root.join("cpu").join(PARENT)).is_ok()
+            && root.join("cpuacct").is_dir();
+        return Ok(Layout::V1 {
+            root,
+            has_freezer,
+            has_cpu,
+        });
+    }
+    Err("no usable cgroup v1 or v2 hierarchy with the memory and pids controllers".to_string())
+}
+
+/// The cgroup(s) of one sandboxed process tree.
+#[derive(Debug)]
+pub(crate) struct ProcessGroup {
+    layout: Layout,
+    name: String,
+    /// Every directory created, for cleanup.
+    directories: Vec<PathBuf>,
+    /// `cgroup.procs` files the child must join.
+    pub procs_files: Vec<PathBuf>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
+    std::fs::write(path, value).map_err(|e| {
+        SandboxError::Setup(format!(
+            "cannot write {} to {}: {e}",
+            value.trim(),
+            path.display()
+        ))
+    })
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
+impl ProcessGroup {
+    pub(crate) fn create(
+        layout: &Layout,
+        name: &str,
+        memory_bytes: u64,
+        pids: u64,
+        cpu_cores: f64,
+    ) -> Result<ProcessGroup, SandboxError> {
+        let mut group = ProcessGroup {
+            layout: layout.clone(),
+            name: name.to_string(),
+            directories: Vec::new(),
+            procs_files: Vec::new(),
+        };
+        let quota = (cpu_cores.max(0.01) * 100_000.0) as u64;
+        match layout {
+            Layout::V2 { root } => {
+                let dir = root.join(name);
+                group.make(&dir)?;
+                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
+                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                write(&dir.join("pids.max"), &pids.to_string())?;
+                let _ = std::fs::write(dir.join("cpu.max"), format!("{quota} 100000"));
+                group.procs_files.push(dir.join("cgroup.procs"));
+            }
+            Layout::V1 {
+                root,
+                has_freezer,
+                has_cpu,
+            } => {
+                let memory = root.join("memory").join(PARENT).join(name);
+                group.make(&memory)?;
+                write(
+                    &memory.join("memory.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                )?;
+                let _ = std::fs::write(
+                    memory.join("memory.memsw.limit_in_bytes"),
+                    memory_bytes.to_string(),
+                );
+                let pids_dir = root.join("pids").join(PARENT).join(name);
+                group.make(&pids_dir)?;
+                write(&pids_dir.join("pids.max"), &pids.to_string())?;
+                group.procs_files.push(memory.join("cgroup.procs"));
+                group.procs_files.push(pids_dir.join("cgroup.procs"));
+                if *has_freezer {
+                    let freezer = root.join("freezer").join(PARENT).join(name);
+                    group.make(&freezer)?;
+                    group.procs_files.push(freezer.join("cgroup.procs"));
+                }
+                if *has_cpu {
+                    let cpu = root.join("cpu").join(PARENT).join(name);
+                    group.make(&cpu)?;
+                    let _ = std::fs::write(cpu.join("cpu.cfs_period_us"), "100000");
+                    let _ = std::fs::write(cpu.join("cpu.cfs_quota_us"), quota.to_string());
+                    group.procs_files.push(cpu.join("cgroup.procs"));
+                }
+            }
+        }
+        Ok(group)
+    }
+
+    fn make(&mut self, dir: &Path) -> Result<(), SandboxError> {
+        std::fs::create_dir(dir).map_err(|e| {
+            SandboxError::Setup(format!("cannot create cgroup {}: {e}", dir.display()))
+        })?;
+        self.directories.push(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn memory_dir(&self) -> PathBuf {
+        match &self.layout {
+            Layout::V2 { root } => root.join(&self.name),
+            Layout::V1 { root, .. } => root.join("memory").join(PARENT).join(&self.name),
+        }
+    }
+
+    pub(crate) fn memory_bytes(&self) -> Option<u64> {
+        match &self.layout {
+            Layout::V2 { .. } => read_u64(&self.memory_dir().join("memory.current")),
+            Layout::V1 { .. } => read_u64(&self.memory_dir().join("memory.usage_in_bytes")),
+        }
+    }
+
+    pub(crate) fn peak_memory_bytes(&self) -> Option<u64> {
+        match &self.layout {
+            Layout::V2 { .. } => read_u64(&self.memory_dir().join("memory.peak")),
+            Layout::V1 { .. } => read_u64(&self.memory_dir().join("memory.max_usage_in_bytes")),
+        }
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this group.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let count = match &self.layout {
+            Layout::V2 { .. } => read_keyed(&self.memory_dir().join("memory.events"), "oom_kill "),
+            Layout::V1 { .. } => {
+                read_keyed(&self.memory_dir().join("memory.oom_control"), "oom_kill ")
+            }
+        };
+        count.unwrap_or(0) > 0
+    }
+
+    pub(crate) fn cpu_time(&self) -> Option<Duration> {
+        match &self.layout {
+            Layout::V2 { root } => {
+                read_keyed(&root.join(&self.name).join("cpu.stat"), "usage_usec ")
+                    .map(Duration::from_micros)
+            }
+            Layout::V1 {
+                root,
+                has_cpu: true,
+                ..
+            } => read_u64(
+                &root
+                    .join("cpuacct")
+                    .join(PARENT)
+                    .join(&self.name)
+                    .join("cpuacct.usage"),
+            )
+            .map(Duration::from_nanos),
+            Layout::V1 { .. } => None,
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let procs = self.memory_dir().join("cgroup.procs");
+        std::fs::read_to_string(procs)
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kill every process in the group, including ones that left their
+    /// session or process group; bounded to about a second.
+    pub(crate) fn kill_all(&self) {
+        if let Layout::V2 { root } = &self.layout {
+            if std::fs::write(root.join(&self.name).join("cgroup.kill"), "1").is_ok() {
+                self.wait_empty(Duration::from_secs(1));
+                return;
+            }
+        }
+        let freezer = match &self.layout {
+            Layout::V1 {
+                root,
+                has_freezer: true,
+                ..
+            } => Some(
+                root.join("freezer")
+                    .join(PARENT)
+                    .join(&self.name)
+                    .join("freezer.state"),
+            ),
+            _ => None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            if let Some(state) = &freezer {
+                let _ = std::fs::write(state, "FROZEN");
+            }
+            let pids = self.pids();
+            for pid in &pids {
+                // SAFETY: kill(2) has no memory effects.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            if let Some(state) = &freezer {
+                let _ = std::fs::write(state, "THAWED");
+            }
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.wait_empty(deadline.saturating_duration_since(Instant::now()));
+    }
+
+    fn wait_empty(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Remove the group's directories (after its processes are gone).
+    pub(crate) fn remove(&mut self) {
+        for dir in self.directories.drain(..).rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}

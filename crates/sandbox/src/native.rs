@@ -1,0 +1,409 @@
+//! The native backend's child setup. Everything is prepared before fork
+//! (paths as C strings, the seccomp program); after fork, in `enter`, only
+//! raw system calls run (no allocation, no locks), as async-signal safety
+//! demands.
+//!
+//! The child joins its cgroups, unshares mount, PID, network, IPC and UTS
+//! namespaces and forks once more: the grandchild is PID 1 of the new PID
+//! namespace and becomes the sandboxed program; the intermediate process
+//! waits for it and exits the same way, so the supervisor sees its status.
+//! The grandchild builds a new root on a tmpfs (read-only system and
+//! configured mounts, a read-write scratch directory, private /tmp, /proc and
+//! a minimal /dev), pivots into it, brings up loopback, sets rlimits, drops
+//! to an unprivileged user with no capabilities and no new privileges, and
+//! installs the seccomp filter.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// The uid and gid sandboxed programs run as (`nobody`).
+pub const SANDBOX_UID: u32 = 65534;
+
+pub(crate) enum MountStep {
+    /// mkdir(path)
+    Directory(CString),
+    /// symlink(target, path)
+    Symlink { target: CString, path: CString },
+    /// An empty file to bind a device onto.
+    File(CString),
+    /// Bind `source` on `target`, then remount with `flags`.
+    Bind {
+        source: CString,
+        target: CString,
+        flags: libc::c_ulong,
+    },
+    /// Mount a filesystem of `kind` with `data`.
+    Filesystem {
+        kind: CString,
+        target: CString,
+        flags: libc::c_ulong,
+        data: CString,
+    },
+}
+
+pub(crate) struct ChildPlan {
+    pub procs_files: Vec<CString>,
+    pub new_root: CString,
+    pub old_root: CString,
+    pub old_root_inside: CString,
+    pub steps: Vec<MountStep>,
+    pub scratch_inside: CString,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub filter: Vec<libc::sock_filter>,
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).expect("paths have no NUL bytes")
+}
+
+fn c_string(text: &str) -> CString {
+    CString::new(text).expect("no NUL bytes")
+}
+
+impl ChildPlan {
+    /// Plan the root filesystem: system directories and `read_only` mounts
+    /// read-only, `scratch` read-write at /scratch.
+    pub(crate) fn new(
+        new_root: &Path,
+        scratch: &Path,
+        read_only: &[(std::path::PathBuf, std::path::PathBuf)],
+        procs_files: &[std::path::PathBuf],
+        rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    ) -> ChildPlan {
+        let mut steps = Vec::new();
+        let mut made: Vec<std::path::PathBuf> = Vec::new();
+        let read_only_flags = libc::MS_BIND
+            | libc::MS_REC
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_REMOUNT;
+        let mut make_dirs = |inside: &Path, steps: &mut Vec<MountStep>| {
+            let mut current = new_root.to_path_buf();
+            for component in inside.components().skip(1) {
+                current.push(component);
+                if !made.contains(&current) {
+                    made.push(current.clone());
+                    steps.push(MountStep::Directory(c_path(&current)));
+                }
+            }
+        };
+        for system in ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"] {
+            let host = Path::new(system);
+            match std::fs::symlink_metadata(host) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(host) {
+                        steps.push(MountStep::Symlink {
+                            target: c_path(&target),
+                            path: c_path(&new_root.join(&system[1..])),
+                        });
+                    }
+                }
+                Ok(meta) if meta.is_dir() => {
+                    make_dirs(host, &mut steps);
+                    steps.push(MountStep::Bind {
+                        source: c_path(host),
+                        target: c_path(&new_root.join(&system[1..])),
+                        flags: read_only_flags,
+                    });
+                }
+                _ => {}
+            }
+        }
+        for (host, inside) in read_only {
+            make_dirs(inside, &mut steps);
+            let target = new_root.join(inside.strip_prefix("/").unwrap_or(inside));
+            steps.push(MountStep::Bind {
+                source: c_path(host),
+                target: c_path(&target),
+                flags: read_only_flags,
+            });
+        }
+        let scratch_inside = Path::new("/scratch");
+        make_dirs(scratch_inside, &mut steps);
+        steps.push(MountStep::Bind {
+            source: c_path(scratch),
+            target: c_path(&new_root.join("scratch")),
+            flags: libc::MS_BIND
+                | libc::MS_REC
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_REMOUNT,
+        });
+        make_dirs(Path::new("/tmp"), &mut steps);
+        steps.push(MountStep::Filesystem {
+            kind: c_string("tmpfs"),
+            target: c_path(&new_root.join("tmp")),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: c_string("size=64m,mode=1777"),
+        });
+        make_dirs(Path::new("/proc"), &mut steps);
+        steps.push(MountStep::Filesystem {
+            kind: c_string("proc"),
+            target: c_path(&new_root.join("proc")),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: c_string("hidepid=2"),
+        });
+        make_dirs(Path::new("/dev"), &mut steps);
+        for device in ["null", "zero", "random", "urandom"] {
+            let target = new_root.join("dev").join(device);
+            steps.push(MountStep::File(c_path(&target)));
+            steps.push(MountStep::Bind {
+                source: c_path(&Path::new("/dev").join(device)),
+                target: c_path(&target),
+                flags: libc::MS_BIND | libc::MS_NOSUID | libc::MS_REMOUNT,
+            });
+        }
+        let old_root = new_root.join(".old-root");
+        steps.push(MountStep::Directory(c_path(&old_root)));
+        ChildPlan {
+            procs_files: procs_files.iter().map(|p| c_path(p)).collect(),
+            new_root: c_path(new_root),
+            old_root: c_path(&old_root),
+            old_root_inside: c_string("/.old-root"),
+            steps,
+            scratch_inside: c_path(scratch_inside),
+            rlimits,
+            filter: crate::seccomp::program(),
+        }
+    }
+}
+
+fn check(result: libc::c_int) -> std::io::Result<()> {
+    if result == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Write the calling process's pid to a cgroup's `cgroup.procs`.
+///
+/// # Safety
+/// Async-signal safe: no allocation.
+unsafe fn join_cgroup(procs_file: &CString) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a valid C string and a stack buffer.
+    unsafe {
+        let fd = libc::open(procs_file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut digits = [0u8; 16];
+        let mut pid = libc::getpid() as u32;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        let written = libc::write(fd, digits[start..].as_ptr().cast(), digits.len() - start);
+        libc::close(fd);
+        if written < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Runs in the forked child before exec (see the module docs).
+///
+/// # Safety
+/// Only to be called from `pre_exec`: after fork, in a single thread.
+pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
+    // SAFETY: every call below is a raw system call on memory prepared before fork.
+    unsafe {
+        for procs_file in &plan.procs_files {
+            join_cgroup(procs_file)?;
+        }
+        check(libc::unshare(
+            libc::CLONE_NEWNS
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWNET
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS,
+        ))?;
+        let child = libc::fork();
+        if child < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if child > 0 {
+            // The intermediate: wait for PID 1 of the sandbox and end the same
+            // way. It lets go of every descriptor first, so that the pipes (and
+            // the spawner's exec-status pipe) close when the sandbox's do.
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..4096 {
+                    libc::close(fd);
+                }
+            }
+            let mut status = 0;
+            while libc::waitpid(child, &mut status, 0) < 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            if libc::WIFSIGNALED(status) {
+                let signal = libc::WTERMSIG(status);
+                libc::signal(signal, libc::SIG_DFL);
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+                libc::kill(libc::getpid(), signal);
+            }
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128
+            });
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        let none = std::ptr::null::<libc::c_char>();
+        check(libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            c"tmpfs".as_ptr(),
+            plan.new_root.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"size=1m,mode=0755".as_ptr().cast(),
+        ))?;
+        for step in &plan.steps {
+            match step {
+                MountStep::Directory(path) => check(libc::mkdir(path.as_ptr(), 0o755))?,
+                MountStep::Symlink { target, path } => {
+                    check(libc::symlink(target.as_ptr(), path.as_ptr()))?
+                }
+                MountStep::File(path) => {
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                MountStep::Bind {
+                    source,
+                    target,
+                    flags,
+                } => {
+                    check(libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    ))?;
+                    check(libc::mount(
+                        none,
+                        target.as_ptr(),
+                        none,
+                        *flags,
+                        std::ptr::null(),
+                    ))?;
+                }
+                MountStep::Filesystem {
+                    kind,
+                    target,
+                    flags,
+                    data,
+                } => {
+                    check(libc::mount(
+                        kind.as_ptr(),
+                        target.as_ptr(),
+                        kind.as_ptr(),
+                        *flags,
+                        data.as_ptr().cast(),
+                    ))?;
+                }
+            }
+        }
+        check(libc::syscall(
+            libc::SYS_pivot_root,
+            plan.new_root.as_ptr(),
+            plan.old_root.as_ptr(),
+        ) as libc::c_int)?;
+        check(libc::chdir(c"/".as_ptr()))?;
+        check(libc::umount2(
+            plan.old_root_inside.as_ptr(),
+            libc::MNT_DETACH,
+        ))?;
+        check(libc::rmdir(plan.old_root_inside.as_ptr()))?;
+        check(libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            std::ptr::null(),
+        ))?;
+        check(libc::chdir(plan.scratch_inside.as_ptr()))?;
+        loopback_up();
+        let hostname = b"sandbox";
+        libc::sethostname(hostname.as_ptr().cast(), hostname.len());
+        for (resource, limit) in &plan.rlimits {
+            let value = libc::rlimit {
+                rlim_cur: *limit,
+                rlim_max: *limit,
+            };
+            check(libc::setrlimit(*resource, &value))?;
+        }
+        for capability in 0..64 {
+            libc::prctl(libc::PR_CAPBSET_DROP, capability);
+        }
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))?;
+        check(libc::setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))?;
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        let program = libc::sock_fprog {
+            len: plan.filter.len() as u16,
+            filter: plan.filter.as_ptr() as *mut libc::sock_filter,
+        };
+        check(libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &program as *const libc::sock_fprog,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Bring up `lo` in the new network namespace (best effort).
+///
+/// # Safety
+/// Async-signal safe.
+unsafe fn loopback_up() {
+    // SAFETY: ioctl on a socket we own with a zeroed, stack-allocated ifreq.
+    unsafe {
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if socket < 0 {
+            return;
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        request.ifr_name[0] = b'l' as libc::c_char;
+        request.ifr_name[1] = b'o' as libc::c_char;
+        if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) == 0 {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(socket, libc::SIOCSIFFLAGS, &mut request);
+        }
+        libc::close(socket);
+    }
+}

@@ -1,0 +1,164 @@
+//! The Lean Farm HTTP API and the in-process workers.
+//!
+//! The API validates requests, writes one job per snippet to the store before
+//! it answers, and waits for results through an in-process notification with
+//! a store poll as fallback (another process may finish the job). It keeps
+//! no state a second replica could not rebuild from the store.
+//!
+//! This module must never change a job's state except through `Store`.
+
+mod api;
+mod error;
+mod kimina;
+mod metrics;
+pub mod worker;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use worker::WorkerConfig;
+
+use leanfarm_driver::Driver;
+use leanfarm_store::{ArtifactStore, Store};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+
+/// Size, time and load limits of the API.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_snippet_bytes: usize,
+    pub max_batch: usize,
+    pub max_timeout_seconds: f64,
+    pub max_wait_seconds: f64,
+    /// Queued jobs beyond which new work is refused with 429.
+    pub max_queued_jobs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_snippet_bytes: 1 << 20,
+            max_batch: 1000,
+            max_timeout_seconds: 600.0,
+            max_wait_seconds: 300.0,
+            max_queued_jobs: 100_000,
+        }
+    }
+}
+
+/// What every request handler and worker shares.
+pub struct AppState {
+    pub store: Store,
+    pub artifacts: ArtifactStore,
+    pub driver: Driver,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    /// Ids of jobs completed in this process.
+    pub completions: broadcast::Sender<String>,
+    /// Woken when this process enqueues work.
+    pub enqueued: Notify,
+    /// Queued jobs, refreshed in the background (the 429 check reads it).
+    pub queued_jobs: AtomicU64,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        artifacts: ArtifactStore,
+        driver: Driver,
+        limits: Limits,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            artifacts,
+            driver,
+            limits,
+            metrics: Metrics::default(),
+            completions: broadcast::channel(4096).0,
+            enqueued: Notify::new(),
+            queued_jobs: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The router of the whole API.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    api::routes(state)
+}
+
+/// A running farm: the API on a bound listener plus the workers.
+pub struct Farm {
+    pub local_addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    workers: tokio::task::JoinHandle<()>,
+    state: Arc<AppState>,
+}
+
+impl Farm {
+    /// Bind `addr`, serve the API and start the workers.
+    pub async fn start(
+        state: Arc<AppState>,
+        addr: std::net::SocketAddr,
+        worker: WorkerConfig,
+    ) -> std::io::Result<Farm> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        tokio::spawn(refresh_queue_size(
+            Arc::clone(&state),
+            shutdown_receiver.clone(),
+        ));
+        let workers = tokio::spawn(worker::run(
+            Arc::clone(&state),
+            worker,
+            shutdown_receiver.clone(),
+        ));
+        let app = router(Arc::clone(&state));
+        let mut server_shutdown = shutdown_receiver;
+        let server = tokio::spawn(async move {
+            let graceful = async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
+                tracing::error!(%error, "http server failed");
+            }
+        });
+        tracing::info!(%local_addr, slots = state.driver.slots(), store = state.store.backend_name(), "lean farm is serving");
+        Ok(Farm {
+            local_addr,
+            shutdown,
+            server,
+            workers,
+            state,
+        })
+    }
+
+    /// Stop taking requests and work, drain the workers, and return.
+    pub async fn stop(self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.workers.await;
+    }
+}
+
+async fn refresh_queue_size(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Ok(counts) = state.store.queue_counts().await {
+            state.queued_jobs.store(counts.queued, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

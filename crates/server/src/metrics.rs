@@ -1,0 +1,158 @@
+//! The farm's metrics and their Prometheus text exposition. Every metric is
+//! recorded through this module; label values are bounded (statuses only).
+
+use leanfarm_core::CheckStatus;
+use leanfarm_driver::PoolStats;
+use leanfarm_store::QueueCounts;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds of the job duration histogram, in seconds.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    jobs_by_status: [AtomicU64; 6],
+    durations: Mutex<Histogram>,
+    active_workers: AtomicU64,
+    requests_rejected: AtomicU64,
+}
+
+#[derive(Default)]
+struct Histogram {
+    bucket_counts: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Metrics {
+    /// A job finished with this verdict after `seconds` from enqueue to result.
+    pub fn job_finished(&self, status: CheckStatus, seconds: f64) {
+        let index = CheckStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .expect("every status is listed");
+        self.jobs_by_status[index].fetch_add(1, Ordering::Relaxed);
+        let mut histogram = self.durations.lock().expect("metrics lock");
+        for (bucket, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                histogram.bucket_counts[bucket] += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    pub fn worker_started(&self) {
+        self.active_workers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn worker_finished(&self) {
+        self.active_workers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn request_rejected(&self) {
+        self.requests_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition, with gauges read at scrape time.
+    pub fn render(&self, queue: Option<QueueCounts>, pool: PoolStats) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP lean_farm_jobs_total Jobs finished, by verdict status.\n# TYPE lean_farm_jobs_total counter\n");
+        for (index, status) in CheckStatus::ALL.iter().enumerate() {
+            let count = self.jobs_by_status[index].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "lean_farm_jobs_total{{status=\"{}\"}} {count}",
+                status.as_str()
+            );
+        }
+        out.push_str("# HELP lean_farm_jobs_duration_seconds Time from enqueue to result.\n# TYPE lean_farm_jobs_duration_seconds histogram\n");
+        {
+            let histogram = self.durations.lock().expect("metrics lock");
+            for (bucket, bound) in DURATION_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "lean_farm_jobs_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                    histogram.bucket_counts[bucket]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "lean_farm_jobs_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(out, "lean_farm_jobs_duration_seconds_sum {}", histogram.sum);
+            let _ = writeln!(
+                out,
+                "lean_farm_jobs_duration_seconds_count {}",
+                histogram.count
+            );
+        }
+        if let Some(queue) = queue {
+            out.push_str("# HELP lean_farm_queue_size Jobs by queue state.\n# TYPE lean_farm_queue_size gauge\n");
+            for (state, count) in [
+                ("queued", queue.queued),
+                ("running", queue.running),
+                ("done", queue.done),
+                ("dead", queue.dead),
+            ] {
+                let _ = writeln!(out, "lean_farm_queue_size{{state=\"{state}\"}} {count}");
+            }
+        }
+        let gauges = [
+            (
+                "lean_farm_active_workers",
+                "Checks running now.",
+                "gauge",
+                self.active_workers.load(Ordering::Relaxed),
+            ),
+            (
+                "lean_farm_requests_rejected_total",
+                "Requests refused for overload.",
+                "counter",
+                self.requests_rejected.load(Ordering::Relaxed),
+            ),
+            (
+                "lean_farm_repl_pool_hits_total",
+                "Snippets that found a warm REPL.",
+                "counter",
+                pool.hits,
+            ),
+            (
+                "lean_farm_repl_pool_misses_total",
+                "Snippets that started a REPL.",
+                "counter",
+                pool.misses,
+            ),
+            (
+                "lean_farm_repl_pool_evictions_total",
+                "Idle REPLs evicted.",
+                "counter",
+                pool.evictions,
+            ),
+            (
+                "lean_farm_repl_pool_restarts_total",
+                "REPLs replaced after a failure or cap.",
+                "counter",
+                pool.restarts,
+            ),
+            (
+                "lean_farm_repl_pool_live",
+                "REPL processes alive.",
+                "gauge",
+                pool.live_repls,
+            ),
+        ];
+        for (name, help, kind, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}

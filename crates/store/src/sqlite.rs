@@ -1,0 +1,698 @@
+//! The SQLite backend: one file, WAL mode, one connection used from the
+//! blocking thread pool. Every queue operation is one `BEGIN IMMEDIATE`
+//! transaction, so a job's state, its lease and the tenant counters change
+//! together or not at all.
+
+use crate::{
+    ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis,
+};
+use leanfarm_core::{CheckRequest, Verdict};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+fn query_error(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Query(error.to_string()),
+    }
+}
+
+pub(crate) fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Done => "done",
+        JobState::Dead => "dead",
+    }
+}
+
+fn parse_state(text: &str) -> Result<JobState, StoreError> {
+    match text {
+        "queued" => Ok(JobState::Queued),
+        "running" => Ok(JobState::Running),
+        "done" => Ok(JobState::Done),
+        "dead" => Ok(JobState::Dead),
+        other => Err(StoreError::Corrupt(format!("unknown job state `{other}`"))),
+    }
+}
+
+fn scope_name(scope: KeyScope) -> &'static str {
+    match scope {
+        KeyScope::User => "user",
+        KeyScope::Worker => "worker",
+        KeyScope::Admin => "admin",
+    }
+}
+
+const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at";
+
+type RawJob = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    u32,
+    u32,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn read_raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+        row.get(12)?,
+    ))
+}
+
+fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
+    let (
+        id,
+        tenant,
+        batch_id,
+        state,
+        request,
+        header_key,
+        result,
+        attempts,
+        max_attempts,
+        last_error,
+        created_at,
+        started_at,
+        finished_at,
+    ) = raw;
+    let request: CheckRequest = serde_json::from_str(&request)
+        .map_err(|e| StoreError::Corrupt(format!("job {id} request: {e}")))?;
+    let result: Option<Verdict> = match result {
+        Some(text) => Some(
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("job {id} result: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(JobRecord {
+        state: parse_state(&state)?,
+        id,
+        tenant,
+        batch_id,
+        request,
+        header_key,
+        result,
+        attempts,
+        max_attempts,
+        last_error,
+        created_at,
+        started_at,
+        finished_at,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        let connection = if path == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            Connection::open(path)
+        }
+        .map_err(query_error)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(query_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(query_error)?;
+        let store = SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        };
+        store.with_connection_blocking(migrate)?;
+        Ok(store)
+    }
+
+    fn with_connection_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Unavailable("sqlite connection poisoned".into()))?;
+        work(&mut connection)
+    }
+
+    /// Run `work` on the connection in the blocking thread pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.with_connection_blocking(work))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))?
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|connection| {
+            connection
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let rows: Vec<(NewJob, String)> = jobs
+            .into_iter()
+            .map(|job| {
+                let request = serde_json::to_string(&job.request)
+                    .map_err(|e| StoreError::Query(e.to_string()))?;
+                Ok((job, request))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            {
+                let mut insert = transaction
+                    .prepare_cached(
+                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at)
+                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7)",
+                    )
+                    .map_err(query_error)?;
+                let mut count = transaction
+                    .prepare_cached(
+                        "INSERT INTO tenant_queue (tenant, queued) VALUES (?1, 1)
+                         ON CONFLICT (tenant) DO UPDATE SET queued = queued + 1",
+                    )
+                    .map_err(query_error)?;
+                for (job, request) in &rows {
+                    insert
+                        .execute(params![job.id, job.tenant, job.batch_id, request, job.header_key, job.max_attempts.max(1), now])
+                        .map_err(query_error)?;
+                    count.execute(params![job.tenant]).map_err(query_error)?;
+                }
+            }
+            transaction.commit().map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+        preferred_headers: &[String],
+    ) -> Result<Vec<Lease>, StoreError> {
+        let worker_id = worker_id.to_string();
+        let preferred: Vec<String> = preferred_headers.to_vec();
+        let lease_millis = lease.as_millis() as i64;
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            expire_leases(&transaction, now)?;
+            let mut leases = Vec::new();
+            let mut skipped_tenants: Vec<String> = Vec::new();
+            while leases.len() < max {
+                let Some(tenant) = next_tenant(&transaction, &skipped_tenants)? else { break };
+                let Some((job_id, attempts, request, header_key)) = next_job(&transaction, &tenant, now, &preferred)? else {
+                    // Its queued jobs are all waiting out a backoff.
+                    skipped_tenants.push(tenant);
+                    continue;
+                };
+                let lease_id = uuid::Uuid::new_v4().to_string();
+                let expires_at = now + lease_millis;
+                transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'running', lease_id = ?2, lease_owner = ?3, lease_expires_at = ?4,
+                         attempts = attempts + 1, started_at = ?5 WHERE id = ?1",
+                    )
+                    .map_err(query_error)?
+                    .execute(params![job_id, lease_id, worker_id, expires_at, now])
+                    .map_err(query_error)?;
+                transaction
+                    .prepare_cached("UPDATE tenant_queue SET queued = queued - 1, running = running + 1, last_claimed = ?2 WHERE tenant = ?1")
+                    .map_err(query_error)?
+                    .execute(params![tenant, claim_counter(&transaction)?])
+                    .map_err(query_error)?;
+                let request: CheckRequest = serde_json::from_str(&request).map_err(|e| StoreError::Corrupt(format!("job {job_id} request: {e}")))?;
+                leases.push(Lease { job_id, lease_id, attempt: attempts + 1, tenant, request, header_key, expires_at });
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(leases)
+        })
+        .await
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        leases: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let leases = leases.to_vec();
+        let lease_millis = lease.as_millis() as i64;
+        self.run(move |connection| {
+            let expires_at = now_millis() + lease_millis;
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            let mut held = Vec::with_capacity(leases.len());
+            for (job_id, lease_id) in &leases {
+                let changed = transaction
+                    .prepare_cached("UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
+                    .map_err(query_error)?
+                    .execute(params![job_id, lease_id, expires_at])
+                    .map_err(query_error)?;
+                held.push(changed == 1);
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(held)
+        })
+        .await
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        job_id: &str,
+        lease_id: &str,
+        verdict: &Verdict,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
+        let result =
+            serde_json::to_string(verdict).map_err(|e| StoreError::Query(e.to_string()))?;
+        self.run(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            let tenant: Option<String> = transaction
+                .prepare_cached("SELECT tenant FROM jobs WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
+                .map_err(query_error)?
+                .query_row(params![job_id, lease_id], |row| row.get(0))
+                .optional()
+                .map_err(query_error)?;
+            let Some(tenant) = tenant else { return Ok(CompleteOutcome::Stale) };
+            transaction
+                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1")
+                .map_err(query_error)?
+                .execute(params![job_id, result, now_millis()])
+                .map_err(query_error)?;
+            transaction
+                .prepare_cached("UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1")
+                .map_err(query_error)?
+                .execute(params![tenant])
+                .map_err(query_error)?;
+            transaction.commit().map_err(query_error)?;
+            Ok(CompleteOutcome::Stored)
+        })
+        .await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        job_id: &str,
+        lease_id: &str,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let (job_id, lease_id, error) =
+            (job_id.to_string(), lease_id.to_string(), error.to_string());
+        let retry_millis = retry_after.as_millis() as i64;
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            let row: Option<(String, u32, u32)> = transaction
+                .prepare_cached("SELECT tenant, attempts, max_attempts FROM jobs WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
+                .map_err(query_error)?
+                .query_row(params![job_id, lease_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()
+                .map_err(query_error)?;
+            let Some((tenant, attempts, max_attempts)) = row else { return Ok(ReleaseOutcome::Stale) };
+            let outcome = if attempts >= max_attempts {
+                transaction
+                    .execute(
+                        "UPDATE jobs SET state = 'dead', last_error = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                        params![job_id, error, now],
+                    )
+                    .map_err(query_error)?;
+                transaction.execute("UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1", params![tenant]).map_err(query_error)?;
+                ReleaseOutcome::DeadLettered
+            } else {
+                transaction
+                    .execute(
+                        "UPDATE jobs SET state = 'queued', last_error = ?2, run_after = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                        params![job_id, error, now + retry_millis],
+                    )
+                    .map_err(query_error)?;
+                transaction
+                    .execute("UPDATE tenant_queue SET running = running - 1, queued = queued + 1 WHERE tenant = ?1", params![tenant])
+                    .map_err(query_error)?;
+                ReleaseOutcome::Requeued
+            };
+            transaction.commit().map_err(query_error)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_many(&self, job_ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
+        let job_ids = job_ids.to_vec();
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+                .map_err(query_error)?;
+            let mut records = Vec::with_capacity(job_ids.len());
+            for job_id in &job_ids {
+                if let Some(raw) = statement
+                    .query_row(params![job_id], read_raw)
+                    .optional()
+                    .map_err(query_error)?
+                {
+                    records.push(to_record(raw)?);
+                }
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    pub(crate) async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let filter = filter.clone();
+        self.run(move |connection| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2)
+                 AND (?3 IS NULL OR batch_id = ?3) AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
+            let rows = statement
+                .query_map(
+                    params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64],
+                    read_raw,
+                )
+                .map_err(query_error)?;
+            rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        self.run(|connection| {
+            let mut counts = QueueCounts::default();
+            let mut statement = connection
+                .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+                })
+                .map_err(query_error)?;
+            for row in rows {
+                let (state, count) = row.map_err(query_error)?;
+                match parse_state(&state)? {
+                    JobState::Queued => counts.queued = count,
+                    JobState::Running => counts.running = count,
+                    JobState::Done => counts.done = count,
+                    JobState::Dead => counts.dead = count,
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    pub(crate) async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "SELECT queued + running FROM tenant_queue WHERE tenant = ?1",
+                    params![tenant],
+                    |row| row.get::<_, u64>(0),
+                )
+                .optional()
+                .map(|count| count.unwrap_or(0))
+                .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn upsert_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO tenants (name, max_queued, max_running, requests_per_second, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (name) DO UPDATE SET max_queued = ?2, max_running = ?3, requests_per_second = ?4",
+                    params![tenant.name, tenant.max_queued as i64, tenant.max_running as i64, tenant.requests_per_second, tenant.created_at],
+                )
+                .map(|_| ())
+                .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let name = name.to_string();
+        self.run(move |connection| {
+            connection
+                .query_row("SELECT name, max_queued, max_running, requests_per_second, created_at FROM tenants WHERE name = ?1", params![name], |row| {
+                    Ok(TenantRecord {
+                        name: row.get(0)?,
+                        max_queued: row.get::<_, i64>(1)? as u64,
+                        max_running: row.get::<_, i64>(2)? as u64,
+                        requests_per_second: row.get(3)?,
+                        created_at: row.get(4)?,
+                    })
+                })
+                .optional()
+                .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn create_api_key(
+        &self,
+        tenant: &str,
+        scope: KeyScope,
+        secret_sha256_hex: &str,
+    ) -> Result<String, StoreError> {
+        let (tenant, secret) = (tenant.to_string(), secret_sha256_hex.to_string());
+        self.run(move |connection| {
+            let key_id = uuid::Uuid::new_v4().simple().to_string();
+            connection
+                .execute(
+                    "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![key_id, tenant, scope_name(scope), secret, now_millis()],
+                )
+                .map_err(query_error)?;
+            Ok(key_id)
+        })
+        .await
+    }
+
+    pub(crate) async fn find_api_key(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let secret = secret_sha256_hex.to_string();
+        self.run(move |connection| {
+            let row: Option<(String, String, String, bool, i64)> = connection
+                .query_row("SELECT key_id, tenant, scope, revoked, created_at FROM api_keys WHERE secret_sha256 = ?1", params![secret], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                })
+                .optional()
+                .map_err(query_error)?;
+            let Some((key_id, tenant, scope, revoked, created_at)) = row else { return Ok(None) };
+            let scope = match scope.as_str() {
+                "user" => KeyScope::User,
+                "worker" => KeyScope::Worker,
+                "admin" => KeyScope::Admin,
+                other => return Err(StoreError::Corrupt(format!("unknown key scope `{other}`"))),
+            };
+            Ok(Some(ApiKeyRecord { key_id, tenant, scope, revoked, created_at }))
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let key_id = key_id.to_string();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "UPDATE api_keys SET revoked = 1 WHERE key_id = ?1",
+                    params![key_id],
+                )
+                .map(|changed| changed == 1)
+                .map_err(query_error)
+        })
+        .await
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(query_error)?;
+    transaction
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .map_err(query_error)?;
+    for (version, sql) in MIGRATIONS {
+        let applied: bool = transaction
+            .query_row(
+                "SELECT count(*) FROM schema_migrations WHERE version = ?1",
+                params![version],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(query_error)?
+            > 0;
+        if applied {
+            continue;
+        }
+        transaction.execute_batch(sql).map_err(query_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, now_millis()],
+            )
+            .map_err(query_error)?;
+    }
+    transaction.commit().map_err(query_error)
+}
+
+/// Return jobs whose lease expired to the queue, or to the dead letters when
+/// they have used all their attempts.
+fn expire_leases(transaction: &Transaction<'_>, now: UnixMillis) -> Result<(), StoreError> {
+    let expired: Vec<(String, String, u32, u32)> = {
+        let mut statement = transaction
+            .prepare_cached("SELECT id, tenant, attempts, max_attempts FROM jobs WHERE state = 'running' AND lease_expires_at < ?1")
+            .map_err(query_error)?;
+        let rows = statement
+            .query_map(params![now], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .map_err(query_error)?;
+        rows.collect::<Result<_, _>>().map_err(query_error)?
+    };
+    for (job_id, tenant, attempts, max_attempts) in expired {
+        if attempts >= max_attempts {
+            transaction
+                .execute(
+                    "UPDATE jobs SET state = 'dead', last_error = 'lease expired on the last attempt', finished_at = ?2, lease_id = NULL WHERE id = ?1",
+                    params![job_id, now],
+                )
+                .map_err(query_error)?;
+            transaction
+                .execute(
+                    "UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1",
+                    params![tenant],
+                )
+                .map_err(query_error)?;
+        } else {
+            transaction
+                .execute(
+                    "UPDATE jobs SET state = 'queued', last_error = 'lease expired', run_after = ?2, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                    params![job_id, now],
+                )
+                .map_err(query_error)?;
+            transaction.execute("UPDATE tenant_queue SET running = running - 1, queued = queued + 1 WHERE tenant = ?1", params![tenant]).map_err(query_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// The tenant to serve next: fewest running jobs, then least recently served.
+fn next_tenant(
+    transaction: &Transaction<'_>,
+    skipped: &[String],
+) -> Result<Option<String>, StoreError> {
+    let mut statement = transaction
+        .prepare_cached("SELECT tenant FROM tenant_queue WHERE queued > 0 ORDER BY running, last_claimed, tenant LIMIT ?1")
+        .map_err(query_error)?;
+    let rows = statement
+        .query_map(params![skipped.len() as i64 + 1], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(query_error)?;
+    for row in rows {
+        let tenant = row.map_err(query_error)?;
+        if !skipped.contains(&tenant) {
+            return Ok(Some(tenant));
+        }
+    }
+    Ok(None)
+}
+
+/// The tenant's oldest runnable job, preferring a warm header.
+fn next_job(
+    transaction: &Transaction<'_>,
+    tenant: &str,
+    now: UnixMillis,
+    preferred: &[String],
+) -> Result<Option<(String, u32, String, String)>, StoreError> {
+    let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+    for header in preferred {
+        let found = transaction
+            .prepare_cached(
+                "SELECT id, attempts, request, header_key FROM jobs
+                 WHERE tenant = ?1 AND state = 'queued' AND header_key = ?2 AND run_after <= ?3 ORDER BY id LIMIT 1",
+            )
+            .map_err(query_error)?
+            .query_row(params![tenant, header, now], read)
+            .optional()
+            .map_err(query_error)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    transaction
+        .prepare_cached("SELECT id, attempts, request, header_key FROM jobs WHERE tenant = ?1 AND state = 'queued' AND run_after <= ?2 ORDER BY id LIMIT 1")
+        .map_err(query_error)?
+        .query_row(params![tenant, now], read)
+        .optional()
+        .map_err(query_error)
+}
+
+/// A number that grows with every claim, for "least recently served".
+fn claim_counter(transaction: &Transaction<'_>) -> Result<i64, StoreError> {
+    transaction
+        .query_row(
+            "SELECT coalesce(max(last_claimed), 0) + 1 FROM tenant_queue",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(query_error)
+}

@@ -1,0 +1,425 @@
+//! The store's specification, written once and run against every backend
+//! (`store_suite!`). Each test opens its own fresh store.
+
+use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict, VerdictReason};
+use leanfarm_store::{
+    CompleteOutcome, JobState, KeyScope, ListFilter, NewJob, ReleaseOutcome, Store, TenantRecord,
+};
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn job(id: &str, tenant: &str, header: &str) -> NewJob {
+    NewJob {
+        id: id.to_string(),
+        tenant: tenant.to_string(),
+        batch_id: Some("batch".to_string()),
+        request: CheckRequest {
+            custom_id: Some(id.to_string()),
+            code: format!("theorem {id} : True := trivial"),
+            timeout_seconds: 5.0,
+            policy: Policy::default(),
+            infotree: None,
+        },
+        header_key: header.to_string(),
+        max_attempts: 3,
+    }
+}
+
+fn jobs(prefix: &str, tenant: &str, count: usize) -> Vec<NewJob> {
+    (0..count)
+        .map(|i| job(&format!("{prefix}{i:05}"), tenant, "import Lean"))
+        .collect()
+}
+
+fn verdict() -> Verdict {
+    let mut verdict = Verdict::failed(CheckStatus::Valid, VerdictReason::new("", ""));
+    verdict.reason = None;
+    verdict
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn enqueue_get_list_and_page(store: Store) {
+    store.enqueue(jobs("a", "t1", 5)).await.unwrap();
+    let record = store.get("a00002").await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!(record.request.custom_id.as_deref(), Some("a00002"));
+    assert_eq!(record.attempts, 0);
+    assert!(store.get("missing").await.unwrap().is_none());
+    let many = store
+        .get_many(&["a00004".into(), "missing".into(), "a00000".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a00004", "a00000"]
+    );
+    let page = store
+        .list(&ListFilter {
+            limit: 2,
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a00000", "a00001"]
+    );
+    let next = store
+        .list(&ListFilter {
+            limit: 10,
+            after: Some("a00001".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 3);
+    let none = store
+        .list(&ListFilter {
+            limit: 10,
+            tenant: Some("other".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(store.queue_counts().await.unwrap().queued, 5);
+    assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 5);
+}
+
+async fn claim_renew_complete_once(store: Store) {
+    store.enqueue(jobs("a", "t1", 3)).await.unwrap();
+    let leases = store.claim("w1", 2, LEASE, &[]).await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["a00000", "a00001"]
+    );
+    assert_eq!(leases[0].attempt, 1);
+    assert_eq!(
+        store.get("a00000").await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    let held = store
+        .renew(
+            &[
+                (leases[0].job_id.clone(), leases[0].lease_id.clone()),
+                ("a00000".into(), "wrong".into()),
+            ],
+            LEASE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, vec![true, false]);
+    assert_eq!(
+        store
+            .complete("a00000", &leases[0].lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+    assert_eq!(
+        store
+            .complete("a00000", &leases[0].lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    assert_eq!(
+        store
+            .complete("a00001", "not-the-lease", &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    let done = store.get("a00000").await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.result.unwrap().status, CheckStatus::Valid);
+    assert!(done.finished_at.is_some());
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.running, counts.done), (1, 1, 1));
+}
+
+async fn an_expired_lease_is_claimed_again_and_the_late_result_refused(store: Store) {
+    store.enqueue(vec![job("a", "t1", "h")]).await.unwrap();
+    let first = store
+        .claim("w1", 1, Duration::from_millis(50), &[])
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let second = store.claim("w2", 1, LEASE, &[]).await.unwrap().remove(0);
+    assert_eq!(second.job_id, "a");
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        store
+            .complete("a", &first.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    assert_eq!(
+        store
+            .renew(&[("a".into(), first.lease_id.clone())], LEASE)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        store
+            .complete("a", &second.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+}
+
+async fn release_backs_off_then_dead_letters(store: Store) {
+    let mut new_job = job("a", "t1", "h");
+    new_job.max_attempts = 2;
+    store.enqueue(vec![new_job]).await.unwrap();
+    let lease = store.claim("w1", 1, LEASE, &[]).await.unwrap().remove(0);
+    assert_eq!(
+        store
+            .release(
+                "a",
+                &lease.lease_id,
+                "sandbox failed",
+                Duration::from_millis(300)
+            )
+            .await
+            .unwrap(),
+        ReleaseOutcome::Requeued
+    );
+    assert!(
+        store.claim("w1", 1, LEASE, &[]).await.unwrap().is_empty(),
+        "claimable before its backoff ended"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lease = store.claim("w1", 1, LEASE, &[]).await.unwrap().remove(0);
+    assert_eq!(lease.attempt, 2);
+    assert_eq!(
+        store
+            .release("a", "stale", "x", Duration::ZERO)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Stale
+    );
+    assert_eq!(
+        store
+            .release("a", &lease.lease_id, "sandbox failed again", Duration::ZERO)
+            .await
+            .unwrap(),
+        ReleaseOutcome::DeadLettered
+    );
+    let dead = store.get("a").await.unwrap().unwrap();
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("sandbox failed again"));
+    assert!(store.claim("w1", 1, LEASE, &[]).await.unwrap().is_empty());
+}
+
+async fn a_lease_expiring_on_the_last_attempt_dead_letters(store: Store) {
+    let mut new_job = job("a", "t1", "h");
+    new_job.max_attempts = 1;
+    store.enqueue(vec![new_job]).await.unwrap();
+    store
+        .claim("w1", 1, Duration::from_millis(30), &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(store.claim("w2", 1, LEASE, &[]).await.unwrap().is_empty());
+    assert_eq!(store.get("a").await.unwrap().unwrap().state, JobState::Dead);
+}
+
+async fn warm_headers_are_preferred(store: Store) {
+    store
+        .enqueue(vec![
+            job("a", "t1", "import Mathlib"),
+            job("b", "t1", "import Aesop"),
+            job("c", "t1", "import Aesop"),
+        ])
+        .await
+        .unwrap();
+    let leases = store
+        .claim("w1", 2, LEASE, &["import Aesop".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    let rest = store
+        .claim("w1", 5, LEASE, &["import Aesop".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+}
+
+async fn a_small_tenant_is_not_starved_by_a_big_one(store: Store) {
+    store.enqueue(jobs("big", "big", 1000)).await.unwrap();
+    store.enqueue(jobs("small", "small", 10)).await.unwrap();
+    // Rule: each claim serves the tenant with the fewest running jobs (ties:
+    // least recently served), so claims alternate while both have work.
+    let leases = store.claim("w1", 20, LEASE, &[]).await.unwrap();
+    let small = leases.iter().filter(|l| l.tenant == "small").count();
+    assert_eq!(
+        small,
+        10,
+        "{:?}",
+        leases.iter().map(|l| &l.tenant).collect::<Vec<_>>()
+    );
+}
+
+async fn concurrent_workers_complete_every_job_exactly_once(store: Store) {
+    store.enqueue(jobs("j", "t1", 400)).await.unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut completed = Vec::new();
+            loop {
+                let leases = store
+                    .claim(&format!("w{worker}"), 3, LEASE, &[])
+                    .await
+                    .unwrap();
+                if leases.is_empty() {
+                    return completed;
+                }
+                for lease in leases {
+                    assert_eq!(
+                        store
+                            .complete(&lease.job_id, &lease.lease_id, &verdict())
+                            .await
+                            .unwrap(),
+                        CompleteOutcome::Stored
+                    );
+                    completed.push(lease.job_id);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    assert_eq!(all.len(), 400);
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        400,
+        "a job was completed twice"
+    );
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.running, counts.done), (0, 0, 400));
+    assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 0);
+}
+
+async fn tenants_and_api_keys(store: Store) {
+    let tenant = TenantRecord {
+        name: "acme".into(),
+        max_queued: 10,
+        max_running: 2,
+        requests_per_second: 5.0,
+        created_at: 1,
+    };
+    store.upsert_tenant(&tenant).await.unwrap();
+    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(tenant));
+    assert_eq!(store.get_tenant("nobody").await.unwrap(), None);
+    let key_id = store
+        .create_api_key("acme", KeyScope::Worker, "ab12")
+        .await
+        .unwrap();
+    let key = store.find_api_key("ab12").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            key.key_id.as_str(),
+            key.tenant.as_str(),
+            key.scope,
+            key.revoked
+        ),
+        (key_id.as_str(), "acme", KeyScope::Worker, false)
+    );
+    assert!(store.revoke_api_key(&key_id).await.unwrap());
+    assert!(store.find_api_key("ab12").await.unwrap().unwrap().revoked);
+    assert!(store.find_api_key("ffff").await.unwrap().is_none());
+    assert!(!store.revoke_api_key("no-such-key").await.unwrap());
+}
+
+macro_rules! store_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (store, _guard) = $open.await;
+                        super::$name(store).await;
+                    }
+                };
+            }
+            case!(enqueue_get_list_and_page);
+            case!(claim_renew_complete_once);
+            case!(an_expired_lease_is_claimed_again_and_the_late_result_refused);
+            case!(release_backs_off_then_dead_letters);
+            case!(a_lease_expiring_on_the_last_attempt_dead_letters);
+            case!(warm_headers_are_preferred);
+            case!(a_small_tenant_is_not_starved_by_a_big_one);
+            case!(concurrent_workers_complete_every_job_exactly_once);
+            case!(tenants_and_api_keys);
+        }
+    };
+}
+
+async fn open_sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("store.db").display()
+    ))
+    .await
+    .unwrap();
+    (store, dir)
+}
+
+store_suite!(sqlite, open_sqlite());
+
+#[tokio::test]
+async fn a_sqlite_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = Store::open(&url).await.unwrap();
+    store.enqueue(jobs("a", "t1", 3)).await.unwrap();
+    let lease = store.claim("w", 1, LEASE, &[]).await.unwrap().remove(0);
+    store
+        .complete(&lease.job_id, &lease.lease_id, &verdict())
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = Store::open(&url).await.unwrap();
+    let counts = reopened.queue_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.done), (2, 1));
+    assert_eq!(
+        reopened
+            .get("a00000")
+            .await
+            .unwrap()
+            .unwrap()
+            .result
+            .unwrap()
+            .status,
+        CheckStatus::Valid
+    );
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_clearly() {
+    for url in ["mysql://x", "sqlite://", "postgres://postgres@127.0.0.1/x"] {
+        let error = Store::open(url).await.err().unwrap();
+        assert!(
+            matches!(error, leanfarm_store::StoreError::UnsupportedUrl(_)),
+            "{url}: {error}"
+        );
+    }
+}
