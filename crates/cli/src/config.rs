@@ -199,6 +199,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         pids_limit: 256,
         cpu_limit_cores: 1.0,
         file_size_limit_bytes: 1 << 30,
+        scratch_size_bytes: 1 << 30,
         open_files_limit: 1024,
         read_only_mounts,
         scratch_root,

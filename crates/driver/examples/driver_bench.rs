@@ -101,6 +101,7 @@ fn build_driver(
         pids_limit: 64,
         cpu_limit_cores: 1.0,
         file_size_limit_bytes: 64 << 20,
+        scratch_size_bytes: 256 << 20,
         open_files_limit: 256,
         read_only_mounts: vec![ReadOnlyMount {
             host_path: bin_dir.clone(),

@@ -157,8 +157,9 @@ impl Pool {
 }
 
 impl Checkout {
-    /// Hand the REPL back for reuse, unless it is worn out: too many uses or
-    /// too much memory. Without a REPL, the reserved place is freed.
+    /// Hand the REPL back for reuse, unless it is worn out: too many uses,
+    /// too much memory, or processes of its own left running (a snippet's
+    /// child must not outlive the snippet). Without a REPL, the reserved place is freed.
     pub fn give_back(mut self) {
         self.holds_place = false;
         let Some(mut repl) = self.repl.take() else {
@@ -171,7 +172,8 @@ impl Checkout {
         let worn_out = repl.uses >= config.max_uses_per_repl
             || repl
                 .memory_bytes()
-                .is_some_and(|bytes| bytes > config.max_repl_memory_bytes);
+                .is_some_and(|bytes| bytes > config.max_repl_memory_bytes)
+            || repl.extra_processes().is_some_and(|extra| extra > 0);
         if worn_out {
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
             self.pool.state.lock().expect("pool lock").live -= 1;

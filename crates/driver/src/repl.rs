@@ -147,6 +147,11 @@ impl Repl {
         }
     }
 
+    /// Processes the REPL left running beside itself, if countable.
+    pub fn extra_processes(&self) -> Option<usize> {
+        self.child.extra_processes()
+    }
+
     /// Resident memory of the REPL's process tree.
     pub fn memory_bytes(&self) -> Option<u64> {
         self.child.memory_bytes()

@@ -212,6 +212,10 @@ impl ProcessGroup {
         }
     }
 
+    pub(crate) fn process_count(&self) -> usize {
+        self.pids().len()
+    }
+
     fn pids(&self) -> Vec<i32> {
         let procs = self.memory_dir().join("cgroup.procs");
         std::fs::read_to_string(procs)

@@ -71,6 +71,9 @@ pub struct SandboxConfig {
     /// CPU limit in cores (cgroup quota), e.g. 1.0.
     pub cpu_limit_cores: f64,
     pub file_size_limit_bytes: u64,
+    /// Capacity of each process's scratch directory (native: a tmpfs of
+    /// this size, charged to the process's memory cgroup).
+    pub scratch_size_bytes: u64,
     pub open_files_limit: u64,
     /// Toolchain and project directories, mounted read-only.
     pub read_only_mounts: Vec<ReadOnlyMount>,
@@ -129,6 +132,7 @@ impl Sandbox {
     /// spawn shares (parent cgroup, ...).
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         std::fs::create_dir_all(&config.scratch_root).map_err(SandboxError::Io)?;
+        sweep_stale_scratch(&config.scratch_root);
         let cgroups = match config.backend {
             BackendKind::Native => {
                 // SAFETY: geteuid has no preconditions.
@@ -180,6 +184,7 @@ impl Sandbox {
         std::fs::create_dir(&scratch).map_err(SandboxError::Io)?;
         let mut cleanup = Cleanup {
             scratch: Some(scratch.clone()),
+            scratch_mounted: false,
             new_root: None,
             group: None,
         };
@@ -205,12 +210,8 @@ impl Sandbox {
                 }
             }
             BackendKind::Native => {
-                std::os::unix::fs::chown(
-                    &scratch,
-                    Some(native::SANDBOX_UID),
-                    Some(native::SANDBOX_UID),
-                )
-                .map_err(SandboxError::Io)?;
+                mount_scratch(&scratch, self.config.scratch_size_bytes)?;
+                cleanup.scratch_mounted = true;
                 let new_root = self.config.scratch_root.join(format!("{name}.root"));
                 std::fs::create_dir(&new_root).map_err(SandboxError::Io)?;
                 cleanup.new_root = Some(new_root.clone());
@@ -267,9 +268,74 @@ impl Sandbox {
     }
 }
 
+/// Mount a private tmpfs of `size_bytes` on `scratch`, owned by the sandbox user.
+fn mount_scratch(scratch: &std::path::Path, size_bytes: u64) -> Result<(), SandboxError> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(scratch.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::Setup("scratch path has a NUL byte".into()))?;
+    let data = std::ffi::CString::new(format!(
+        "size={size_bytes},mode=0700,uid={uid},gid={uid}",
+        uid = native::SANDBOX_UID
+    ))
+    .expect("no NUL");
+    // SAFETY: all pointers are valid C strings for the duration of the call.
+    let result = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if result != 0 {
+        return Err(SandboxError::Setup(format!(
+            "cannot mount the scratch tmpfs on {}: {}",
+            scratch.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+fn unmount(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(target) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: a valid C string; a failed unmount is harmless here.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Remove scratch directories (and their mounts) left by a process that
+/// died without tearing down: entries `sandbox-PID-...` whose PID is gone.
+fn sweep_stale_scratch(scratch_root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("sandbox-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        unmount(&path);
+        let _ = std::fs::remove_dir_all(&path);
+        tracing::info!(path = %path.display(), "removed a scratch directory left by a dead process");
+    }
+}
+
 /// What a spawn leaves on the host, removed at teardown.
 struct Cleanup {
     scratch: Option<PathBuf>,
+    /// The scratch directory is a tmpfs mount point.
+    scratch_mounted: bool,
     new_root: Option<PathBuf>,
     group: Option<cgroup::ProcessGroup>,
 }
@@ -301,6 +367,9 @@ impl Cleanup {
             let _ = std::fs::remove_dir(&root);
         }
         if let Some(scratch) = self.scratch.take() {
+            if self.scratch_mounted {
+                unmount(&scratch);
+            }
             let _ = std::fs::remove_dir_all(&scratch);
         }
     }
@@ -334,6 +403,16 @@ impl SandboxedChild {
             .group
             .as_ref()
             .and_then(|group| group.memory_bytes())
+    }
+
+    /// Processes of the tree besides the program itself (children it left
+    /// running, daemons), if the backend can count them.
+    pub fn extra_processes(&self) -> Option<usize> {
+        // The native tree is the intermediate, the sandbox's init and the program.
+        self.cleanup
+            .group
+            .as_ref()
+            .map(|group| group.process_count().saturating_sub(3))
     }
 
     /// Kill every process of the tree (including ones that called `setsid`).

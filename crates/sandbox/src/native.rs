@@ -4,14 +4,18 @@
 //! demands.
 //!
 //! The child joins its cgroups, unshares mount, PID, network, IPC and UTS
-//! namespaces and forks once more: the grandchild is PID 1 of the new PID
-//! namespace and becomes the sandboxed program; the intermediate process
-//! waits for it and exits the same way, so the supervisor sees its status.
-//! The grandchild builds a new root on a tmpfs (read-only system and
-//! configured mounts, a read-write scratch directory, private /tmp, /proc and
-//! a minimal /dev), pivots into it, brings up loopback, sets rlimits, drops
-//! to an unprivileged user with no capabilities and no new privileges, and
-//! installs the seccomp filter.
+//! namespaces and forks twice. The process tree is:
+//!
+//! - the intermediate (in the host's PID namespace): the supervisor's
+//!   child; waits for init and ends the way the program ended, so the
+//!   supervisor sees the program's status;
+//! - init (PID 1 of the sandbox): builds a new root on a tmpfs (read-only
+//!   system and configured mounts, a read-write scratch directory, private
+//!   /tmp, /proc and a minimal /dev), pivots into it, brings up loopback,
+//!   then reaps orphans until the program ends and passes its wait status
+//!   to the intermediate through a pipe; its exit kills the namespace;
+//! - the program (PID 2): sets rlimits, drops to an unprivileged user with
+//!   no capabilities and no new privileges, and installs the seccomp filter.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -226,41 +230,30 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
                 | libc::CLONE_NEWIPC
                 | libc::CLONE_NEWUTS,
         ))?;
-        let child = libc::fork();
-        if child < 0 {
+        // The init process reports the program's wait status through this pipe.
+        let mut status_pipe = [0 as libc::c_int; 2];
+        check(libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC))?;
+        let init = libc::fork();
+        if init < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if child > 0 {
-            // The intermediate: wait for PID 1 of the sandbox and end the same
-            // way. It lets go of every descriptor first, so that the pipes (and
-            // the spawner's exec-status pipe) close when the sandbox's do.
-            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-                for fd in 0..4096 {
-                    libc::close(fd);
-                }
+        if init > 0 {
+            // The intermediate: keep only the status pipe, wait for init,
+            // and end the way the program ended.
+            close_all_but(status_pipe[0]);
+            wait_for(init);
+            let mut status: libc::c_int = 0;
+            let read = libc::read(
+                status_pipe[0],
+                (&mut status as *mut libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>(),
+            );
+            if read != std::mem::size_of::<libc::c_int>() as isize {
+                libc::_exit(127);
             }
-            let mut status = 0;
-            while libc::waitpid(child, &mut status, 0) < 0 {
-                if *libc::__errno_location() != libc::EINTR {
-                    libc::_exit(127);
-                }
-            }
-            if libc::WIFSIGNALED(status) {
-                let signal = libc::WTERMSIG(status);
-                libc::signal(signal, libc::SIG_DFL);
-                let no_core = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-                libc::kill(libc::getpid(), signal);
-            }
-            libc::_exit(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128
-            });
+            end_like(status);
         }
+        libc::close(status_pipe[0]);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         let none = std::ptr::null::<libc::c_char>();
         check(libc::mount(
@@ -352,6 +345,35 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
         loopback_up();
         let hostname = b"sandbox";
         libc::sethostname(hostname.as_ptr().cast(), hostname.len());
+        let program = libc::fork();
+        if program < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if program > 0 {
+            // Init (PID 1 of the sandbox): reap every orphan until the
+            // program ends, pass its status on, and exit, which kills
+            // whatever is left in the namespace.
+            close_all_but(status_pipe[1]);
+            let mut status: libc::c_int = 0;
+            loop {
+                let pid = libc::waitpid(-1, &mut status, 0);
+                if pid == program {
+                    break;
+                }
+                if pid < 0 && *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            libc::write(
+                status_pipe[1],
+                (&status as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>(),
+            );
+            libc::_exit(0);
+        }
+        // The program: not PID 1, so signals act on it as usual.
+        libc::close(status_pipe[1]);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         for (resource, limit) in &plan.rlimits {
             let value = libc::rlimit {
                 rlim_cur: *limit,
@@ -384,6 +406,70 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Close every descriptor except `keep`.
+///
+/// # Safety
+/// Async-signal safe.
+unsafe fn close_all_but(keep: libc::c_int) {
+    // SAFETY: closing descriptors has no memory effects.
+    unsafe {
+        let keep = keep as libc::c_uint;
+        let closed_below =
+            keep == 0 || libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32) == 0;
+        let closed_above = libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32) == 0;
+        if !(closed_below && closed_above) {
+            for fd in 0..4096 {
+                if fd != keep as libc::c_int {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// Wait for a child, retrying on EINTR.
+///
+/// # Safety
+/// Async-signal safe.
+unsafe fn wait_for(child: libc::pid_t) {
+    // SAFETY: waitpid writes only to the local status.
+    unsafe {
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                return;
+            }
+        }
+    }
+}
+
+/// Exit with the given wait status: the same exit code, or death by the
+/// same signal (without a core dump).
+///
+/// # Safety
+/// Async-signal safe; does not return.
+unsafe fn end_like(status: libc::c_int) -> ! {
+    // SAFETY: signal disposition, rlimit and kill on this process only.
+    unsafe {
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            libc::signal(signal, libc::SIG_DFL);
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::kill(libc::getpid(), signal);
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            127
+        })
+    }
 }
 
 /// Bring up `lo` in the new network namespace (best effort).

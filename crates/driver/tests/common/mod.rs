@@ -49,6 +49,7 @@ pub fn sandbox_config(scratch_root: PathBuf, memory_limit_bytes: u64) -> Sandbox
         pids_limit: 64,
         cpu_limit_cores: 1.0,
         file_size_limit_bytes: 64 << 20,
+        scratch_size_bytes: 256 << 20,
         open_files_limit: 256,
         read_only_mounts: vec![ReadOnlyMount {
             host_path: bin_dir.clone(),
@@ -60,12 +61,20 @@ pub fn sandbox_config(scratch_root: PathBuf, memory_limit_bytes: u64) -> Sandbox
 }
 
 pub fn driver_with(pool: PoolConfig, memory_limit_bytes: u64) -> TestDriver {
+    driver_with_sandbox(pool, |config| {
+        config.memory_limit_bytes = memory_limit_bytes
+    })
+}
+
+/// A driver whose sandbox configuration `adjust` changes.
+pub fn driver_with_sandbox(
+    pool: PoolConfig,
+    adjust: impl FnOnce(&mut SandboxConfig),
+) -> TestDriver {
     let scratch = tempfile::tempdir().expect("scratch root");
-    let sandbox = Sandbox::new(sandbox_config(
-        scratch.path().to_path_buf(),
-        memory_limit_bytes,
-    ))
-    .expect("sandbox");
+    let mut config = sandbox_config(scratch.path().to_path_buf(), 512 << 20);
+    adjust(&mut config);
+    let sandbox = Sandbox::new(config).expect("sandbox");
     let toolchain = ToolchainConfig {
         name: "lean-sim".to_string(),
         repl_program: lean_sim_path(),
