@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Sandbox backend: native, gvisor, or none (development only) [default: native]
     #[arg(long, env = "LEAN_FARM_SANDBOX")]
     pub sandbox: Option<String>,
+    /// Run even where the sandbox cannot enforce its limits (no usable cgroups); logged at start
+    #[arg(long, env = "LEAN_FARM_ALLOW_DEGRADED_SANDBOX")]
+    #[serde(default)]
+    pub allow_degraded_sandbox: bool,
     /// Memory limit of each REPL process tree, in MiB [default: 8192]
     #[arg(long, env = "LEAN_FARM_MEMORY_LIMIT_MIB")]
     pub memory_limit_mib: Option<u64>,
@@ -83,6 +87,7 @@ impl ServeArgs {
             toolchain: self.toolchain.or(file.toolchain),
             slots: self.slots.or(file.slots),
             sandbox: self.sandbox.or(file.sandbox),
+            allow_degraded_sandbox: self.allow_degraded_sandbox || file.allow_degraded_sandbox,
             memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
             store: self.store.or(file.store),
             artifacts: self.artifacts.or(file.artifacts),
@@ -203,7 +208,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         open_files_limit: 1024,
         read_only_mounts,
         scratch_root,
-        allow_degraded: false,
+        allow_degraded: args.allow_degraded_sandbox,
     })
     .map_err(|error| {
         CliError::Startup(format!(

@@ -9,17 +9,58 @@
 
 mod common;
 
-use common::{
-    driver, driver_with, driver_with_sandbox, lean_sim_path, request, sandbox_config, small_pool,
-};
+use common::{driver_with_sandbox, lean_sim_path, request, sandbox_config, small_pool, TestDriver};
 use leanfarm_core::{CheckStatus, Verdict};
 use leanfarm_driver::PoolConfig;
-use leanfarm_sandbox::{CommandSpec, Sandbox, SandboxedChild, SANDBOX_UID};
+use leanfarm_sandbox::{BackendKind, CommandSpec, Sandbox, SandboxedChild, SANDBOX_UID};
 use std::io::Read;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Run an attack on each named backend: `attack_name::native`, `attack_name::gvisor`.
+macro_rules! on_backends {
+    ($($test:ident: $($backend:ident)+;)+) => {$(
+        mod $test {
+            $(
+                #[tokio::test]
+                async fn $backend() {
+                    super::$test(super::backend(stringify!($backend))).await
+                }
+            )+
+        }
+    )+};
+}
+
+// gVisor is left out where its answer differs by design: it counts no
+// processes of its own from the host (a lingering child is contained in the
+// REPL's sandbox but not detected), and its user-space kernel allows user
+// namespaces, which reach no host kernel code.
+on_backends! {
+    a_fork_bomb_is_capped_and_leaves_nothing_behind: native gvisor;
+    a_memory_bomb_is_stopped_by_the_cgroup: native gvisor;
+    a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit: native gvisor;
+    descriptor_exhaustion_hits_the_rlimit_and_the_repl_still_answers: native gvisor;
+    an_output_flood_is_cut_off_without_buffering_it: native gvisor;
+    the_network_holds_nothing_but_an_empty_loopback: native gvisor;
+    host_files_are_invisible_and_the_toolchain_is_read_only: native gvisor;
+    the_worker_cannot_be_signalled_or_traced_and_privileges_are_gone: native gvisor;
+    daemons_and_lingering_children_die_with_the_repl: native gvisor;
+    a_core_dump_is_not_written: native gvisor;
+    links_left_in_scratch_are_never_followed: native gvisor;
+    one_job_cannot_reach_another_jobs_scratch: native gvisor;
+    a_repl_that_keeps_a_child_running_is_not_reused: native;
+    system_calls_a_proof_never_needs_are_denied: native;
+}
+
+fn backend(name: &str) -> BackendKind {
+    name.parse().expect("a backend name")
+}
+
+fn farm_on(backend: BackendKind) -> TestDriver {
+    driver_with_sandbox(small_pool(), |config| config.backend = backend)
+}
 
 /// A snippet whose proof performs `directive` inside the sandbox.
 fn attack(directive: &str) -> String {
@@ -40,7 +81,8 @@ fn reason_code(verdict: &Verdict) -> &str {
     verdict.reason.as_ref().map_or("", |r| r.code.as_str())
 }
 
-/// Pids of every process on the host running as the sandbox user.
+/// Pids of every process on the host running as the sandbox user, and of
+/// every gVisor process.
 fn sandboxed_processes() -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -55,7 +97,9 @@ fn sandboxed_processes() -> Vec<i32> {
             .find_map(|line| line.strip_prefix("Uid:"))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|uid| uid.parse::<u32>().ok());
-        if uid == Some(SANDBOX_UID) {
+        let runsc = std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmdline| cmdline.windows(5).any(|w| w == b"runsc"));
+        if uid == Some(SANDBOX_UID) || runsc {
             pids.push(pid);
         }
     }
@@ -76,14 +120,21 @@ async fn assert_no_sandboxed_process_left() {
     );
 }
 
-#[tokio::test]
-async fn a_fork_bomb_is_capped_and_leaves_nothing_behind() {
+async fn a_fork_bomb_is_capped_and_leaves_nothing_behind(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     let mut check = request(&attack("fork-bomb"));
     check.timeout_seconds = 2.0;
     let verdict = farm.driver.check(&check).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::TimeoutError, "{verdict:?}");
+    match backend {
+        // With ptrace as its platform, gVisor backs each process with a host
+        // task: the bomb reaches the cgroup's task limit and takes the
+        // sandbox down with it, which is a crash, not a hang.
+        BackendKind::Gvisor if verdict.status == CheckStatus::ReplError => {
+            assert_eq!(reason_code(&verdict), "repl_crashed", "{verdict:?}")
+        }
+        _ => assert_eq!(verdict.status, CheckStatus::TimeoutError, "{verdict:?}"),
+    }
     assert_no_sandboxed_process_left().await;
     // The farm still works.
     let verdict = farm
@@ -94,10 +145,12 @@ async fn a_fork_bomb_is_capped_and_leaves_nothing_behind() {
     assert_eq!(verdict.status, CheckStatus::Valid);
 }
 
-#[tokio::test]
-async fn a_memory_bomb_is_stopped_by_the_cgroup() {
+async fn a_memory_bomb_is_stopped_by_the_cgroup(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver_with(small_pool(), 128 << 20);
+    let farm = driver_with_sandbox(small_pool(), |config| {
+        config.backend = backend;
+        config.memory_limit_bytes = 128 << 20;
+    });
     let verdict = farm
         .driver
         .check(&request(&attack("alloc-unbounded")))
@@ -114,11 +167,11 @@ async fn a_memory_bomb_is_stopped_by_the_cgroup() {
     assert_no_sandboxed_process_left().await;
 }
 
-#[tokio::test]
-async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit() {
+async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     // Scratch smaller than the file size limit: the disk is full first.
     let farm = driver_with_sandbox(small_pool(), |config| {
+        config.backend = backend;
         config.scratch_size_bytes = 32 << 20;
         config.file_size_limit_bytes = 64 << 20;
     });
@@ -143,6 +196,7 @@ async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit() {
     drop(farm);
     // The file size limit: writing past it raises SIGXFSZ, which ends the process.
     let farm = driver_with_sandbox(small_pool(), |config| {
+        config.backend = backend;
         config.scratch_size_bytes = 256 << 20;
         config.file_size_limit_bytes = 16 << 20;
     });
@@ -158,10 +212,9 @@ async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit() {
     assert_no_sandboxed_process_left().await;
 }
 
-#[tokio::test]
-async fn descriptor_exhaustion_hits_the_rlimit_and_the_repl_still_answers() {
+async fn descriptor_exhaustion_hits_the_rlimit_and_the_repl_still_answers(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     let verdict = farm
         .driver
         .check(&request(&attack("fd-exhaust")))
@@ -178,10 +231,9 @@ async fn descriptor_exhaustion_hits_the_rlimit_and_the_repl_still_answers() {
     assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
 }
 
-#[tokio::test]
-async fn an_output_flood_is_cut_off_without_buffering_it() {
+async fn an_output_flood_is_cut_off_without_buffering_it(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     let verdict = farm
         .driver
         .check(&request(&attack("output-flood 64")))
@@ -192,10 +244,9 @@ async fn an_output_flood_is_cut_off_without_buffering_it() {
     assert_no_sandboxed_process_left().await;
 }
 
-#[tokio::test]
-async fn the_network_holds_nothing_but_an_empty_loopback() {
+async fn the_network_holds_nothing_but_an_empty_loopback(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
@@ -234,10 +285,9 @@ async fn the_network_holds_nothing_but_an_empty_loopback() {
     assert!(report.contains("resolve crates.io: failed"), "{report}");
 }
 
-#[tokio::test]
-async fn host_files_are_invisible_and_the_toolchain_is_read_only() {
+async fn host_files_are_invisible_and_the_toolchain_is_read_only(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     // A secret outside the sandbox, in a place a worker might keep one.
     let secret_dir = tempfile::Builder::new()
         .prefix("leanfarm-secret")
@@ -295,18 +345,19 @@ async fn host_files_are_invisible_and_the_toolchain_is_read_only() {
     assert!(reports(&verdict).contains(": failed"), "{verdict:?}");
 }
 
-#[tokio::test]
-async fn the_worker_cannot_be_signalled_or_traced_and_privileges_are_gone() {
+async fn the_worker_cannot_be_signalled_or_traced_and_privileges_are_gone(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
     let worker = std::process::id();
     for directive in [
         format!("signal {worker} 9"),
         format!("ptrace {worker}"),
         "signal -1 9".to_string(),
-        "unshare-user".to_string(),
         "mount-tmpfs /tmp".to_string(),
-    ] {
+    ]
+    .into_iter()
+    .chain((backend == BackendKind::Native).then(|| "unshare-user".to_string()))
+    {
         let verdict = farm
             .driver
             .check(&request(&attack(&directive)))
@@ -326,10 +377,46 @@ async fn the_worker_cannot_be_signalled_or_traced_and_privileges_are_gone() {
     );
 }
 
-#[tokio::test]
-async fn daemons_and_lingering_children_die_with_the_repl() {
+async fn system_calls_a_proof_never_needs_are_denied(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver();
+    let farm = farm_on(backend);
+    // Every argument is zero, so a kernel that ran the call would answer
+    // EINVAL or EFAULT (or succeed, for unshare); EPERM is the filter.
+    let directives: Vec<String> = [
+        "ptrace",
+        "mount",
+        "unshare",
+        "setns",
+        "keyctl",
+        "bpf",
+        "perf_event_open",
+        "io_uring_setup",
+        "init_module",
+        "finit_module",
+        "kexec_load",
+        "reboot",
+        "userfaultfd",
+        "process_vm_readv",
+        "open_by_handle_at",
+    ]
+    .iter()
+    .map(|name| format!("  -- sim: syscall {name}"))
+    .collect();
+    let code = format!(
+        "theorem t : True := by\n{}\n  trivial",
+        directives.join("\n")
+    );
+    let verdict = farm.driver.check(&request(&code)).await.unwrap();
+    let report = reports(&verdict);
+    for line in report.lines() {
+        assert!(line.contains(": failed: Operation not permitted"), "{line}");
+    }
+    assert_eq!(report.lines().count(), directives.len(), "{report}");
+}
+
+async fn daemons_and_lingering_children_die_with_the_repl(backend: BackendKind) {
+    let _serial = SERIAL.lock().await;
+    let farm = farm_on(backend);
     let verdict = farm
         .driver
         .check(&request(
@@ -348,7 +435,7 @@ async fn daemons_and_lingering_children_die_with_the_repl() {
     assert_no_sandboxed_process_left().await;
 
     // And after a timeout, with a daemon started first.
-    let farm = driver();
+    let farm = farm_on(backend);
     let mut check = request(
         "theorem t : True := by\n  -- sim: setsid-daemon\n  -- sim: linger\n  -- sim: spin\n  trivial",
     );
@@ -358,11 +445,12 @@ async fn daemons_and_lingering_children_die_with_the_repl() {
     assert_no_sandboxed_process_left().await;
 }
 
-#[tokio::test]
-async fn a_core_dump_is_not_written() {
+async fn a_core_dump_is_not_written(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(sandbox_config(scratch_root.path().into(), 256 << 20)).unwrap();
+    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    config.backend = backend;
+    let sandbox = Sandbox::new(config).unwrap();
     let mut session = Session::start(&sandbox);
     let reply = session.ask(&attack("core-dump")).await;
     assert!(reply.is_none(), "the REPL answered: {reply:?}");
@@ -376,11 +464,12 @@ async fn a_core_dump_is_not_written() {
     assert_eq!(report.signal, Some(libc::SIGABRT), "{report:?}");
 }
 
-#[tokio::test]
-async fn links_left_in_scratch_are_never_followed() {
+async fn links_left_in_scratch_are_never_followed(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(sandbox_config(scratch_root.path().into(), 256 << 20)).unwrap();
+    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    config.backend = backend;
+    let sandbox = Sandbox::new(config).unwrap();
     let host_secret = scratch_root.path().join("host-secret");
     std::fs::write(&host_secret, "hunter2").unwrap();
     let mut session = Session::start(&sandbox);
@@ -411,11 +500,12 @@ async fn links_left_in_scratch_are_never_followed() {
     assert!(child.read_scratch_file("own.txt", 2).is_err());
 }
 
-#[tokio::test]
-async fn one_job_cannot_reach_another_jobs_scratch() {
+async fn one_job_cannot_reach_another_jobs_scratch(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(sandbox_config(scratch_root.path().into(), 256 << 20)).unwrap();
+    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    config.backend = backend;
+    let sandbox = Sandbox::new(config).unwrap();
     let mut first = Session::start(&sandbox);
     first
         .ask(&attack("write proof.txt first-job-secret"))
@@ -446,15 +536,14 @@ async fn one_job_cannot_reach_another_jobs_scratch() {
     assert!(!reply.contains("first-job-secret"), "{reply}");
 }
 
-#[tokio::test]
-async fn a_repl_that_keeps_a_child_running_is_not_reused() {
+async fn a_repl_that_keeps_a_child_running_is_not_reused(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
-    let farm = driver_with(
+    let farm = driver_with_sandbox(
         PoolConfig {
             max_repls: 1,
             ..small_pool()
         },
-        256 << 20,
+        |config| config.backend = backend,
     );
     farm.driver
         .check(&request(&attack("linger")))

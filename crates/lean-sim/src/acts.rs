@@ -238,6 +238,29 @@ pub fn hostile_act(name: &str, args: &[&str]) -> Option<String> {
             };
             outcome(format!("mount-tmpfs {}", arg(0)), errno_result(result))
         }
+        "syscall" => {
+            let number = match arg(0) {
+                "ptrace" => libc::SYS_ptrace,
+                "mount" => libc::SYS_mount,
+                "unshare" => libc::SYS_unshare,
+                "setns" => libc::SYS_setns,
+                "keyctl" => libc::SYS_keyctl,
+                "bpf" => libc::SYS_bpf,
+                "perf_event_open" => libc::SYS_perf_event_open,
+                "io_uring_setup" => libc::SYS_io_uring_setup,
+                "init_module" => libc::SYS_init_module,
+                "finit_module" => libc::SYS_finit_module,
+                "kexec_load" => libc::SYS_kexec_load,
+                "reboot" => libc::SYS_reboot,
+                "userfaultfd" => libc::SYS_userfaultfd,
+                "process_vm_readv" => libc::SYS_process_vm_readv,
+                "open_by_handle_at" => libc::SYS_open_by_handle_at,
+                other => return Some(format!("syscall {other}: unknown to lean-sim")),
+            };
+            // SAFETY: every argument is zero: no pointer is dereferenced.
+            let result = unsafe { libc::syscall(number, 0, 0, 0, 0, 0, 0) };
+            outcome(format!("syscall {}", arg(0)), errno_result(result as i32))
+        }
         "getpid" => {
             // SAFETY: these calls have no preconditions.
             let (pid, ppid, uid) = unsafe { (libc::getpid(), libc::getppid(), libc::getuid()) };

@@ -9,6 +9,7 @@
 //! This crate knows nothing about Lean, jobs or HTTP.
 
 mod cgroup;
+mod gvisor;
 mod native;
 pub mod seccomp;
 
@@ -109,6 +110,24 @@ pub struct ExitReport {
 pub struct Sandbox {
     config: SandboxConfig,
     cgroups: Option<cgroup::Layout>,
+    /// The `runsc` binary (gvisor backend).
+    runsc: Option<PathBuf>,
+}
+
+/// The cgroup layout for memory, process and CPU limits; `None` only when
+/// the host has none usable and degrading is allowed (logged).
+fn limits(config: &SandboxConfig) -> Result<Option<cgroup::Layout>, SandboxError> {
+    match cgroup::detect() {
+        Ok(layout) => Ok(Some(layout)),
+        Err(why) if config.allow_degraded => {
+            tracing::warn!(%why, "sandbox running degraded: no memory, process or CPU limits");
+            Ok(None)
+        }
+        Err(why) => Err(SandboxError::CannotEnforce {
+            what: "memory, process and CPU limits".into(),
+            why,
+        }),
+    }
 }
 
 /// Numbers every spawn of this process, across all `Sandbox` values.
@@ -133,6 +152,7 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         std::fs::create_dir_all(&config.scratch_root).map_err(SandboxError::Io)?;
         sweep_stale_scratch(&config.scratch_root);
+        let mut runsc = None;
         let cgroups = match config.backend {
             BackendKind::Native => {
                 // SAFETY: geteuid has no preconditions.
@@ -142,35 +162,48 @@ impl Sandbox {
                         why: "the native sandbox must run as root (or with CAP_SYS_ADMIN)".into(),
                     });
                 }
-                match cgroup::detect() {
-                    Ok(layout) => Some(layout),
-                    Err(why) if config.allow_degraded => {
-                        tracing::warn!(%why, "sandbox running degraded: no memory, process or CPU limits");
-                        None
-                    }
-                    Err(why) => {
-                        return Err(SandboxError::CannotEnforce {
-                            what: "memory, process and CPU limits".into(),
-                            why,
-                        })
-                    }
-                }
+                limits(&config)?
             }
             BackendKind::Gvisor => {
-                return Err(SandboxError::Setup(
-                    "the gvisor backend is not implemented yet".into(),
-                ))
+                runsc = Some(
+                    gvisor::find_runsc().map_err(|why| SandboxError::CannotEnforce {
+                        what: "the gVisor sandbox".into(),
+                        why,
+                    })?,
+                );
+                limits(&config)?
             }
             BackendKind::None => {
                 tracing::warn!("sandbox backend `none`: snippets run with the farm's own rights; for development only");
                 None
             }
         };
-        Ok(Sandbox { config, cgroups })
+        Ok(Sandbox {
+            config,
+            cgroups,
+            runsc,
+        })
     }
 
     pub fn backend(&self) -> BackendKind {
         self.config.backend
+    }
+
+    fn process_group(
+        &self,
+        name: &str,
+        pids_limit: u64,
+    ) -> Result<Option<cgroup::ProcessGroup>, SandboxError> {
+        match &self.cgroups {
+            Some(layout) => Ok(Some(cgroup::ProcessGroup::create(
+                layout,
+                name,
+                self.config.memory_limit_bytes,
+                pids_limit,
+                self.config.cpu_limit_cores,
+            )?)),
+            None => Ok(None),
+        }
     }
 
     /// Start a process with piped stdin, stdout and stderr in a fresh scratch directory.
@@ -185,14 +218,16 @@ impl Sandbox {
         let mut cleanup = Cleanup {
             scratch: Some(scratch.clone()),
             scratch_mounted: false,
-            new_root: None,
+            work_dir: None,
             group: None,
         };
-        let mut process = tokio::process::Command::new(&command.program);
+        let program = match self.config.backend {
+            BackendKind::Gvisor => self.runsc.clone().expect("runsc found at start"),
+            _ => command.program.clone(),
+        };
+        let mut process = tokio::process::Command::new(&program);
         process
-            .args(&command.args)
             .env_clear()
-            .envs(command.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -200,7 +235,10 @@ impl Sandbox {
         match self.config.backend {
             BackendKind::None => {
                 tracing::warn!(program = %command.program.display(), "running WITHOUT a sandbox (backend `none`)");
-                process.current_dir(&scratch);
+                process
+                    .args(&command.args)
+                    .envs(command.env.iter().map(|(key, value)| (key, value)))
+                    .current_dir(&scratch);
                 // SAFETY: setsid is async-signal safe.
                 unsafe {
                     process.pre_exec(|| {
@@ -210,26 +248,20 @@ impl Sandbox {
                 }
             }
             BackendKind::Native => {
+                process
+                    .args(&command.args)
+                    .envs(command.env.iter().map(|(key, value)| (key, value)));
                 mount_scratch(&scratch, self.config.scratch_size_bytes)?;
                 cleanup.scratch_mounted = true;
                 let new_root = self.config.scratch_root.join(format!("{name}.root"));
                 std::fs::create_dir(&new_root).map_err(SandboxError::Io)?;
-                cleanup.new_root = Some(new_root.clone());
-                let group = match &self.cgroups {
-                    Some(layout) => Some(cgroup::ProcessGroup::create(
-                        layout,
-                        &name,
-                        self.config.memory_limit_bytes,
-                        self.config.pids_limit,
-                        self.config.cpu_limit_cores,
-                    )?),
-                    None => None,
-                };
-                let procs_files = group
+                cleanup.work_dir = Some(new_root.clone());
+                cleanup.group = self.process_group(&name, self.config.pids_limit)?;
+                let procs_files = cleanup
+                    .group
                     .as_ref()
                     .map(|g| g.procs_files.clone())
                     .unwrap_or_default();
-                cleanup.group = group;
                 let read_only: Vec<(PathBuf, PathBuf)> = self
                     .config
                     .read_only_mounts
@@ -249,9 +281,30 @@ impl Sandbox {
                 }
             }
             BackendKind::Gvisor => {
-                return Err(SandboxError::Setup(
-                    "the gvisor backend is not implemented yet".into(),
-                ))
+                mount_scratch(&scratch, self.config.scratch_size_bytes)?;
+                cleanup.scratch_mounted = true;
+                let bundle = self.config.scratch_root.join(format!("{name}.bundle"));
+                cleanup.work_dir = Some(bundle.clone());
+                process.args(gvisor::prepare(
+                    &self.config,
+                    &bundle,
+                    &name,
+                    &scratch,
+                    command,
+                )?);
+                cleanup.group =
+                    self.process_group(&name, self.config.pids_limit + gvisor::RUNTIME_TASKS)?;
+                let procs_files = native::c_paths(
+                    cleanup
+                        .group
+                        .as_ref()
+                        .map(|g| g.procs_files.as_slice())
+                        .unwrap_or_default(),
+                );
+                // SAFETY: joining cgroups makes only raw system calls on memory prepared before fork.
+                unsafe {
+                    process.pre_exec(move || native::join_cgroups(&procs_files));
+                }
             }
         }
         let mut child = process.spawn().map_err(SandboxError::Spawn)?;
@@ -336,7 +389,8 @@ struct Cleanup {
     scratch: Option<PathBuf>,
     /// The scratch directory is a tmpfs mount point.
     scratch_mounted: bool,
-    new_root: Option<PathBuf>,
+    /// The native backend's root mount point or the gVisor bundle.
+    work_dir: Option<PathBuf>,
     group: Option<cgroup::ProcessGroup>,
 }
 
@@ -363,8 +417,8 @@ impl Cleanup {
         if let Some(mut group) = self.group.take() {
             group.remove();
         }
-        if let Some(root) = self.new_root.take() {
-            let _ = std::fs::remove_dir(&root);
+        if let Some(dir) = self.work_dir.take() {
+            let _ = std::fs::remove_dir_all(&dir);
         }
         if let Some(scratch) = self.scratch.take() {
             if self.scratch_mounted {
@@ -408,11 +462,16 @@ impl SandboxedChild {
     /// Processes of the tree besides the program itself (children it left
     /// running, daemons), if the backend can count them.
     pub fn extra_processes(&self) -> Option<usize> {
-        // The native tree is the intermediate, the sandbox's init and the program.
-        self.cleanup
-            .group
-            .as_ref()
-            .map(|group| group.process_count().saturating_sub(3))
+        match self.backend {
+            // The native tree is the intermediate, the sandbox's init and the program.
+            BackendKind::Native => self
+                .cleanup
+                .group
+                .as_ref()
+                .map(|group| group.process_count().saturating_sub(3)),
+            // The program's processes live inside the user-space kernel.
+            BackendKind::Gvisor | BackendKind::None => None,
+        }
     }
 
     /// Kill every process of the tree (including ones that called `setsid`).
@@ -431,9 +490,18 @@ impl SandboxedChild {
         let status = self.child.wait().await.ok();
         self.cleanup.kill_all(&self.child, self.backend);
         let group = self.cleanup.group.as_ref();
+        let mut exit_code = status.and_then(|s| s.code());
+        let mut signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+        if self.backend == BackendKind::Gvisor {
+            // runsc reports a program killed by signal N as exit code 128 + N.
+            if let Some(code @ 129..=192) = exit_code {
+                exit_code = None;
+                signal = Some(code - 128);
+            }
+        }
         let report = ExitReport {
-            exit_code: status.and_then(|s| s.code()),
-            signal: status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+            exit_code,
+            signal,
             oom_killed: group.is_some_and(|g| g.oom_killed()),
             killed_by_supervisor: self.killed_by_supervisor,
             peak_memory_bytes: group.and_then(|g| g.peak_memory_bytes()),

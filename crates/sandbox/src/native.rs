@@ -162,7 +162,7 @@ impl ChildPlan {
         let old_root = new_root.join(".old-root");
         steps.push(MountStep::Directory(c_path(&old_root)));
         ChildPlan {
-            procs_files: procs_files.iter().map(|p| c_path(p)).collect(),
+            procs_files: c_paths(procs_files),
             new_root: c_path(new_root),
             old_root: c_path(&old_root),
             old_root_inside: c_string("/.old-root"),
@@ -213,6 +213,22 @@ unsafe fn join_cgroup(procs_file: &CString) -> std::io::Result<()> {
     Ok(())
 }
 
+pub(crate) fn c_paths(paths: &[std::path::PathBuf]) -> Vec<CString> {
+    paths.iter().map(|p| c_path(p)).collect()
+}
+
+/// Join every cgroup whose `cgroup.procs` file is given.
+///
+/// # Safety
+/// Async-signal safe: for `pre_exec`.
+pub(crate) unsafe fn join_cgroups(procs_files: &[CString]) -> std::io::Result<()> {
+    for procs_file in procs_files {
+        // SAFETY: as for this function.
+        unsafe { join_cgroup(procs_file)? };
+    }
+    Ok(())
+}
+
 /// Runs in the forked child before exec (see the module docs).
 ///
 /// # Safety
@@ -220,9 +236,7 @@ unsafe fn join_cgroup(procs_file: &CString) -> std::io::Result<()> {
 pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
     // SAFETY: every call below is a raw system call on memory prepared before fork.
     unsafe {
-        for procs_file in &plan.procs_files {
-            join_cgroup(procs_file)?;
-        }
+        join_cgroups(&plan.procs_files)?;
         check(libc::unshare(
             libc::CLONE_NEWNS
                 | libc::CLONE_NEWPID

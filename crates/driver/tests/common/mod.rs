@@ -1,4 +1,6 @@
 //! A driver over real `lean-sim` processes in a real sandbox.
+// Each test binary uses part of this module.
+#![allow(dead_code)]
 
 use leanfarm_core::{CheckRequest, Policy};
 use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
