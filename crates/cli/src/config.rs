@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Concurrent checks (warm REPL processes) [default: number of CPUs]
     #[arg(long, env = "LEAN_FARM_SLOTS")]
     pub slots: Option<usize>,
+    /// REPL processes kept alive, busy or warm; more than --slots keeps more headers warm, at a memory cost [default: the slots]
+    #[arg(long, env = "LEAN_FARM_WARM_REPLS")]
+    pub warm_repls: Option<usize>,
     /// Sandbox backend: native, gvisor, or none (development only) [default: native]
     #[arg(long, env = "LEAN_FARM_SANDBOX")]
     pub sandbox: Option<String>,
@@ -86,6 +89,7 @@ impl ServeArgs {
             lean_project: self.lean_project.or(file.lean_project),
             toolchain: self.toolchain.or(file.toolchain),
             slots: self.slots.or(file.slots),
+            warm_repls: self.warm_repls.or(file.warm_repls),
             sandbox: self.sandbox.or(file.sandbox),
             allow_degraded_sandbox: self.allow_degraded_sandbox || file.allow_degraded_sandbox,
             memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
@@ -224,7 +228,8 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         })
         .max(1);
     let pool = PoolConfig {
-        max_repls: slots,
+        slots,
+        max_repls: args.warm_repls.unwrap_or(slots).max(slots),
         ..PoolConfig::default()
     };
     let driver = Driver::new(toolchain, pool, Arc::new(sandbox));

@@ -92,6 +92,7 @@ fn build_driver(
     lean_sim: &Path,
     backend: BackendKind,
     slots: usize,
+    warm: usize,
     scratch: &std::path::Path,
 ) -> Driver {
     let bin_dir = lean_sim.parent().expect("bin dir").to_path_buf();
@@ -119,7 +120,8 @@ fn build_driver(
         env: Vec::new(),
     };
     let pool = PoolConfig {
-        max_repls: slots,
+        slots,
+        max_repls: warm,
         max_uses_per_repl: 1_000_000,
         acquire_timeout: Duration::from_secs(600),
         ..PoolConfig::default()
@@ -147,14 +149,15 @@ async fn main() {
         .expect("--commands N");
     let headers: usize = argument("--headers", "36").parse().expect("--headers N");
     let stream: usize = argument("--stream", "3000").parse().expect("--stream N");
-    let slots: usize = argument("--slots", "8").parse().expect("--slots N");
+    let slots: usize = argument("--slots", "4").parse().expect("--slots N");
+    let warm: usize = argument("--warm", "12").parse().expect("--warm N");
     let lean_sim = lean_sim_path();
     let scratch = tempfile::tempdir().expect("scratch");
 
     let mut bare = bare_pipe_round_trips(&lean_sim, commands).await;
     bare.sort_by(f64::total_cmp);
 
-    let driver = build_driver(&lean_sim, backend, 1, scratch.path());
+    let driver = build_driver(&lean_sim, backend, 1, 1, scratch.path());
     let code = format!("import Mathlib\n{SNIPPET_BODY}");
     driver
         .check(&request(code.clone()))
@@ -186,7 +189,7 @@ async fn main() {
     );
 
     // Header reuse on a stream drawn from `headers` headers, Zipf-like (weight 1/rank).
-    let driver = build_driver(&lean_sim, backend, slots, scratch.path());
+    let driver = build_driver(&lean_sim, backend, slots, warm, scratch.path());
     let weights: Vec<f64> = (1..=headers).map(|rank| 1.0 / rank as f64).collect();
     let total_weight: f64 = weights.iter().sum();
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -228,7 +231,7 @@ async fn main() {
     let stats = driver.stats();
     driver.shutdown().await;
     let hit_rate = stats.hits as f64 / (stats.hits + stats.misses) as f64;
-    println!("header reuse ({stream} snippets over {headers} headers, weight 1/rank, {slots} repls, {:.1} s)", started.elapsed().as_secs_f64());
+    println!("header reuse ({stream} snippets over {headers} headers, weight 1/rank, {slots} slots, {warm} warm repls, {:.1} s)", started.elapsed().as_secs_f64());
     println!(
         "  hit rate {:.1} %   hits {}   misses {}   evictions {}",
         hit_rate * 100.0,

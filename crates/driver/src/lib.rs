@@ -40,7 +40,10 @@ pub struct ToolchainConfig {
 /// Sizing of the warm pool.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// Most REPL processes alive at once (= concurrent checks).
+    /// Checks that run at once.
+    pub slots: usize,
+    /// Most REPL processes alive at once, busy or warm and idle; raised to
+    /// `slots` if lower. Room beyond `slots` keeps more headers warm.
     pub max_repls: usize,
     /// A REPL is retired after this many snippets.
     pub max_uses_per_repl: u32,
@@ -57,6 +60,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
+            slots: 2,
             max_repls: 2,
             max_uses_per_repl: 500,
             max_repl_memory_bytes: 8 << 30,
@@ -285,7 +289,7 @@ impl Driver {
 
     /// Number of concurrent checks this driver can run.
     pub fn slots(&self) -> usize {
-        self.inner.pool.config.max_repls.max(1)
+        self.inner.pool.config.slots.max(1)
     }
 
     pub fn stats(&self) -> PoolStats {

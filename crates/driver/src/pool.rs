@@ -1,4 +1,5 @@
-//! The warm pool: at most `max_repls` REPL processes, reused by header.
+//! The warm pool: `slots` checks at once, at most `max_repls` REPL
+//! processes alive (at least `slots`), reused by header.
 //!
 //! A check first takes a slot (a semaphore permit; waiting is bounded by
 //! `acquire_timeout`, then `Busy`). With a slot it takes an idle REPL with the
@@ -45,7 +46,7 @@ pub(crate) struct Checkout {
 impl Pool {
     pub fn new(config: PoolConfig) -> Arc<Pool> {
         Arc::new(Pool {
-            permits: Arc::new(Semaphore::new(config.max_repls.max(1))),
+            permits: Arc::new(Semaphore::new(config.slots.max(1))),
             config,
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
@@ -72,7 +73,7 @@ impl Pool {
                 let mut state = self.state.lock().expect("pool lock");
                 if let Some(index) = state.idle.iter().rposition(|repl| repl.header == header) {
                     (Some(state.idle.remove(index)), None)
-                } else if state.live < self.config.max_repls.max(1) {
+                } else if state.live < self.max_repls() {
                     state.live += 1;
                     (None, None)
                 } else {
@@ -125,6 +126,12 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// REPLs allowed alive: never fewer than the slots, so that a caller
+    /// holding a slot always finds an idle REPL to evict or room to start one.
+    fn max_repls(&self) -> usize {
+        self.config.max_repls.max(self.config.slots).max(1)
     }
 
     pub fn stats(&self) -> PoolStats {

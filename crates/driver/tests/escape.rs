@@ -540,6 +540,7 @@ async fn a_repl_that_keeps_a_child_running_is_not_reused(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let farm = driver_with_sandbox(
         PoolConfig {
+            slots: 1,
             max_repls: 1,
             ..small_pool()
         },

@@ -70,6 +70,7 @@ async fn nothing_a_snippet_declares_is_seen_by_the_next() {
 async fn the_least_recently_used_idle_repl_is_evicted_when_full() {
     let farm = driver_with(
         PoolConfig {
+            slots: 1,
             max_repls: 1,
             ..small_pool()
         },
@@ -224,6 +225,7 @@ async fn running_out_of_memory_is_reported_as_such() {
 async fn an_exhausted_pool_answers_busy_after_a_bounded_wait() {
     let farm = driver_with(
         PoolConfig {
+            slots: 1,
             max_repls: 1,
             acquire_timeout: Duration::from_millis(300),
             ..small_pool()
@@ -248,6 +250,7 @@ async fn an_exhausted_pool_answers_busy_after_a_bounded_wait() {
 async fn a_cancelled_check_frees_its_slot_and_kills_its_repl() {
     let farm = driver_with(
         PoolConfig {
+            slots: 1,
             max_repls: 1,
             ..small_pool()
         },

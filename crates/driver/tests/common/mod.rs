@@ -92,6 +92,7 @@ pub fn driver_with_sandbox(
 
 pub fn small_pool() -> PoolConfig {
     PoolConfig {
+        slots: 2,
         max_repls: 2,
         max_uses_per_repl: 100,
         max_repl_memory_bytes: 1 << 30,
