@@ -8,6 +8,8 @@
 //! This crate knows nothing about HTTP, Lean processes or sandboxes.
 
 pub mod artifacts;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use leanfarm_core::{CheckRequest, Verdict};
@@ -168,6 +170,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
 }
 
 impl Store {
@@ -195,9 +198,9 @@ impl Store {
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::UnsupportedUrl(format!(
-                "{url}: the PostgreSQL backend is not implemented yet"
-            )));
+            return Ok(Store {
+                backend: Backend::Postgres(postgres::PostgresStore::open(url).await?),
+            });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
@@ -206,6 +209,7 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
@@ -213,6 +217,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.ping().await,
+            Backend::Postgres(store) => store.ping().await,
         }
     }
 
@@ -220,6 +225,7 @@ impl Store {
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.enqueue(jobs).await,
+            Backend::Postgres(store) => store.enqueue(jobs).await,
         }
     }
 
@@ -235,6 +241,7 @@ impl Store {
     ) -> Result<Vec<Lease>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.claim(worker_id, max, lease, preferred_headers).await,
+            Backend::Postgres(store) => store.claim(worker_id, max, lease, preferred_headers).await,
         }
     }
 
@@ -246,6 +253,7 @@ impl Store {
     ) -> Result<Vec<bool>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.renew(leases, lease).await,
+            Backend::Postgres(store) => store.renew(leases, lease).await,
         }
     }
 
@@ -258,6 +266,7 @@ impl Store {
     ) -> Result<CompleteOutcome, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.complete(job_id, lease_id, verdict).await,
+            Backend::Postgres(store) => store.complete(job_id, lease_id, verdict).await,
         }
     }
 
@@ -272,6 +281,7 @@ impl Store {
     ) -> Result<ReleaseOutcome, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.release(job_id, lease_id, error, retry_after).await,
+            Backend::Postgres(store) => store.release(job_id, lease_id, error, retry_after).await,
         }
     }
 
@@ -287,18 +297,21 @@ impl Store {
     pub async fn get_many(&self, job_ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.get_many(job_ids).await,
+            Backend::Postgres(store) => store.get_many(job_ids).await,
         }
     }
 
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.list(filter).await,
+            Backend::Postgres(store) => store.list(filter).await,
         }
     }
 
     pub async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.queue_counts().await,
+            Backend::Postgres(store) => store.queue_counts().await,
         }
     }
 
@@ -306,18 +319,21 @@ impl Store {
     pub async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.tenant_open_jobs(tenant).await,
+            Backend::Postgres(store) => store.tenant_open_jobs(tenant).await,
         }
     }
 
     pub async fn upsert_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.upsert_tenant(tenant).await,
+            Backend::Postgres(store) => store.upsert_tenant(tenant).await,
         }
     }
 
     pub async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.get_tenant(name).await,
+            Backend::Postgres(store) => store.get_tenant(name).await,
         }
     }
 
@@ -330,6 +346,9 @@ impl Store {
     ) -> Result<String, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.create_api_key(tenant, scope, secret_sha256_hex).await,
+            Backend::Postgres(store) => {
+                store.create_api_key(tenant, scope, secret_sha256_hex).await
+            }
         }
     }
 
@@ -340,12 +359,14 @@ impl Store {
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.find_api_key(secret_sha256_hex).await,
+            Backend::Postgres(store) => store.find_api_key(secret_sha256_hex).await,
         }
     }
 
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.revoke_api_key(key_id).await,
+            Backend::Postgres(store) => store.revoke_api_key(key_id).await,
         }
     }
 }

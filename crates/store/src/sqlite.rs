@@ -3,6 +3,9 @@
 //! transaction, so a job's state, its lease and the tenant counters change
 //! together or not at all.
 
+use crate::rows::{
+    now_millis, parse_scope, parse_state, scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+};
 use crate::{
     ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis,
@@ -33,58 +36,6 @@ fn query_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-pub(crate) fn now_millis() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Done => "done",
-        JobState::Dead => "dead",
-    }
-}
-
-fn parse_state(text: &str) -> Result<JobState, StoreError> {
-    match text {
-        "queued" => Ok(JobState::Queued),
-        "running" => Ok(JobState::Running),
-        "done" => Ok(JobState::Done),
-        "dead" => Ok(JobState::Dead),
-        other => Err(StoreError::Corrupt(format!("unknown job state `{other}`"))),
-    }
-}
-
-fn scope_name(scope: KeyScope) -> &'static str {
-    match scope {
-        KeyScope::User => "user",
-        KeyScope::Worker => "worker",
-        KeyScope::Admin => "admin",
-    }
-}
-
-const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at";
-
-type RawJob = (
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    u32,
-    u32,
-    Option<String>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
-
 fn read_raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
     Ok((
         row.get(0)?,
@@ -101,48 +52,6 @@ fn read_raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         row.get(11)?,
         row.get(12)?,
     ))
-}
-
-fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
-    let (
-        id,
-        tenant,
-        batch_id,
-        state,
-        request,
-        header_key,
-        result,
-        attempts,
-        max_attempts,
-        last_error,
-        created_at,
-        started_at,
-        finished_at,
-    ) = raw;
-    let request: CheckRequest = serde_json::from_str(&request)
-        .map_err(|e| StoreError::Corrupt(format!("job {id} request: {e}")))?;
-    let result: Option<Verdict> = match result {
-        Some(text) => Some(
-            serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("job {id} result: {e}")))?,
-        ),
-        None => None,
-    };
-    Ok(JobRecord {
-        state: parse_state(&state)?,
-        id,
-        tenant,
-        batch_id,
-        request,
-        header_key,
-        result,
-        attempts,
-        max_attempts,
-        last_error,
-        created_at,
-        started_at,
-        finished_at,
-    })
 }
 
 impl SqliteStore {
@@ -537,12 +446,7 @@ impl SqliteStore {
                 .optional()
                 .map_err(query_error)?;
             let Some((key_id, tenant, scope, revoked, created_at)) = row else { return Ok(None) };
-            let scope = match scope.as_str() {
-                "user" => KeyScope::User,
-                "worker" => KeyScope::Worker,
-                "admin" => KeyScope::Admin,
-                other => return Err(StoreError::Corrupt(format!("unknown key scope `{other}`"))),
-            };
+            let scope = parse_scope(&scope)?;
             Ok(Some(ApiKeyRecord { key_id, tenant, scope, revoked, created_at }))
         })
         .await

@@ -1,0 +1,684 @@
+//! The PostgreSQL backend: a small connection pool over `tokio-postgres`.
+//! Every queue operation is one transaction. Claims lock the jobs they take
+//! with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each
+//! other's jobs; tenant counters are updated at the end of a transaction, in
+//! tenant order, so that transactions rarely lock them in opposite orders.
+//! A transaction that still loses a deadlock or serialization race is run
+//! again; a database that cannot be reached is `StoreError::Unavailable`.
+
+use crate::rows::{
+    now_millis, parse_scope, parse_state, scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+};
+use crate::{
+    ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis,
+};
+use futures::future::BoxFuture;
+use leanfarm_core::{CheckRequest, Verdict};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls, Row, Transaction};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Connections kept per store (per process).
+const MAX_CONNECTIONS: usize = 16;
+/// How long an operation waits for a connection before the store is unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Runs of a transaction that lost a deadlock or serialization race.
+const ATTEMPTS: usize = 5;
+/// A lock on the migrations, so replicas starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6c65_616e_6661_726d;
+
+#[derive(Clone)]
+pub(crate) struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    idle: Mutex<Vec<Client>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection taken from the pool; handed back on drop unless broken.
+struct Pooled {
+    client: Option<Client>,
+    inner: Arc<Inner>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                self.inner.idle.lock().expect("pool lock").push(client);
+            }
+        }
+    }
+}
+
+fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    let code = error.code().map(|code| code.code().to_string());
+    match code.as_deref() {
+        // Serialization failure, deadlock, connection and server shutdown
+        // errors, too many connections: worth trying again later.
+        Some(code)
+            if code == "40001"
+                || code == "40P01"
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300" =>
+        {
+            StoreError::Unavailable(error.to_string())
+        }
+        Some(_) => StoreError::Query(error.to_string()),
+        // No SQLSTATE: the connection broke or could not be made.
+        None => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+fn retryable(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code().map(|code| code.code()),
+        Some("40001") | Some("40P01")
+    )
+}
+
+fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |error| StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+fn read_raw(row: &Row) -> RawJob {
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+        row.get::<_, i32>(7) as u32,
+        row.get::<_, i32>(8) as u32,
+        row.get(9),
+        row.get(10),
+        row.get(11),
+        row.get(12),
+    )
+}
+
+/// Failures inside a transaction: the database's, or the store's own.
+enum Failure {
+    Database(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Failure {
+        Failure::Database(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Store(error)
+    }
+}
+
+type Work<T> =
+    Box<dyn for<'t> Fn(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync>;
+
+impl PostgresStore {
+    pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::UnsupportedUrl(format!("{url}: {error}")))?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                config,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            }),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connection(&self) -> Result<Pooled, StoreError> {
+        let permit = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Arc::clone(&self.inner.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("no free database connection".into()))?
+        .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        loop {
+            let Some(client) = self.inner.idle.lock().expect("pool lock").pop() else {
+                break;
+            };
+            if !client.is_closed() {
+                return Ok(Pooled {
+                    client: Some(client),
+                    inner: Arc::clone(&self.inner),
+                    _permit: permit,
+                });
+            }
+        }
+        let (client, connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.inner.config.connect(NoTls))
+                .await
+                .map_err(|_| StoreError::Unavailable("connecting to PostgreSQL timed out".into()))?
+                .map_err(pg_error)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Pooled {
+            client: Some(client),
+            inner: Arc::clone(&self.inner),
+            _permit: permit,
+        })
+    }
+
+    /// Run `work` in a transaction, again if it loses a deadlock or
+    /// serialization race.
+    async fn transaction<T>(&self, work: Work<T>) -> Result<T, StoreError> {
+        let mut pooled = self.connection().await?;
+        let client = pooled.client.as_mut().expect("pooled client");
+        for attempt in 1..=ATTEMPTS {
+            let transaction = client.transaction().await.map_err(pg_error)?;
+            let outcome = work(&transaction).await;
+            let outcome = match outcome {
+                Ok(value) => transaction
+                    .commit()
+                    .await
+                    .map(|()| value)
+                    .map_err(Failure::Database),
+                Err(failure) => Err(failure),
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(Failure::Database(error)) if retryable(&error) && attempt < ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "transaction lost a race; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                Err(Failure::Database(error)) => return Err(pg_error(error)),
+                Err(Failure::Store(error)) => return Err(error),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.transaction(Box::new(|tx| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+                tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                    .await?;
+                for (version, sql) in MIGRATIONS {
+                    let applied = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?.is_some();
+                    if applied {
+                        continue;
+                    }
+                    tx.batch_execute(sql).await?;
+                    tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now_millis()])
+                        .await?;
+                }
+                Ok(())
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        let pooled = self.connection().await?;
+        let client = pooled.client.as_ref().expect("pooled client");
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(pg_error)
+    }
+
+    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let rows: Vec<(NewJob, String)> = jobs
+            .into_iter()
+            .map(|job| {
+                let request = serde_json::to_string(&job.request)
+                    .map_err(|e| StoreError::Query(e.to_string()))?;
+                Ok((job, request))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let rows = Arc::new(rows);
+        self.transaction(Box::new(move |tx| {
+            let rows = Arc::clone(&rows);
+            Box::pin(async move {
+                let now = now_millis();
+                let insert = tx
+                    .prepare(
+                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at)
+                         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $7)",
+                    )
+                    .await?;
+                let mut per_tenant: BTreeMap<&str, i64> = BTreeMap::new();
+                for (job, request) in rows.iter() {
+                    let max_attempts = job.max_attempts.max(1) as i32;
+                    tx.execute(&insert, &[&job.id, &job.tenant, &job.batch_id, request, &job.header_key, &max_attempts, &now])
+                        .await?;
+                    *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
+                }
+                for (tenant, count) in per_tenant {
+                    tx.execute(
+                        "INSERT INTO tenant_queue (tenant, queued) VALUES ($1, $2)
+                         ON CONFLICT (tenant) DO UPDATE SET queued = tenant_queue.queued + $2",
+                        &[&tenant, &count],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+        preferred_headers: &[String],
+    ) -> Result<Vec<Lease>, StoreError> {
+        let worker_id = worker_id.to_string();
+        let preferred: Arc<Vec<String>> = Arc::new(preferred_headers.to_vec());
+        let lease_millis = lease.as_millis() as i64;
+        self.transaction(Box::new(move |tx| {
+            let (worker_id, preferred) = (worker_id.clone(), Arc::clone(&preferred));
+            Box::pin(async move {
+                let now = now_millis();
+                let mut expired = TenantDeltas::default();
+                expire_leases(tx, now, &mut expired).await?;
+                // Counted now, so that the requeued jobs' tenants are candidates.
+                expired.apply(tx).await?;
+                let mut deltas = TenantDeltas::default();
+                // Candidate tenants, fairest first; within this claim each
+                // job taken counts as one more running job of its tenant.
+                let mut candidates: Vec<(String, i64)> = tx
+                    .query(
+                        "SELECT tenant, running FROM tenant_queue WHERE queued > 0 ORDER BY running, last_claimed, tenant LIMIT $1",
+                        &[&((max as i64).max(1) * 4 + 16)],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1)))
+                    .collect();
+                let mut leases = Vec::new();
+                while leases.len() < max && !candidates.is_empty() {
+                    // The first candidate with the fewest running (stable: ties keep the fair order).
+                    let index = (0..candidates.len()).min_by_key(|&i| candidates[i].1).expect("non-empty");
+                    let tenant = candidates[index].0.clone();
+                    let Some(row) = next_job(tx, &tenant, now, &preferred).await? else {
+                        candidates.remove(index);
+                        continue;
+                    };
+                    candidates[index].1 += 1;
+                    let job_id: String = row.get(0);
+                    let attempts = row.get::<_, i32>(1) as u32;
+                    let request: String = row.get(2);
+                    let header_key: String = row.get(3);
+                    let lease_id = uuid::Uuid::new_v4().to_string();
+                    let expires_at = now + lease_millis;
+                    tx.execute(
+                        "UPDATE jobs SET state = 'running', lease_id = $2, lease_owner = $3, lease_expires_at = $4,
+                         attempts = attempts + 1, started_at = $5 WHERE id = $1",
+                        &[&job_id, &lease_id, &worker_id, &expires_at, &now],
+                    )
+                    .await?;
+                    deltas.add(&tenant, -1, 1, true);
+                    let request: CheckRequest = serde_json::from_str(&request).map_err(corrupt(format!("job {job_id} request")))?;
+                    leases.push(Lease { job_id, lease_id, attempt: attempts + 1, tenant, request, header_key, expires_at });
+                }
+                deltas.apply(tx).await?;
+                Ok(leases)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        leases: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let leases = Arc::new(leases.to_vec());
+        let lease_millis = lease.as_millis() as i64;
+        self.transaction(Box::new(move |tx| {
+            let leases = Arc::clone(&leases);
+            Box::pin(async move {
+                let expires_at = now_millis() + lease_millis;
+                let mut held = Vec::with_capacity(leases.len());
+                for (job_id, lease_id) in leases.iter() {
+                    let changed = tx
+                        .execute(
+                            "UPDATE jobs SET lease_expires_at = $3 WHERE id = $1 AND lease_id = $2 AND state = 'running'",
+                            &[job_id, lease_id, &expires_at],
+                        )
+                        .await?;
+                    held.push(changed == 1);
+                }
+                Ok(held)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        job_id: &str,
+        lease_id: &str,
+        verdict: &Verdict,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
+        let result =
+            serde_json::to_string(verdict).map_err(|e| StoreError::Query(e.to_string()))?;
+        self.transaction(Box::new(move |tx| {
+            let (job_id, lease_id, result) = (job_id.clone(), lease_id.clone(), result.clone());
+            Box::pin(async move {
+                let row = tx
+                    .query_opt(
+                        "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL
+                         WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
+                        &[&job_id, &lease_id, &result, &now_millis()],
+                    )
+                    .await?;
+                let Some(row) = row else { return Ok(CompleteOutcome::Stale) };
+                let tenant: String = row.get(0);
+                let mut deltas = TenantDeltas::default();
+                deltas.add(&tenant, 0, -1, false);
+                deltas.apply(tx).await?;
+                Ok(CompleteOutcome::Stored)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        job_id: &str,
+        lease_id: &str,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let (job_id, lease_id, error) =
+            (job_id.to_string(), lease_id.to_string(), error.to_string());
+        let retry_millis = retry_after.as_millis() as i64;
+        self.transaction(Box::new(move |tx| {
+            let (job_id, lease_id, error) = (job_id.clone(), lease_id.clone(), error.clone());
+            Box::pin(async move {
+                let now = now_millis();
+                let row = tx
+                    .query_opt(
+                        "SELECT tenant, attempts, max_attempts FROM jobs WHERE id = $1 AND lease_id = $2 AND state = 'running' FOR UPDATE",
+                        &[&job_id, &lease_id],
+                    )
+                    .await?;
+                let Some(row) = row else { return Ok(ReleaseOutcome::Stale) };
+                let (tenant, attempts, max_attempts): (String, i32, i32) = (row.get(0), row.get(1), row.get(2));
+                let mut deltas = TenantDeltas::default();
+                let outcome = if attempts >= max_attempts {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'dead', last_error = $2, finished_at = $3, lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                        &[&job_id, &error, &now],
+                    )
+                    .await?;
+                    deltas.add(&tenant, 0, -1, false);
+                    ReleaseOutcome::DeadLettered
+                } else {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'queued', last_error = $2, run_after = $3, lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                        &[&job_id, &error, &(now + retry_millis)],
+                    )
+                    .await?;
+                    deltas.add(&tenant, 1, -1, false);
+                    ReleaseOutcome::Requeued
+                };
+                deltas.apply(tx).await?;
+                Ok(outcome)
+            })
+        }))
+        .await
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let pooled = self.connection().await?;
+        let client = pooled.client.as_ref().expect("pooled client");
+        client.query(sql, params).await.map_err(pg_error)
+    }
+
+    pub(crate) async fn get_many(&self, job_ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)"),
+                &[&job_ids],
+            )
+            .await?;
+        let mut by_id: BTreeMap<String, JobRecord> = BTreeMap::new();
+        for row in &rows {
+            let record = to_record(read_raw(row))?;
+            by_id.insert(record.id.clone(), record);
+        }
+        Ok(job_ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    pub(crate) async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let state = filter.state.map(state_name);
+        let limit = filter.limit.max(1) as i64;
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::TEXT IS NULL OR state = $2)
+                     AND ($3::TEXT IS NULL OR batch_id = $3) AND ($4::TEXT IS NULL OR id > $4) ORDER BY id LIMIT $5"
+                ),
+                &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        let rows = self
+            .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
+            .await?;
+        let mut counts = QueueCounts::default();
+        for row in &rows {
+            let count = row.get::<_, i64>(1) as u64;
+            match parse_state(row.get(0))? {
+                JobState::Queued => counts.queued = count,
+                JobState::Running => counts.running = count,
+                JobState::Done => counts.done = count,
+                JobState::Dead => counts.dead = count,
+            }
+        }
+        Ok(counts)
+    }
+
+    pub(crate) async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT queued + running FROM tenant_queue WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|row| row.get::<_, i64>(0).max(0) as u64)
+            .unwrap_or(0))
+    }
+
+    pub(crate) async fn upsert_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
+        self.query(
+            "INSERT INTO tenants (name, max_queued, max_running, requests_per_second, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET max_queued = $2, max_running = $3, requests_per_second = $4",
+            &[&tenant.name, &(tenant.max_queued as i64), &(tenant.max_running as i64), &tenant.requests_per_second, &tenant.created_at],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let rows = self
+            .query("SELECT name, max_queued, max_running, requests_per_second, created_at FROM tenants WHERE name = $1", &[&name])
+            .await?;
+        Ok(rows.first().map(|row| TenantRecord {
+            name: row.get(0),
+            max_queued: row.get::<_, i64>(1) as u64,
+            max_running: row.get::<_, i64>(2) as u64,
+            requests_per_second: row.get(3),
+            created_at: row.get(4),
+        }))
+    }
+
+    pub(crate) async fn create_api_key(
+        &self,
+        tenant: &str,
+        scope: KeyScope,
+        secret_sha256_hex: &str,
+    ) -> Result<String, StoreError> {
+        let key_id = uuid::Uuid::new_v4().simple().to_string();
+        self.query(
+            "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&key_id, &tenant, &scope_name(scope), &secret_sha256_hex, &now_millis()],
+        )
+        .await?;
+        Ok(key_id)
+    }
+
+    pub(crate) async fn find_api_key(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let rows = self
+            .query("SELECT key_id, tenant, scope, revoked, created_at FROM api_keys WHERE secret_sha256 = $1", &[&secret_sha256_hex])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(ApiKeyRecord {
+            key_id: row.get(0),
+            tenant: row.get(1),
+            scope: parse_scope(row.get(2))?,
+            revoked: row.get(3),
+            created_at: row.get(4),
+        }))
+    }
+
+    pub(crate) async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "UPDATE api_keys SET revoked = true WHERE key_id = $1 RETURNING 1",
+                &[&key_id],
+            )
+            .await?;
+        Ok(rows.len() == 1)
+    }
+}
+
+/// Changes to tenant counters gathered during a transaction and applied at
+/// its end, in tenant order.
+#[derive(Default)]
+struct TenantDeltas {
+    by_tenant: BTreeMap<String, (i64, i64, bool)>,
+}
+
+impl TenantDeltas {
+    fn add(&mut self, tenant: &str, queued: i64, running: i64, claimed: bool) {
+        let entry = self.by_tenant.entry(tenant.to_string()).or_default();
+        entry.0 += queued;
+        entry.1 += running;
+        entry.2 |= claimed;
+    }
+
+    async fn apply(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        for (tenant, (queued, running, claimed)) in self.by_tenant {
+            if claimed {
+                tx.execute(
+                    "UPDATE tenant_queue SET queued = queued + $2, running = running + $3, last_claimed = nextval('claim_counter') WHERE tenant = $1",
+                    &[&tenant, &queued, &running],
+                )
+                .await?;
+            } else if queued != 0 || running != 0 {
+                tx.execute(
+                    "UPDATE tenant_queue SET queued = queued + $2, running = running + $3 WHERE tenant = $1",
+                    &[&tenant, &queued, &running],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Return jobs whose lease expired to the queue, or to the dead letters when
+/// they have used all their attempts.
+async fn expire_leases(
+    tx: &Transaction<'_>,
+    now: UnixMillis,
+    deltas: &mut TenantDeltas,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "UPDATE jobs SET
+                 state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                 last_error = CASE WHEN attempts >= max_attempts THEN 'lease expired on the last attempt' ELSE 'lease expired' END,
+                 finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE finished_at END,
+                 run_after = $1, lease_id = NULL, lease_expires_at = NULL
+             WHERE id IN (
+                 SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < $1
+                 ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1000
+             )
+             RETURNING tenant, state",
+            &[&now],
+        )
+        .await?;
+    for row in &rows {
+        let tenant: String = row.get(0);
+        let state: &str = row.get(1);
+        deltas.add(&tenant, i64::from(state == "queued"), -1, false);
+    }
+    Ok(())
+}
+
+/// The tenant's oldest runnable job, preferring a warm header; locked, and
+/// skipping jobs another transaction holds.
+async fn next_job(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    now: UnixMillis,
+    preferred: &[String],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    if !preferred.is_empty() {
+        let found = tx
+            .query_opt(
+                "SELECT id, attempts, request, header_key FROM jobs
+                 WHERE tenant = $1 AND state = 'queued' AND header_key = ANY($2) AND run_after <= $3
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&tenant, &preferred, &now],
+            )
+            .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    tx.query_opt(
+        "SELECT id, attempts, request, header_key FROM jobs
+         WHERE tenant = $1 AND state = 'queued' AND run_after <= $2
+         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        &[&tenant, &now],
+    )
+    .await
+}
