@@ -36,7 +36,7 @@ pub struct ServeArgs {
     /// Name of the toolchain reported in verdicts [default: the REPL's file name]
     #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
     pub toolchain: Option<String>,
-    /// Concurrent checks (warm REPL processes) [default: number of CPUs]
+    /// Concurrent checks in this process [default: number of CPUs]; 0 serves the API only (remote workers check)
     #[arg(long, env = "LEAN_FARM_SLOTS")]
     pub slots: Option<usize>,
     /// REPL processes kept alive, busy or warm; more than --slots keeps more headers warm, at a memory cost [default: the slots]
@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Seconds running checks may take to finish on shutdown [default: 30]
     #[arg(long, env = "LEAN_FARM_DRAIN_SECONDS")]
     pub drain_seconds: Option<f64>,
+    /// Every user request must carry a tenant's token (see `leanfarm tenant`)
+    #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
+    #[serde(default)]
+    pub require_auth: bool,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
@@ -97,6 +101,7 @@ impl ServeArgs {
             artifacts: self.artifacts.or(file.artifacts),
             lease_seconds: self.lease_seconds.or(file.lease_seconds),
             drain_seconds: self.drain_seconds.or(file.drain_seconds),
+            require_auth: self.require_auth || file.require_auth,
             config: self.config,
         })
     }
@@ -180,8 +185,7 @@ fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), 
     Ok((config, mounts))
 }
 
-/// Build and start a farm from settings.
-pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+fn data_dir(args: &ServeArgs) -> Result<PathBuf, CliError> {
     let data_dir = args
         .data_dir
         .clone()
@@ -189,9 +193,12 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     std::fs::create_dir_all(&data_dir).map_err(|error| {
         CliError::Config(format!("cannot create {}: {error}", data_dir.display()))
     })?;
-    let data_dir =
-        std::fs::canonicalize(&data_dir).map_err(|error| CliError::Config(error.to_string()))?;
-    let (toolchain, read_only_mounts) = toolchain(&args)?;
+    std::fs::canonicalize(&data_dir).map_err(|error| CliError::Config(error.to_string()))
+}
+
+/// The driver: toolchain, sandbox and pool, from settings.
+pub fn build_driver(args: &ServeArgs, data_dir: &Path, slots: usize) -> Result<Driver, CliError> {
+    let (toolchain, read_only_mounts) = toolchain(args)?;
     let backend: BackendKind = args
         .sandbox
         .as_deref()
@@ -219,20 +226,42 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
             "{error} (for development without a sandbox: --sandbox none)"
         ))
     })?;
-    let slots = args
-        .slots
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
     let pool = PoolConfig {
         slots,
         max_repls: args.warm_repls.unwrap_or(slots).max(slots),
         ..PoolConfig::default()
     };
-    let driver = Driver::new(toolchain, pool, Arc::new(sandbox));
+    Ok(Driver::new(toolchain, pool, Arc::new(sandbox)))
+}
+
+/// Checks at once: the flag, or one per CPU.
+pub fn slots(args: &ServeArgs) -> usize {
+    args.slots.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// How workers lease and drain, from settings.
+pub fn worker_config(args: &ServeArgs, worker_id: String) -> WorkerConfig {
+    WorkerConfig {
+        worker_id,
+        lease: Duration::from_secs_f64(args.lease_seconds.unwrap_or(30.0).max(1.0)),
+        poll_interval: Duration::from_millis(250),
+        retry_backoff: Duration::from_secs(2),
+        drain_deadline: Duration::from_secs_f64(args.drain_seconds.unwrap_or(30.0).max(0.0)),
+    }
+}
+
+/// Build and start a farm from settings.
+pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+    let data_dir = data_dir(&args)?;
+    let slots = slots(&args);
+    let driver = match slots {
+        0 => None,
+        slots => Some(build_driver(&args, &data_dir, slots)?),
+    };
     let store_url = args
         .store
         .clone()
@@ -246,14 +275,14 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .unwrap_or_else(|| data_dir.join("artifacts").display().to_string());
     let artifacts = ArtifactStore::open(&artifacts_url)
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
-    let state = AppState::new(store, artifacts, driver, Limits::default());
-    let worker = WorkerConfig {
-        worker_id: format!("embedded-{}", uuid::Uuid::now_v7()),
-        lease: Duration::from_secs_f64(args.lease_seconds.unwrap_or(30.0).max(0.5)),
-        poll_interval: Duration::from_millis(250),
-        retry_backoff: Duration::from_secs(2),
-        drain_deadline: Duration::from_secs_f64(args.drain_seconds.unwrap_or(30.0).max(0.0)),
-    };
+    let state = AppState::new(
+        store,
+        artifacts,
+        driver,
+        Limits::default(),
+        args.require_auth,
+    );
+    let worker = worker_config(&args, format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));
@@ -275,7 +304,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
     tokio::select! {

@@ -3,6 +3,8 @@
 
 mod check;
 mod config;
+mod tenant;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +26,16 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Check .lean files (or directories of them) and print their verdicts.
     Check(check::CheckArgs),
+    /// Check jobs leased from a farm over HTTP (a remote worker).
+    Worker(Box<worker::WorkerArgs>),
+    /// Manage tenants, their limits and their tokens.
+    Tenant(tenant::TenantArgs),
+    /// Apply the store's pending migrations and exit (serve also applies them).
+    Migrate {
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(long, env = "LEAN_FARM_STORE")]
+        store: String,
+    },
     /// Act as lean-sim, the stand-in for Lean (used by --simulate).
     #[command(hide = true, name = "lean-sim", disable_help_flag = true)]
     LeanSim {
@@ -56,6 +68,14 @@ impl CliError {
     }
 }
 
+async fn migrate(url: &str) -> Result<(), CliError> {
+    let store = leanfarm_store::Store::open(url)
+        .await
+        .map_err(|error| CliError::Startup(format!("store {url}: {error}")))?;
+    println!("leanfarm: the {} store is up to date", store.backend_name());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::LeanSim { args } = cli.command {
@@ -76,6 +96,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => config::serve(*args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Migrate { store } => migrate(&store).await,
+            Command::Worker(args) => worker::run(*args).await,
+            Command::Tenant(args) => tenant::run(args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

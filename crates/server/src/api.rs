@@ -2,10 +2,11 @@
 //! submission path shares: validation, enqueueing and waiting.
 
 use crate::error::ApiError;
-use crate::{kimina, AppState};
+use crate::{auth, kimina, remote, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,8 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
-/// The tenant of requests while the API has no authentication.
-pub(crate) const DEFAULT_TENANT: &str = "default";
 /// Attempts before a job that keeps failing for infrastructure reasons is dead-lettered.
 const MAX_ATTEMPTS: u32 = 3;
 /// How often a waiting request re-reads the store when no in-process notice came.
@@ -36,6 +35,10 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/checks/{id}", get(get_check))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
+        .route("/v1/worker/lease", post(remote::lease))
+        .route("/v1/worker/renew", post(remote::renew))
+        .route("/v1/worker/complete", post(remote::complete))
+        .route("/v1/worker/release", post(remote::release))
         .route("/health", get(kimina::health))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -139,8 +142,10 @@ struct ChecksResponse {
 
 async fn submit_checks(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let tenant = auth::user_tenant(&state, &headers).await?;
     let submission: SubmitRequest = parse_body(&state, &body)?;
     let requests = submission
         .snippets
@@ -155,7 +160,7 @@ async fn submit_checks(
         .collect();
     let wait = submission.wait.clamp(0.0, state.limits.max_wait_seconds);
     let (batch_id, records) =
-        submit_and_wait(&state, requests, Duration::from_secs_f64(wait)).await?;
+        submit_and_wait(&state, &tenant, requests, Duration::from_secs_f64(wait)).await?;
     let all_final = records.iter().all(|record| is_final(record.state));
     let status = if all_final {
         StatusCode::OK
@@ -180,6 +185,7 @@ pub(crate) fn is_final(state: JobState) -> bool {
 /// Validate, enqueue (one transaction), and wait up to `wait` for the results.
 pub(crate) async fn submit_and_wait(
     state: &AppState,
+    tenant: &str,
     requests: Vec<CheckRequest>,
     wait: Duration,
 ) -> Result<(String, Vec<JobRecord>), ApiError> {
@@ -192,12 +198,23 @@ pub(crate) async fn submit_and_wait(
         state.metrics.request_rejected();
         return Err(ApiError::QueueFull { queued });
     }
+    if let Some(limits) = state.store.get_tenant(tenant).await? {
+        let open = state.store.tenant_open_jobs(tenant).await?;
+        if open + requests.len() as u64 > limits.max_queued {
+            state.metrics.request_rejected();
+            return Err(ApiError::TenantQueueFull {
+                tenant: tenant.to_string(),
+                open,
+                limit: limits.max_queued,
+            });
+        }
+    }
     let batch_id = uuid::Uuid::now_v7().to_string();
     let jobs: Vec<NewJob> = requests
         .into_iter()
         .map(|request| NewJob {
             id: uuid::Uuid::now_v7().to_string(),
-            tenant: DEFAULT_TENANT.to_string(),
+            tenant: tenant.to_string(),
             batch_id: Some(batch_id.clone()),
             header_key: Driver::header_key(&request.code),
             request,
@@ -284,11 +301,13 @@ async fn wait_for(
 
 async fn get_check(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<CheckView>, ApiError> {
+    let tenant = auth::user_tenant(&state, &headers).await?;
     match state.store.get(&id).await? {
-        Some(record) => Ok(Json(CheckView::from(record))),
-        None => Err(ApiError::NotFound(id)),
+        Some(record) if record.tenant == tenant => Ok(Json(CheckView::from(record))),
+        _ => Err(ApiError::NotFound(id)),
     }
 }
 
@@ -310,13 +329,15 @@ struct ListResponse {
 
 async fn list_checks(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let tenant = auth::user_tenant(&state, &headers).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let filter = ListFilter {
-        tenant: Some(DEFAULT_TENANT.to_string()),
+        tenant: Some(tenant),
         state: query.state,
         batch_id: query.batch_id,
         after: query.after,
@@ -338,13 +359,15 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store_ready = state.store.ping().await;
-    let ready = store_ready.is_ok()
-        && state.driver.slots() > 0
-        && !state.shutting_down.load(Ordering::Relaxed);
+    // A replica without in-process workers is ready when its store is:
+    // remote workers do the checking.
+    let slots = state.driver.as_ref().map(Driver::slots);
+    let ready =
+        store_ready.is_ok() && slots != Some(0) && !state.shutting_down.load(Ordering::Relaxed);
     let body = serde_json::json!({
         "ready": ready,
         "store": store_ready.map(|_| "ok".to_string()).unwrap_or_else(|error| error.to_string()),
-        "worker_slots": state.driver.slots(),
+        "worker_slots": slots.unwrap_or(0),
     });
     let status = if ready {
         StatusCode::OK
@@ -356,7 +379,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let queue = state.store.queue_counts().await.ok();
-    let text = state.metrics.render(queue, state.driver.stats());
+    let text = state
+        .metrics
+        .render(queue, state.driver.as_ref().map(Driver::stats));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -30,6 +30,18 @@ pub enum ApiError {
     NotFound(String),
     #[error("the queue holds {queued} jobs, its limit; retry later")]
     QueueFull { queued: u64 },
+    #[error("tenant `{tenant}` has {open} open jobs, its limit is {limit}; retry later")]
+    TenantQueueFull {
+        tenant: String,
+        open: u64,
+        limit: u64,
+    },
+    #[error("tenant `{tenant}` is limited to {rate} requests per second; retry later")]
+    RateLimited { tenant: String, rate: f64 },
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("the store is unavailable: {0}")]
     StoreUnavailable(String),
     #[error("the server is shutting down")]
@@ -54,6 +66,12 @@ impl ApiError {
             ApiError::InvalidTimeout { .. } => ("invalid_timeout", StatusCode::BAD_REQUEST),
             ApiError::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::TenantQueueFull { .. } => {
+                ("tenant_queue_full", StatusCode::TOO_MANY_REQUESTS)
+            }
+            ApiError::RateLimited { .. } => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::Unauthorized(_) => ("unauthorized", StatusCode::UNAUTHORIZED),
+            ApiError::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             ApiError::StoreUnavailable(_) => ("store_unavailable", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::ShuttingDown => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),

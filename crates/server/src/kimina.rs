@@ -80,8 +80,10 @@ struct VerifyCode {
 
 pub(crate) async fn api_check(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let tenant = crate::auth::user_tenant(&state, &headers).await?;
     let body: CheckBody = parse_body(&state, &body)?;
     let ids: Vec<String> = body
         .snippets
@@ -100,7 +102,7 @@ pub(crate) async fn api_check(
             )
         })
         .collect();
-    let records = run(&state, requests, body.timeout).await?;
+    let records = run(&state, &tenant, requests, body.timeout).await?;
     let results: Vec<Value> = records
         .iter()
         .zip(ids)
@@ -114,8 +116,10 @@ pub(crate) async fn api_check(
 
 pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let tenant = crate::auth::user_tenant(&state, &headers).await?;
     let body: VerifyBody = parse_body(&state, &body)?;
     let mut custom_ids = Vec::new();
     let mut requests = Vec::new();
@@ -135,7 +139,7 @@ pub(crate) async fn verify(
         ));
         custom_ids.push(code.custom_id);
     }
-    let records = run(&state, requests, body.timeout).await?;
+    let records = run(&state, &tenant, requests, body.timeout).await?;
     let results: Vec<Value> = records
         .iter()
         .zip(custom_ids)
@@ -176,12 +180,13 @@ fn request(
 
 async fn run(
     state: &AppState,
+    tenant: &str,
     requests: Vec<CheckRequest>,
     timeout: f64,
 ) -> Result<Vec<JobRecord>, ApiError> {
     let wait = Duration::from_secs_f64(timeout.clamp(0.0, state.limits.max_timeout_seconds))
         + QUEUE_ALLOWANCE;
-    let (_batch, records) = submit_and_wait(state, requests, wait).await?;
+    let (_batch, records) = submit_and_wait(state, tenant, requests, wait).await?;
     Ok(records)
 }
 

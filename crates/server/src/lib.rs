@@ -8,9 +8,11 @@
 //! This module must never change a job's state except through `Store`.
 
 mod api;
+pub mod auth;
 mod error;
 mod kimina;
 mod metrics;
+mod remote;
 pub mod worker;
 
 pub use error::ApiError;
@@ -53,7 +55,13 @@ impl Default for Limits {
 pub struct AppState {
     pub store: Store,
     pub artifacts: ArtifactStore,
-    pub driver: Driver,
+    /// The in-process workers' driver; `None` on a replica that only serves
+    /// the API (remote workers do the checking).
+    pub driver: Option<Driver>,
+    /// Every user request needs a token (otherwise tokenless requests are
+    /// the `default` tenant's).
+    pub require_auth: bool,
+    pub(crate) rates: auth::RateLimiter,
     pub limits: Limits,
     pub metrics: Metrics,
     /// Ids of jobs completed in this process.
@@ -69,13 +77,16 @@ impl AppState {
     pub fn new(
         store: Store,
         artifacts: ArtifactStore,
-        driver: Driver,
+        driver: Option<Driver>,
         limits: Limits,
+        require_auth: bool,
     ) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             artifacts,
             driver,
+            require_auth,
+            rates: auth::RateLimiter::default(),
             limits,
             metrics: Metrics::default(),
             completions: broadcast::channel(4096).0,
@@ -114,11 +125,15 @@ impl Farm {
             Arc::clone(&state),
             shutdown_receiver.clone(),
         ));
-        let workers = tokio::spawn(worker::run(
-            Arc::clone(&state),
-            worker,
-            shutdown_receiver.clone(),
-        ));
+        let workers = match state.driver.clone() {
+            Some(driver) => tokio::spawn(worker::run(
+                worker::Queue::Local(Arc::clone(&state)),
+                driver,
+                worker,
+                shutdown_receiver.clone(),
+            )),
+            None => tokio::spawn(async {}),
+        };
         let app = router(Arc::clone(&state));
         let mut server_shutdown = shutdown_receiver;
         let server = tokio::spawn(async move {
@@ -132,7 +147,8 @@ impl Farm {
                 tracing::error!(%error, "http server failed");
             }
         });
-        tracing::info!(%local_addr, slots = state.driver.slots(), store = state.store.backend_name(), "lean farm is serving");
+        let slots = state.driver.as_ref().map_or(0, Driver::slots);
+        tracing::info!(%local_addr, slots, store = state.store.backend_name(), "lean farm is serving");
         Ok(Farm {
             local_addr,
             shutdown,

@@ -59,7 +59,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with gauges read at scrape time.
-    pub fn render(&self, queue: Option<QueueCounts>, pool: PoolStats) -> String {
+    pub fn render(&self, queue: Option<QueueCounts>, pool: Option<PoolStats>) -> String {
+        let pool = pool.unwrap_or_default();
         let mut out = String::new();
         out.push_str("# HELP lean_farm_jobs_total Jobs finished, by verdict status.\n# TYPE lean_farm_jobs_total counter\n");
         for (index, status) in CheckStatus::ALL.iter().enumerate() {

@@ -82,7 +82,7 @@ pub struct JobRecord {
 
 /// A worker's claim on a running job. Only the holder of the current lease
 /// may complete the job.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub job_id: String,
     pub lease_id: String,
@@ -93,7 +93,8 @@ pub struct Lease {
     pub expires_at: UnixMillis,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CompleteOutcome {
     /// The verdict is now the job's one result.
     Stored,
@@ -102,7 +103,8 @@ pub enum CompleteOutcome {
     Stale,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReleaseOutcome {
     /// Back in the queue, runnable after the backoff.
     Requeued,
@@ -231,7 +233,8 @@ impl Store {
 
     /// Lease up to `max` runnable jobs for `worker_id` in one transaction.
     /// Jobs whose header is in `preferred_headers` go first; tenants are
-    /// served fairly; jobs whose lease expired are leased again.
+    /// served fairly and never beyond their `max_running`; jobs whose lease
+    /// expired are leased again.
     pub async fn claim(
         &self,
         worker_id: &str,

@@ -304,14 +304,17 @@ impl PostgresStore {
                 let mut deltas = TenantDeltas::default();
                 // Candidate tenants, fairest first; within this claim each
                 // job taken counts as one more running job of its tenant.
-                let mut candidates: Vec<(String, i64)> = tx
+                let mut candidates: Vec<(String, i64, i64)> = tx
                     .query(
-                        "SELECT tenant, running FROM tenant_queue WHERE queued > 0 ORDER BY running, last_claimed, tenant LIMIT $1",
+                        "SELECT q.tenant, q.running, coalesce(t.max_running, 9223372036854775807)
+                         FROM tenant_queue q LEFT JOIN tenants t ON t.name = q.tenant
+                         WHERE q.queued > 0 AND (t.max_running IS NULL OR q.running < t.max_running)
+                         ORDER BY q.running, q.last_claimed, q.tenant LIMIT $1",
                         &[&((max as i64).max(1) * 4 + 16)],
                     )
                     .await?
                     .iter()
-                    .map(|row| (row.get(0), row.get(1)))
+                    .map(|row| (row.get(0), row.get(1), row.get(2)))
                     .collect();
                 let mut leases = Vec::new();
                 while leases.len() < max && !candidates.is_empty() {
@@ -323,6 +326,10 @@ impl PostgresStore {
                         continue;
                     };
                     candidates[index].1 += 1;
+                    if candidates[index].1 >= candidates[index].2 {
+                        // At its running limit: no more for this tenant in this claim.
+                        candidates.remove(index);
+                    }
                     let job_id: String = row.get(0);
                     let attempts = row.get::<_, i32>(1) as u32;
                     let request: String = row.get(2);

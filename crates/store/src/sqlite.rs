@@ -538,13 +538,18 @@ fn expire_leases(transaction: &Transaction<'_>, now: UnixMillis) -> Result<(), S
     Ok(())
 }
 
-/// The tenant to serve next: fewest running jobs, then least recently served.
+/// The tenant to serve next: fewest running jobs, then least recently
+/// served, among those below their running limit.
 fn next_tenant(
     transaction: &Transaction<'_>,
     skipped: &[String],
 ) -> Result<Option<String>, StoreError> {
     let mut statement = transaction
-        .prepare_cached("SELECT tenant FROM tenant_queue WHERE queued > 0 ORDER BY running, last_claimed, tenant LIMIT ?1")
+        .prepare_cached(
+            "SELECT q.tenant FROM tenant_queue q LEFT JOIN tenants t ON t.name = q.tenant
+             WHERE q.queued > 0 AND (t.max_running IS NULL OR q.running < t.max_running)
+             ORDER BY q.running, q.last_claimed, q.tenant LIMIT ?1",
+        )
         .map_err(query_error)?;
     let rows = statement
         .query_map(params![skipped.len() as i64 + 1], |row| {

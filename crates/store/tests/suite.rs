@@ -346,6 +346,33 @@ async fn tenants_and_api_keys(store: Store) {
     assert!(!store.revoke_api_key("no-such-key").await.unwrap());
 }
 
+async fn a_tenant_never_runs_more_than_its_limit(store: Store) {
+    store
+        .upsert_tenant(&TenantRecord {
+            name: "capped".into(),
+            max_queued: 100,
+            max_running: 2,
+            requests_per_second: 100.0,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    store.enqueue(jobs("c", "capped", 5)).await.unwrap();
+    store.enqueue(jobs("f", "free", 5)).await.unwrap();
+    let leases = store.claim("w", 10, LEASE, &[]).await.unwrap();
+    let capped = leases.iter().filter(|l| l.tenant == "capped").count();
+    assert_eq!((capped, leases.len()), (2, 7));
+    assert!(store.claim("w", 10, LEASE, &[]).await.unwrap().is_empty());
+    let lease = leases.iter().find(|l| l.tenant == "capped").unwrap();
+    store
+        .complete(&lease.job_id, &lease.lease_id, &verdict())
+        .await
+        .unwrap();
+    let next = store.claim("w", 10, LEASE, &[]).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].tenant, "capped");
+}
+
 macro_rules! store_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -368,6 +395,7 @@ macro_rules! store_suite {
             case!(a_small_tenant_is_not_starved_by_a_big_one);
             case!(concurrent_workers_complete_every_job_exactly_once);
             case!(tenants_and_api_keys);
+            case!(a_tenant_never_runs_more_than_its_limit);
         }
     };
 }

@@ -12,6 +12,8 @@ pub struct Server {
     pub child: Child,
     pub url: String,
     pub client: reqwest::Client,
+    /// Sent as `Authorization: Bearer` when set.
+    pub token: Option<String>,
 }
 
 pub fn sandbox_backend() -> String {
@@ -72,6 +74,14 @@ impl Server {
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
+            token: None,
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -81,8 +91,7 @@ impl Server {
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self
-            .client
-            .post(format!("{}{path}", self.url))
+            .authorize(self.client.post(format!("{}{path}", self.url)))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -99,8 +108,7 @@ impl Server {
 
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self
-            .client
-            .get(format!("{}{path}", self.url))
+            .authorize(self.client.get(format!("{}{path}", self.url)))
             .send()
             .await
             .expect("request");
@@ -163,4 +171,118 @@ pub fn snippets(codes: &[&str]) -> Value {
             .map(|code| serde_json::json!({ "code": code }))
             .collect(),
     )
+}
+
+/// A `leanfarm worker --simulate` process leasing from a farm.
+pub struct Worker {
+    pub child: Child,
+}
+
+impl Worker {
+    pub fn start(server_url: &str, token: &str, data_dir: &Path, extra: &[&str]) -> Worker {
+        let child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .args([
+                "worker",
+                "--simulate",
+                "--server",
+                server_url,
+                "--token",
+                token,
+                "--sandbox",
+                &sandbox_backend(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("LEAN_FARM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn leanfarm worker");
+        Worker { child }
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// Run `leanfarm ARGS` to completion; its stdout, trimmed.
+pub fn leanfarm(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args(args)
+        .output()
+        .expect("run leanfarm");
+    assert!(
+        output.status.success(),
+        "leanfarm {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A PostgreSQL database of its own for one test, dropped at the end.
+/// The server is LEAN_FARM_TEST_POSTGRES or the local one.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("LEAN_FARM_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn admin_sql(sql: &str) {
+    let url = postgres_admin_url();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap_or_else(|error| {
+                        panic!("PostgreSQL at {url} is needed (.ci/run starts it): {error}")
+                    });
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await.unwrap();
+            })
+    })
+    .join()
+    .expect("admin sql");
+}
+
+impl TestDatabase {
+    pub fn create(label: &str) -> TestDatabase {
+        let name = format!("leanfarm_test_{}_{label}", std::process::id());
+        admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        admin_sql(&format!("CREATE DATABASE {name}"));
+        let (base, _) = postgres_admin_url()
+            .rsplit_once('/')
+            .map(|(b, d)| (b.to_string(), d.to_string()))
+            .unwrap();
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        admin_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
 }

@@ -1,0 +1,309 @@
+//! The farm as a fleet, with real processes on a real PostgreSQL: API
+//! replicas that only serve (`--slots 0`), `leanfarm worker` processes that
+//! lease over HTTP, tenants and their tokens. Parts are killed for real, and
+//! each test checks the ledger: every accepted job has exactly one result.
+
+mod common;
+
+use common::{leanfarm, snippets, Server, TestDatabase, Worker};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A user token and a worker token for a fresh tenant.
+fn tokens(store: &str) -> (String, String) {
+    leanfarm(&["tenant", "--store", store, "set", "acme", "--rps", "1000"]);
+    let user = leanfarm(&["tenant", "--store", store, "key", "acme", "--scope", "user"]);
+    let worker = leanfarm(&[
+        "tenant", "--store", store, "key", "fleet", "--scope", "worker",
+    ]);
+    (user, worker)
+}
+
+fn api_replica(data: &std::path::Path, store: &str, extra: &[&str]) -> Server {
+    let mut flags = vec!["--slots", "0", "--require-auth", "--store", store];
+    flags.extend_from_slice(extra);
+    Server::start(data, &flags)
+}
+
+fn ids_of(response: &Value) -> Vec<String> {
+    response["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{response}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every job of the tenant, read through the API.
+async fn ledger(server: &Server) -> Vec<Value> {
+    let (status, all) = server.get_json("/v1/checks?limit=1000").await;
+    assert_eq!(status, 200, "{all}");
+    all["results"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_remote_worker_checks_jobs_and_tokens_keep_the_sides_apart() {
+    let db = TestDatabase::create("sides");
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = Worker::start(
+        &server.url,
+        &worker_token,
+        worker_dir.path(),
+        &["--slots", "2"],
+    );
+
+    let body = json!({"snippets": snippets(&["theorem t : True := trivial", "theorem u : 1 = 1 := by sorry"]), "wait": 30});
+    let (status, response) = server.post("/v1/checks", &body).await;
+    assert_eq!(
+        (status, response["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{response}"
+    );
+    server.token = Some(worker_token.clone());
+    let (status, response) = server.post("/v1/checks", &body).await;
+    assert_eq!(
+        (status, response["code"].as_str()),
+        (403, Some("forbidden")),
+        "{response}"
+    );
+    server.token = Some("lf_not_a_real_token".into());
+    let (status, _) = server.post("/v1/checks", &body).await;
+    assert_eq!(status, 401);
+
+    server.token = Some(user.clone());
+    let (status, response) = server.post("/v1/checks", &body).await;
+    assert_eq!(status, 200, "{response}");
+    let statuses: Vec<&str> = response["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["verdict"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["valid", "sorry"]);
+
+    // A user key cannot lease work.
+    let lease = json!({"worker_id": "intruder", "max": 1, "lease_seconds": 10});
+    let (status, response) = server.post("/v1/worker/lease", &lease).await;
+    assert_eq!(
+        (status, response["code"].as_str()),
+        (403, Some("forbidden")),
+        "{response}"
+    );
+
+    // Another tenant sees none of these jobs.
+    let other = leanfarm(&[
+        "tenant", "--store", &db.url, "key", "other", "--scope", "user",
+    ]);
+    server.token = Some(other);
+    assert!(ledger(&server).await.is_empty());
+    let id = ids_of(&response_ids(&server, &user, &body).await)[0].clone();
+    let (status, _) = server.get_json(&format!("/v1/checks/{id}")).await;
+    assert_eq!(status, 404);
+
+    // A revoked token is refused.
+    let key_id = revoke_target(&db.url);
+    leanfarm(&["tenant", "--store", &db.url, "revoke", &key_id.0]);
+    server.token = Some(key_id.1);
+    let (status, _) = server.get_json("/v1/checks").await;
+    assert_eq!(status, 401);
+}
+
+/// Submit as `token` and return the response.
+async fn response_ids(server: &Server, token: &str, body: &Value) -> Value {
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{}/v1/checks", server.url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A fresh user key: (key id, token).
+fn revoke_target(store: &str) -> (String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args(["tenant", "--store", store, "key", "acme", "--scope", "user"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let key_id = stderr.split_whitespace().nth(1).unwrap().to_string();
+    (
+        key_id,
+        String::from_utf8_lossy(&output.stdout).trim().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_loses_its_lease_and_the_job_completes_once() {
+    let db = TestDatabase::create("killed_worker");
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    server.token = Some(user);
+    let first_dir = tempfile::tempdir().unwrap();
+    let mut first = Worker::start(
+        &server.url,
+        &worker_token,
+        first_dir.path(),
+        &["--slots", "1", "--lease-seconds", "2"],
+    );
+    let body = json!({"snippets": snippets(&["-- sim: sleep 1500\ntheorem t : True := trivial"])});
+    let (status, response) = server.post("/v1/checks", &body).await;
+    assert_eq!(status, 202, "{response}");
+    let ids = ids_of(&response);
+    // Wait until the first worker holds it, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, view) = server.get_json(&format!("/v1/checks/{}", ids[0])).await;
+        if view["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never leased: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill_hard();
+    let second_dir = tempfile::tempdir().unwrap();
+    let _second = Worker::start(
+        &server.url,
+        &worker_token,
+        second_dir.path(),
+        &["--slots", "1", "--lease-seconds", "2"],
+    );
+    let views = server.wait_final(&ids, Duration::from_secs(60)).await;
+    assert_eq!(views[0]["state"], "done", "{}", views[0]);
+    assert_eq!(views[0]["verdict"]["status"], "valid");
+    assert_eq!(
+        views[0]["attempts"], 2,
+        "leased again after the lease expired"
+    );
+    assert_eq!(ledger(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_back_from_a_partition_with_a_stale_lease_is_refused() {
+    let db = TestDatabase::create("stale_lease");
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    server.token = Some(user);
+    let (_, response) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": snippets(&["theorem t : True := trivial"])}),
+        )
+        .await;
+    let id = ids_of(&response)[0].clone();
+
+    // Two workers speaking the protocol by hand: the first leases, goes
+    // silent past its lease, the second leases the job again.
+    server.token = Some(worker_token);
+    let lease =
+        |name: &str| json!({"worker_id": name, "max": 1, "lease_seconds": 1, "wait_seconds": 5});
+    let (status, first) = server.post("/v1/worker/lease", &lease("partitioned")).await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["leases"][0].clone();
+    assert_eq!(first["job_id"], id.as_str());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, second) = server.post("/v1/worker/lease", &lease("healthy")).await;
+    let second = second["leases"][0].clone();
+    assert_eq!(
+        (second["job_id"].as_str(), second["attempt"].as_u64()),
+        (Some(id.as_str()), Some(2))
+    );
+
+    let verdict = |status: &str| {
+        json!({"status": status, "messages": [], "axioms": {}, "toolchain": "lean-sim", "project": "simulated",
+        "timings": {"queued_ms": 0.0, "header_ms": 0.0, "body_ms": 1.0}, "repl_reused": false})
+    };
+    let complete = |lease: &Value, status: &str| json!({"job_id": lease["job_id"], "lease_id": lease["lease_id"], "verdict": verdict(status)});
+    let (_, renewed) = server
+        .post("/v1/worker/renew", &json!({"leases": [{"job_id": first["job_id"], "lease_id": first["lease_id"]}], "lease_seconds": 5}))
+        .await;
+    assert_eq!(renewed["held"], json!([false]));
+    let (status, late) = server
+        .post("/v1/worker/complete", &complete(&first, "lean_error"))
+        .await;
+    assert_eq!(
+        (status, late["outcome"].as_str()),
+        (200, Some("stale")),
+        "{late}"
+    );
+    let (_, on_time) = server
+        .post("/v1/worker/complete", &complete(&second, "valid"))
+        .await;
+    assert_eq!(on_time["outcome"], "stored");
+    let (_, again) = server
+        .post("/v1/worker/complete", &complete(&second, "lean_error"))
+        .await;
+    assert_eq!(again["outcome"], "stale", "a result is written once");
+
+    let user = leanfarm(&[
+        "tenant", "--store", &db.url, "key", "acme", "--scope", "user",
+    ]);
+    server.token = Some(user);
+    let (_, view) = server.get_json(&format!("/v1/checks/{id}")).await;
+    assert_eq!(
+        (view["state"].as_str(), view["verdict"]["status"].as_str()),
+        (Some("done"), Some("valid")),
+        "{view}"
+    );
+}
+
+#[tokio::test]
+async fn killing_an_api_replica_loses_nothing_for_clients_that_retry_on_another() {
+    let db = TestDatabase::create("replicas");
+    let (user, worker_token) = tokens(&db.url);
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = api_replica(data_a.path(), &db.url, &[]);
+    let mut b = api_replica(data_b.path(), &db.url, &[]);
+    a.token = Some(user.clone());
+    b.token = Some(user);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = Worker::start(&b.url, &worker_token, worker_dir.path(), &["--slots", "2"]);
+
+    let mut accepted: Vec<String> = Vec::new();
+    let mut retried = 0;
+    for round in 0..20 {
+        if round == 10 {
+            a.kill_hard();
+        }
+        let code = format!("-- sim: sleep 20\ntheorem t{round} : True := trivial");
+        let body = json!({"snippets": snippets(&[&code])});
+        // The client: replica A first; on a connection failure, replica B.
+        let first_try = a
+            .client
+            .post(format!("{}/v1/checks", a.url))
+            .bearer_auth(a.token.as_ref().unwrap())
+            .json(&body)
+            .send()
+            .await;
+        let response: Value = match first_try {
+            Ok(response) => response.json().await.unwrap(),
+            Err(_) => {
+                retried += 1;
+                let (status, response) = b.post("/v1/checks", &body).await;
+                assert_eq!(status, 202, "{response}");
+                response
+            }
+        };
+        accepted.extend(ids_of(&response));
+    }
+    assert_eq!(retried, 10, "the second half went to replica B");
+    let views = b.wait_final(&accepted, Duration::from_secs(60)).await;
+    assert!(views
+        .iter()
+        .all(|v| v["state"] == "done" && v["verdict"]["status"] == "valid"));
+    let all = ledger(&b).await;
+    assert_eq!(
+        all.len(),
+        accepted.len(),
+        "exactly the accepted jobs, each once"
+    );
+}

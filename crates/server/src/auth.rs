@@ -1,0 +1,158 @@
+//! Who is calling: bearer tokens, looked up by the SHA-256 of the token (the
+//! store never holds a token itself), and per-tenant request rates.
+//!
+//! Scopes keep the two sides apart: a `user` key submits and reads its
+//! tenant's checks, a `worker` token leases and completes jobs, an `admin`
+//! key may do both. Without `require_auth`, requests that carry no token are
+//! the `default` tenant's; a token that is present is always checked.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::http::HeaderMap;
+use leanfarm_store::KeyScope;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The tenant of requests that carry no token, when tokens are not required.
+pub(crate) const DEFAULT_TENANT: &str = "default";
+
+/// A new token: 32 random bytes, hex, with a prefix that says what it is.
+pub fn new_token() -> String {
+    let bytes: Vec<u8> = (0..2)
+        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+        .collect();
+    format!("lf_{}", hex::encode(bytes))
+}
+
+/// What the store keeps of a token.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the authorization header is not text".into()))?;
+    match value.strip_prefix("Bearer ") {
+        Some(token) if !token.trim().is_empty() => Ok(Some(token.trim())),
+        _ => Err(ApiError::Unauthorized(
+            "expected `Authorization: Bearer <token>`".into(),
+        )),
+    }
+}
+
+/// The caller's tenant and scope, from its token.
+async fn caller(state: &AppState, token: &str) -> Result<(String, KeyScope), ApiError> {
+    let key = state
+        .store
+        .find_api_key(&token_digest(token))
+        .await?
+        .filter(|key| !key.revoked)
+        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
+    Ok((key.tenant, key.scope))
+}
+
+/// The tenant a user request acts for.
+pub(crate) async fn user_tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let tenant = match bearer(headers)? {
+        None if state.require_auth => {
+            return Err(ApiError::Unauthorized("this farm requires a token".into()))
+        }
+        None => DEFAULT_TENANT.to_string(),
+        Some(token) => match caller(state, token).await? {
+            (tenant, KeyScope::User | KeyScope::Admin) => tenant,
+            (_, KeyScope::Worker) => {
+                return Err(ApiError::Forbidden(
+                    "a worker token cannot use the user API".into(),
+                ))
+            }
+        },
+    };
+    state.rates.admit(state, &tenant).await?;
+    Ok(tenant)
+}
+
+/// Check that a request comes from a worker (or an admin).
+pub(crate) async fn worker(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers)?
+        .ok_or_else(|| ApiError::Unauthorized("the worker API requires a worker token".into()))?;
+    match caller(state, token).await? {
+        (_, KeyScope::Worker | KeyScope::Admin) => Ok(()),
+        (_, KeyScope::User) => Err(ApiError::Forbidden(
+            "a user key cannot use the worker API".into(),
+        )),
+    }
+}
+
+/// Token buckets per tenant, refilled at the tenant's `requests_per_second`
+/// (tenants without a record are not limited). Per replica: N replicas
+/// admit up to N times the rate.
+#[derive(Default)]
+pub(crate) struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    rate: f64,
+    /// When the tenant's limit was last read from the store.
+    limit_read: Instant,
+}
+
+/// How long a tenant's rate is cached before it is read again.
+const LIMIT_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl RateLimiter {
+    async fn admit(&self, state: &AppState, tenant: &str) -> Result<(), ApiError> {
+        let cached = {
+            let buckets = self.buckets.lock().expect("rate lock");
+            buckets
+                .get(tenant)
+                .is_some_and(|bucket| bucket.limit_read.elapsed() < LIMIT_CACHE)
+        };
+        if !cached {
+            let rate = state
+                .store
+                .get_tenant(tenant)
+                .await?
+                .map(|record| record.requests_per_second)
+                .unwrap_or(f64::INFINITY);
+            let mut buckets = self.buckets.lock().expect("rate lock");
+            let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
+                tokens: rate.max(1.0),
+                refilled: Instant::now(),
+                rate,
+                limit_read: Instant::now(),
+            });
+            bucket.rate = rate;
+            bucket.limit_read = Instant::now();
+        }
+        let mut buckets = self.buckets.lock().expect("rate lock");
+        let bucket = buckets.get_mut(tenant).expect("bucket made above");
+        if bucket.rate.is_infinite() {
+            return Ok(());
+        }
+        let capacity = bucket.rate.max(1.0);
+        let now = Instant::now();
+        bucket.tokens = (bucket.tokens
+            + now.duration_since(bucket.refilled).as_secs_f64() * bucket.rate)
+            .min(capacity);
+        bucket.refilled = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            state.metrics.request_rejected();
+            Err(ApiError::RateLimited {
+                tenant: tenant.to_string(),
+                rate: bucket.rate,
+            })
+        }
+    }
+}

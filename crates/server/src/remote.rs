@@ -1,0 +1,210 @@
+//! The worker API: `leanfarm worker` processes lease jobs, renew their
+//! leases, and complete or release them over HTTP, with a worker token and
+//! no database or bucket credentials of their own. Each call is one store
+//! operation; the server does what follows a stored verdict (metrics,
+//! artifacts, waking the requests that wait for it).
+
+use crate::api::parse_body;
+use crate::error::ApiError;
+use crate::{auth, AppState};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use leanfarm_core::Verdict;
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bounds on what a worker may ask for.
+const MAX_LEASE_SECONDS: f64 = 600.0;
+const MIN_LEASE_SECONDS: f64 = 1.0;
+const MAX_WAIT_SECONDS: f64 = 30.0;
+const MAX_JOBS_PER_LEASE: usize = 256;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub worker_id: String,
+    /// Jobs wanted (free slots).
+    pub max: usize,
+    pub lease_seconds: f64,
+    /// Headers the worker holds warm REPLs for; their jobs go to it first.
+    #[serde(default)]
+    pub warm_headers: Vec<String>,
+    /// How long to wait on the server for work when there is none.
+    #[serde(default)]
+    pub wait_seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    pub job_id: String,
+    pub lease_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub leases: Vec<LeaseRef>,
+    pub lease_seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// Per lease, whether the worker still holds it.
+    pub held: Vec<bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub job_id: String,
+    pub lease_id: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CompleteResponse {
+    /// `stored`, or `stale` when the lease was lost (nothing was written).
+    pub outcome: CompleteOutcome,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub job_id: String,
+    pub lease_id: String,
+    /// The infrastructure failure (never a Lean verdict).
+    pub error: String,
+    pub retry_after_seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    pub outcome: ReleaseOutcome,
+}
+
+fn lease_duration(seconds: f64) -> Result<Duration, ApiError> {
+    if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&seconds) {
+        return Err(ApiError::InvalidRequest(format!(
+            "lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub(crate) async fn lease(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LeaseResponse>, ApiError> {
+    auth::worker(&state, &headers).await?;
+    let request: LeaseRequest = parse_body(&state, &body)?;
+    let duration = lease_duration(request.lease_seconds)?;
+    let max = request.max.clamp(1, MAX_JOBS_PER_LEASE);
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(request.wait_seconds.clamp(0.0, MAX_WAIT_SECONDS));
+    loop {
+        if state
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(ApiError::ShuttingDown);
+        }
+        let leases = state
+            .store
+            .claim(&request.worker_id, max, duration, &request.warm_headers)
+            .await?;
+        if !leases.is_empty() || Instant::now() >= deadline {
+            return Ok(Json(LeaseResponse { leases }));
+        }
+        // New work enqueued here wakes us; work enqueued by another
+        // replica is found by polling.
+        tokio::select! {
+            _ = state.enqueued.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())) => {}
+        }
+    }
+}
+
+pub(crate) async fn renew(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RenewResponse>, ApiError> {
+    auth::worker(&state, &headers).await?;
+    let request: RenewRequest = parse_body(&state, &body)?;
+    let duration = lease_duration(request.lease_seconds)?;
+    let pairs: Vec<(String, String)> = request
+        .leases
+        .into_iter()
+        .map(|lease| (lease.job_id, lease.lease_id))
+        .collect();
+    let held = state.store.renew(&pairs, duration).await?;
+    Ok(Json(RenewResponse { held }))
+}
+
+pub(crate) async fn complete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CompleteResponse>, ApiError> {
+    auth::worker(&state, &headers).await?;
+    let request: CompleteRequest = parse_body(&state, &body)?;
+    let outcome = state
+        .store
+        .complete(&request.job_id, &request.lease_id, &request.verdict)
+        .await?;
+    if outcome == CompleteOutcome::Stored {
+        if let Some(record) = state.store.get(&request.job_id).await? {
+            let seconds = match (record.started_at, record.finished_at) {
+                (Some(started), Some(finished)) => (finished - started).max(0) as f64 / 1000.0,
+                _ => 0.0,
+            };
+            let lease = Lease {
+                job_id: record.id,
+                lease_id: request.lease_id,
+                attempt: record.attempts,
+                tenant: record.tenant,
+                request: record.request,
+                header_key: record.header_key,
+                expires_at: 0,
+            };
+            crate::worker::finished(&state, &lease, request.verdict, seconds);
+        }
+    }
+    Ok(Json(CompleteResponse { outcome }))
+}
+
+pub(crate) async fn release(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReleaseResponse>, ApiError> {
+    auth::worker(&state, &headers).await?;
+    let request: ReleaseRequest = parse_body(&state, &body)?;
+    if !(request.retry_after_seconds.is_finite() && request.retry_after_seconds >= 0.0) {
+        return Err(ApiError::InvalidRequest(
+            "retry_after_seconds must be a finite number of seconds".into(),
+        ));
+    }
+    let outcome = state
+        .store
+        .release(
+            &request.job_id,
+            &request.lease_id,
+            &request.error,
+            Duration::from_secs_f64(request.retry_after_seconds.min(3600.0)),
+        )
+        .await?;
+    Ok(Json(ReleaseResponse { outcome }))
+}
