@@ -1,0 +1,227 @@
+//! PostgreSQL restarted under load: while it is down the API answers 503
+//! with Retry-After, afterwards it recovers by itself, and no accepted job
+//! is lost or run twice. The test runs a PostgreSQL server of its own (the
+//! machine's, from Debian's packages, in a temporary directory) so that it
+//! can stop and start it.
+
+mod common;
+
+use common::{leanfarm, snippets, Server, Worker};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The newest installed PostgreSQL's programs.
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (.ci/run installs it)")
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL server binary")
+}
+
+/// A private PostgreSQL server, run as the `postgres` user.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl PrivatePostgres {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn init() -> PrivatePostgres {
+        let dir = tempfile::tempdir().unwrap();
+        Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PrivatePostgres {
+            dir,
+            port,
+            server: None,
+        };
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(postgres_bin().join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(cluster.data())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb failed");
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start(&mut self) {
+        let server = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(postgres_bin().join("postgres"))
+            .arg("-D")
+            .arg(self.data())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-k")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(server);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fast shutdown (SIGINT to the postmaster, as `pg_ctl stop -m fast`).
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let postmaster = std::fs::read_to_string(self.data().join("postmaster.pid"))
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .next()
+                        .and_then(|pid| pid.trim().parse::<i32>().ok())
+                });
+            if let Some(pid) = postmaster {
+                // SAFETY: kill(2) on the postmaster this test started.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            let _ = server.wait();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Path::new(&self.data().join("postmaster.pid")).exists() {
+                assert!(Instant::now() < deadline, "PostgreSQL did not stop");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_database_means_503_then_recovery_and_nothing_lost() {
+    let mut postgres = PrivatePostgres::init();
+    postgres.start();
+    let store = postgres.url();
+    leanfarm(&["tenant", "--store", &store, "set", "acme", "--rps", "1000"]);
+    let user = leanfarm(&[
+        "tenant", "--store", &store, "key", "acme", "--scope", "user",
+    ]);
+    let worker_token = leanfarm(&[
+        "tenant", "--store", &store, "key", "fleet", "--scope", "worker",
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        data.path(),
+        &["--slots", "0", "--require-auth", "--store", &store],
+    );
+    server.token = Some(user);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = Worker::start(
+        &server.url,
+        &worker_token,
+        worker_dir.path(),
+        &["--slots", "2"],
+    );
+
+    let mut accepted: Vec<String> = Vec::new();
+    let mut unavailable = 0;
+    let mut stopped_at = None;
+    let started = Instant::now();
+    let mut round = 0;
+    // Submit for about six seconds; the database is down from 1.5 s to 4 s.
+    while started.elapsed() < Duration::from_secs(6) {
+        let elapsed = started.elapsed();
+        if stopped_at.is_none() && elapsed > Duration::from_millis(1500) {
+            postgres.stop();
+            stopped_at = Some(Instant::now());
+        }
+        if stopped_at.is_some_and(|at| at.elapsed() > Duration::from_millis(2500))
+            && postgres.server.is_none()
+        {
+            postgres.start();
+        }
+        round += 1;
+        let code = format!("-- sim: sleep 10\ntheorem t{round} : True := trivial");
+        let (status, response) = server
+            .post("/v1/checks", &json!({"snippets": snippets(&[&code])}))
+            .await;
+        match status {
+            202 | 200 => accepted.extend(
+                response["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string()),
+            ),
+            503 => {
+                assert_eq!(response["code"], "store_unavailable", "{response}");
+                assert_eq!(response["retry_after_header"], true);
+                unavailable += 1;
+            }
+            other => panic!("unexpected {other}: {response}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if postgres.server.is_none() {
+        postgres.start();
+    }
+    assert!(unavailable > 0, "the outage was never seen");
+    assert!(
+        accepted.len() > 10,
+        "too little accepted: {}",
+        accepted.len()
+    );
+
+    // Ready again by itself, and every accepted job done exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = server.get("/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let views = server.wait_final(&accepted, Duration::from_secs(90)).await;
+    for view in &views {
+        assert_eq!(
+            (view["state"].as_str(), view["verdict"]["status"].as_str()),
+            (Some("done"), Some("valid")),
+            "{view}"
+        );
+        assert_eq!(view["attempts"], 1, "run once: {view}");
+    }
+    let (_, all) = server.get_json("/v1/checks?limit=1000").await;
+    let all: &Vec<Value> = all["results"].as_array().unwrap();
+    assert_eq!(all.len(), accepted.len(), "no job beyond the accepted ones");
+}
