@@ -1,0 +1,221 @@
+//! End-to-end throughput of a fleet: one API replica (`serve --slots 0`)
+//! on PostgreSQL and W `leanfarm worker --simulate` processes of one slot
+//! each, with a fixed stand-in cost per snippet (`-- sim: sleep COST`), so
+//! the physical limit is W / cost.
+//!
+//! Run with `bench/fleet.sh [--workers 4] [--cost-ms 50] [--jobs 400] [--sandbox native]
+//! [--postgres postgres://postgres@127.0.0.1:5432/postgres]`.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn argument(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn binary() -> PathBuf {
+    let example = std::env::current_exe().expect("current exe");
+    example
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("profile dir")
+        .join("leanfarm")
+}
+
+fn leanfarm(args: &[&str]) -> String {
+    let output = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run leanfarm");
+    assert!(
+        output.status.success(),
+        "leanfarm {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn admin(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL");
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.expect("admin sql");
+}
+
+#[tokio::main]
+async fn main() {
+    let workers: usize = argument("--workers", "4").parse().expect("--workers N");
+    let cost_ms: u64 = argument("--cost-ms", "50").parse().expect("--cost-ms N");
+    let jobs: usize = argument("--jobs", "400").parse().expect("--jobs N");
+    let sandbox = argument("--sandbox", "native");
+    let admin_url = argument("--postgres", "postgres://postgres@127.0.0.1:5432/postgres");
+    let name = format!("leanfarm_fleet_bench_{}", std::process::id());
+    admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database in the url");
+    let store = format!("{base}/{name}");
+    leanfarm(&[
+        "tenant",
+        "--store",
+        &store,
+        "set",
+        "bench",
+        "--rps",
+        "100000",
+        "--max-running",
+        "100000",
+    ]);
+    let user = leanfarm(&[
+        "tenant", "--store", &store, "key", "bench", "--scope", "user",
+    ]);
+    let worker_token = leanfarm(&[
+        "tenant", "--store", &store, "key", "fleet", "--scope", "worker",
+    ]);
+
+    let data = tempfile::tempdir().expect("data dir");
+    let mut processes = Processes(Vec::new());
+    let mut server = Command::new(binary())
+        .args([
+            "serve",
+            "--slots",
+            "0",
+            "--require-auth",
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        .arg("--data-dir")
+        .arg(data.path().join("api"))
+        .env("LEAN_FARM_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = BufReader::new(server.stderr.take().expect("stderr"));
+    processes.0.push(server);
+    let mut url = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("leanfarm: serving on ") {
+            url = rest.split_whitespace().next().unwrap_or("").to_string();
+            break;
+        }
+    }
+    assert!(!url.is_empty(), "the API replica did not start");
+    for index in 0..workers {
+        let worker = Command::new(binary())
+            .args([
+                "worker",
+                "--simulate",
+                "--slots",
+                "1",
+                "--server",
+                &url,
+                "--token",
+                &worker_token,
+                "--sandbox",
+                &sandbox,
+            ])
+            .arg("--data-dir")
+            .arg(data.path().join(format!("worker{index}")))
+            .env("LEAN_FARM_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker");
+        processes.0.push(worker);
+    }
+    let client = reqwest::Client::new();
+    // Warm each worker's REPL for the header first.
+    let warm: Vec<Value> = (0..workers * 2)
+        .map(|i| json!({"code": format!("import Mathlib\ntheorem warm_{i} : True := trivial")}))
+        .collect();
+    let _ = client
+        .post(format!("{url}/v1/checks"))
+        .bearer_auth(&user)
+        .json(&json!({"snippets": warm, "wait": 60}))
+        .send()
+        .await;
+
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(100) {
+        let snippets: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"code": format!("import Mathlib\ntheorem bench_{i} : True := by\n  -- sim: sleep {cost_ms}\n  trivial")}))
+            .collect();
+        let response: Value = client
+            .post(format!("{url}/v1/checks"))
+            .bearer_auth(&user)
+            .json(&json!({"snippets": snippets}))
+            .send()
+            .await
+            .expect("submit")
+            .json()
+            .await
+            .expect("json");
+        ids.extend(
+            response["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+    }
+    // Wait for all: page through the tenant's jobs until every one is done.
+    loop {
+        let mut done = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = client
+                .get(format!("{url}/v1/checks"))
+                .bearer_auth(&user)
+                .query(&[("limit", "1000"), ("state", "done")]);
+            if let Some(after) = &after {
+                request = request.query(&[("after", after)]);
+            }
+            let page: Value = request
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            done += page["results"].as_array().map_or(0, Vec::len);
+            match page["next_after"].as_str() {
+                Some(next) => after = Some(next.to_string()),
+                None => break,
+            }
+        }
+        if done >= jobs + workers * 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let throughput = jobs as f64 / elapsed;
+    let limit = workers as f64 * 1000.0 / cost_ms as f64;
+    println!("fleet: 1 API replica (PostgreSQL) + {workers} workers x 1 slot, stand-in cost {cost_ms} ms (sleep), {jobs} jobs, sandbox {sandbox}");
+    println!(
+        "  throughput {throughput:.1} jobs/s   physical limit {limit:.1} jobs/s   = {:.1} %",
+        100.0 * throughput / limit
+    );
+    drop(processes);
+    admin(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
