@@ -83,6 +83,11 @@ async fn a_remote_worker_checks_jobs_and_tokens_keep_the_sides_apart() {
         .map(|r| r["verdict"]["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["valid", "sorry"]);
+    let (_, metrics) = server.get("/metrics").await;
+    for status in ["valid", "sorry"] {
+        let line = format!("lean_farm_tenant_jobs_total{{tenant=\"acme\",status=\"{status}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
 
     // A user key cannot lease work.
     let lease = json!({"worker_id": "intruder", "max": 1, "lease_seconds": 10});

@@ -19,6 +19,8 @@ pub struct Metrics {
     durations: Mutex<Histogram>,
     active_workers: AtomicU64,
     requests_rejected: AtomicU64,
+    /// Jobs finished per (tenant, status).
+    jobs_by_tenant: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 #[derive(Default)]
@@ -30,7 +32,13 @@ struct Histogram {
 
 impl Metrics {
     /// A job finished with this verdict after `seconds` from enqueue to result.
-    pub fn job_finished(&self, status: CheckStatus, seconds: f64) {
+    pub fn job_finished(&self, tenant: &str, status: CheckStatus, seconds: f64) {
+        *self
+            .jobs_by_tenant
+            .lock()
+            .expect("metrics lock")
+            .entry((tenant.to_string(), status.as_str()))
+            .or_default() += 1;
         let index = CheckStatus::ALL
             .iter()
             .position(|s| *s == status)
@@ -69,6 +77,17 @@ impl Metrics {
                 out,
                 "lean_farm_jobs_total{{status=\"{}\"}} {count}",
                 status.as_str()
+            );
+        }
+        out.push_str("# HELP lean_farm_tenant_jobs_total Jobs finished, by tenant and verdict status.\n# TYPE lean_farm_tenant_jobs_total counter\n");
+        for ((tenant, status), count) in self.jobs_by_tenant.lock().expect("metrics lock").iter() {
+            let tenant = tenant
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            let _ = writeln!(
+                out,
+                "lean_farm_tenant_jobs_total{{tenant=\"{tenant}\",status=\"{status}\"}} {count}"
             );
         }
         out.push_str("# HELP lean_farm_jobs_duration_seconds Time from enqueue to result.\n# TYPE lean_farm_jobs_duration_seconds histogram\n");

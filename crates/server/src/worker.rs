@@ -236,7 +236,9 @@ impl Queue {
 /// What follows a stored verdict on the server: metrics, the in-process
 /// notice to waiting requests, and the job's artifacts.
 pub(crate) fn finished(state: &Arc<AppState>, lease: &Lease, verdict: Verdict, seconds: f64) {
-    state.metrics.job_finished(verdict.status, seconds);
+    state
+        .metrics
+        .job_finished(&lease.tenant, verdict.status, seconds);
     let _ = state.completions.send(lease.job_id.clone());
     tokio::spawn(write_artifacts(Arc::clone(state), lease.clone(), verdict));
 }
