@@ -118,22 +118,26 @@ impl Repl {
         env: Option<u64>,
         deadline: Instant,
     ) -> Result<CommandReply, ReplFailure> {
-        let request = wire::encode_command(cmd, env);
+        let frame = self
+            .exchange(&wire::encode_command(cmd, env), deadline)
+            .await?;
+        wire::parse_command_reply(&frame)
+    }
+
+    /// Write one request frame and read one reply frame before `deadline`.
+    async fn exchange(&mut self, request: &str, deadline: Instant) -> Result<String, ReplFailure> {
         let exchange = async {
             self.stdin.write_all(request.as_bytes()).await?;
             self.stdin.flush().await?;
             read_frame(&mut self.stdout, self.max_reply_bytes).await
         };
-        let frame = match tokio::time::timeout_at(deadline.into(), exchange).await {
-            Err(_elapsed) => return Err(ReplFailure::Timeout),
-            Ok(Ok(Frame::Reply(text))) => text,
-            Ok(Ok(Frame::TooLarge)) => {
-                return Err(ReplFailure::ReplyTooLarge(self.max_reply_bytes))
-            }
-            Ok(Ok(Frame::Garbage(line))) => return Err(ReplFailure::Garbage(line)),
-            Ok(Ok(Frame::EndOfStream)) | Ok(Err(_)) => return Err(self.exited().await),
-        };
-        wire::parse_command_reply(&frame)
+        match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Err(_elapsed) => Err(ReplFailure::Timeout),
+            Ok(Ok(Frame::Reply(text))) => Ok(text),
+            Ok(Ok(Frame::TooLarge)) => Err(ReplFailure::ReplyTooLarge(self.max_reply_bytes)),
+            Ok(Ok(Frame::Garbage(line))) => Err(ReplFailure::Garbage(line)),
+            Ok(Ok(Frame::EndOfStream)) | Ok(Err(_)) => Err(self.exited().await),
+        }
     }
 
     /// Whether the process printed something nobody asked for, or closed its
@@ -271,5 +275,108 @@ async fn drain_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<V
                 tail.drain(..excess);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Ground truth: every real transcript, fed through this REPL client to
+    //! `lean-sim` replaying it, gives back the recorded replies, field by field.
+
+    use super::*;
+    use leanfarm_sandbox::{BackendKind, SandboxConfig};
+    use std::path::PathBuf;
+
+    fn shared_dir() -> PathBuf {
+        std::env::var("LEAN_FARM_SHARED_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    }
+
+    fn lean_sim() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let lean_sim = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .unwrap()
+            .join("lean-sim");
+        assert!(
+            lean_sim.exists(),
+            "{} missing: cargo build -p lean-sim",
+            lean_sim.display()
+        );
+        lean_sim
+    }
+
+    #[tokio::test]
+    async fn every_transcript_replays_through_the_driver() {
+        let transcripts = shared_dir().join("fixtures/lean-repl/transcripts");
+        let scratch = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(
+            Sandbox::new(SandboxConfig {
+                backend: BackendKind::None,
+                memory_limit_bytes: 1 << 30,
+                pids_limit: 64,
+                cpu_limit_cores: 1.0,
+                file_size_limit_bytes: 1 << 20,
+                scratch_size_bytes: 1 << 20,
+                open_files_limit: 256,
+                read_only_mounts: Vec::new(),
+                scratch_root: scratch.path().to_path_buf(),
+                allow_degraded: true,
+            })
+            .unwrap(),
+        );
+        let toolchain = ToolchainConfig {
+            name: "lean-sim".into(),
+            repl_program: lean_sim(),
+            repl_args: vec![
+                "repl".into(),
+                "--replay".into(),
+                transcripts.display().to_string(),
+            ],
+            project_name: "replay".into(),
+            env: Vec::new(),
+        };
+        let mut checked = 0;
+        for entry in
+            std::fs::read_dir(&transcripts).expect("transcripts (set LEAN_FARM_SHARED_DIR)")
+        {
+            let path = entry.unwrap().path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".expected.out"))
+            else {
+                continue;
+            };
+            let requests = lean_protocol::split_frames(
+                &std::fs::read_to_string(transcripts.join(format!("{name}.in"))).unwrap(),
+            );
+            let recorded = lean_protocol::split_frames(&std::fs::read_to_string(&path).unwrap());
+            let mut repl = Repl::spawn(Arc::clone(&sandbox), &toolchain, "", 16 << 20)
+                .await
+                .unwrap();
+            for (request, recorded) in requests.iter().zip(&recorded) {
+                let request = lean_protocol::parse_request(request).unwrap();
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                let frame = repl
+                    .exchange(&lean_protocol::encode_request(&request), deadline)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let reply = lean_protocol::Reply::from_value(serde_json::from_str(&frame).unwrap())
+                    .unwrap();
+                let recorded_value: serde_json::Value = serde_json::from_str(recorded).unwrap();
+                assert_eq!(
+                    reply,
+                    lean_protocol::Reply::from_value(recorded_value.clone()).unwrap(),
+                    "{name}"
+                );
+                assert_eq!(reply.to_value(), recorded_value, "{name}");
+                checked += 1;
+            }
+            repl.kill().await;
+        }
+        assert!(checked >= 150, "only {checked} replies checked");
     }
 }
