@@ -107,9 +107,10 @@ impl ServeArgs {
     }
 }
 
-pub fn init_logging() {
+/// JSON logs on stderr, filtered by LEAN_FARM_LOG, else at `default`.
+pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEAN_FARM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -81,7 +81,12 @@ fn main() -> ExitCode {
     if let Command::LeanSim { args } = cli.command {
         return ExitCode::from(lean_sim::main_with_args(args).clamp(0, 255) as u8);
     }
-    config::init_logging();
+    // `check` prints a table; its embedded farm logs only problems by default.
+    let default_log = match cli.command {
+        Command::Check(_) | Command::Tenant(_) | Command::Migrate { .. } => "warn",
+        _ => "info",
+    };
+    config::init_logging(default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -312,3 +312,122 @@ async fn killing_an_api_replica_loses_nothing_for_clients_that_retry_on_another(
         "exactly the accepted jobs, each once"
     );
 }
+
+#[tokio::test]
+async fn tenant_limits_answer_429_with_retry_after() {
+    let db = TestDatabase::create("limits");
+    let store = db.url.as_str();
+    leanfarm(&[
+        "tenant",
+        "--store",
+        store,
+        "set",
+        "tiny",
+        "--max-queued",
+        "2",
+        "--rps",
+        "1000",
+    ]);
+    leanfarm(&["tenant", "--store", store, "set", "slow", "--rps", "1"]);
+    let tiny = leanfarm(&["tenant", "--store", store, "key", "tiny"]);
+    let slow = leanfarm(&["tenant", "--store", store, "key", "slow"]);
+    let data = tempfile::tempdir().unwrap();
+    // No workers: what is accepted stays queued.
+    let mut server = api_replica(data.path(), store, &[]);
+
+    server.token = Some(tiny);
+    let one = json!({"snippets": snippets(&["theorem a : True := trivial"])});
+    let (status, _) = server.post("/v1/checks", &one).await;
+    assert_eq!(status, 202);
+    let two = json!({"snippets": snippets(&["theorem b : True := trivial", "theorem c : True := trivial"])});
+    let (status, response) = server.post("/v1/checks", &two).await;
+    assert_eq!(
+        (status, response["code"].as_str()),
+        (429, Some("tenant_queue_full")),
+        "{response}"
+    );
+    assert_eq!(response["retry_after_header"], true);
+    assert_eq!(
+        ledger(&server).await.len(),
+        1,
+        "nothing of the refused batch was queued"
+    );
+
+    server.token = Some(slow);
+    let (status, _) = server.post("/v1/checks", &one).await;
+    assert_eq!(status, 202);
+    let (status, response) = server.post("/v1/checks", &one).await;
+    assert_eq!(
+        (status, response["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{response}"
+    );
+    assert_eq!(response["retry_after_header"], true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = server.post("/v1/checks", &one).await;
+    assert_eq!(status, 202, "the bucket refills");
+}
+
+#[tokio::test]
+async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
+    let db = TestDatabase::create("worker_sigterm");
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    server.token = Some(user);
+    let first_dir = tempfile::tempdir().unwrap();
+    let mut first = Worker::start(
+        &server.url,
+        &worker_token,
+        first_dir.path(),
+        &["--slots", "2", "--drain-seconds", "0.5"],
+    );
+    let codes: Vec<String> = (0..2)
+        .map(|i| format!("-- sim: sleep 5000\ntheorem t{i} : True := trivial"))
+        .collect();
+    let code_refs: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let (_, response) = server
+        .post("/v1/checks", &json!({"snippets": snippets(&code_refs)}))
+        .await;
+    let ids = ids_of(&response);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = server.get_json("/v1/checks?state=running").await;
+        if list["results"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never both running: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
+    let stopped = first.child.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+    // Handed back at once (not left to expire): queued again, attempt 1 used.
+    for id in &ids {
+        let (_, view) = server.get_json(&format!("/v1/checks/{id}")).await;
+        assert_eq!(
+            (view["state"].as_str(), view["attempts"].as_u64()),
+            (Some("queued"), Some(1)),
+            "{view}"
+        );
+    }
+    let second_dir = tempfile::tempdir().unwrap();
+    let _second = Worker::start(
+        &server.url,
+        &worker_token,
+        second_dir.path(),
+        &["--slots", "2"],
+    );
+    let views = server.wait_final(&ids, Duration::from_secs(60)).await;
+    for view in &views {
+        assert_eq!(
+            (
+                view["verdict"]["status"].as_str(),
+                view["attempts"].as_u64()
+            ),
+            (Some("valid"), Some(2)),
+            "{view}"
+        );
+    }
+}
