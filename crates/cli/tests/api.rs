@@ -262,8 +262,12 @@ async fn health_readiness_metrics_and_openapi() {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v1/worker/lease",
+        "/v1/worker/renew",
+        "/v1/worker/complete",
+        "/v1/worker/release",
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 9, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 13, "a documented path has no route: {paths:?}");
 }

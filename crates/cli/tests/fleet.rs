@@ -431,3 +431,46 @@ async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_job_runs_only_on_a_worker_with_the_toolchain_and_project_it_names() {
+    let db = TestDatabase::create("targets");
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    server.token = Some(user);
+    let worker_dir = tempfile::tempdir().unwrap();
+    // A --simulate worker offers toolchain `lean-sim`, project `simulated`.
+    let _worker = Worker::start(
+        &server.url,
+        &worker_token,
+        worker_dir.path(),
+        &["--slots", "1"],
+    );
+    let submit = |toolchain: &str, project: &str| json!({"snippets": snippets(&["theorem t : True := trivial"]), "toolchain": toolchain, "project": project});
+    let (_, elsewhere) = server
+        .post(
+            "/v1/checks",
+            &submit("leanprover/lean4:v4.9.0", "simulated"),
+        )
+        .await;
+    let (_, other_project) = server
+        .post("/v1/checks", &submit("lean-sim", "mathlib"))
+        .await;
+    let (_, here) = server
+        .post("/v1/checks", &submit("lean-sim", "simulated"))
+        .await;
+    let here = ids_of(&here);
+    let views = server.wait_final(&here, Duration::from_secs(30)).await;
+    assert_eq!(views[0]["verdict"]["status"], "valid");
+    assert_eq!(views[0]["verdict"]["toolchain"], "lean-sim");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for response in [elsewhere, other_project] {
+        let id = &ids_of(&response)[0];
+        let (_, view) = server.get_json(&format!("/v1/checks/{id}")).await;
+        assert_eq!(
+            view["state"], "queued",
+            "no worker offers what it needs: {view}"
+        );
+    }
+}

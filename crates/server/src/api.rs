@@ -82,6 +82,19 @@ struct SubmitRequest {
     /// Seconds to wait for the verdicts; 0 returns the job ids at once.
     #[serde(default)]
     wait: f64,
+    /// Run only on workers with this toolchain (by name); any if absent.
+    #[serde(default)]
+    toolchain: Option<String>,
+    /// Run only on workers with this Lean project (by name); any if absent.
+    #[serde(default)]
+    project: Option<String>,
+}
+
+/// Which workers may run a submission's jobs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Target {
+    pub toolchain: Option<String>,
+    pub project: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -159,8 +172,18 @@ async fn submit_checks(
         })
         .collect();
     let wait = submission.wait.clamp(0.0, state.limits.max_wait_seconds);
-    let (batch_id, records) =
-        submit_and_wait(&state, &tenant, requests, Duration::from_secs_f64(wait)).await?;
+    let target = Target {
+        toolchain: submission.toolchain,
+        project: submission.project,
+    };
+    let (batch_id, records) = submit_and_wait(
+        &state,
+        &tenant,
+        &target,
+        requests,
+        Duration::from_secs_f64(wait),
+    )
+    .await?;
     let all_final = records.iter().all(|record| is_final(record.state));
     let status = if all_final {
         StatusCode::OK
@@ -186,6 +209,7 @@ pub(crate) fn is_final(state: JobState) -> bool {
 pub(crate) async fn submit_and_wait(
     state: &AppState,
     tenant: &str,
+    target: &Target,
     requests: Vec<CheckRequest>,
     wait: Duration,
 ) -> Result<(String, Vec<JobRecord>), ApiError> {
@@ -219,6 +243,8 @@ pub(crate) async fn submit_and_wait(
             header_key: Driver::header_key(&request.code),
             request,
             max_attempts: MAX_ATTEMPTS,
+            toolchain: target.toolchain.clone(),
+            project: target.project.clone(),
         })
         .collect();
     let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();

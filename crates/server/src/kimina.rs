@@ -186,7 +186,14 @@ async fn run(
 ) -> Result<Vec<JobRecord>, ApiError> {
     let wait = Duration::from_secs_f64(timeout.clamp(0.0, state.limits.max_timeout_seconds))
         + QUEUE_ALLOWANCE;
-    let (_batch, records) = submit_and_wait(state, tenant, requests, wait).await?;
+    let (_batch, records) = submit_and_wait(
+        state,
+        tenant,
+        &crate::api::Target::default(),
+        requests,
+        wait,
+    )
+    .await?;
     Ok(records)
 }
 

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use leanfarm_core::Verdict;
-use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome};
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,12 @@ pub struct LeaseRequest {
     /// How long to wait on the server for work when there is none.
     #[serde(default)]
     pub wait_seconds: f64,
+    /// The worker's toolchain and project names: jobs that require others
+    /// are not leased to it.
+    #[serde(default)]
+    pub toolchain: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,6 +117,11 @@ pub(crate) async fn lease(
     let request: LeaseRequest = parse_body(&state, &body)?;
     let duration = lease_duration(request.lease_seconds)?;
     let max = request.max.clamp(1, MAX_JOBS_PER_LEASE);
+    let offer = WorkerOffer {
+        toolchain: request.toolchain,
+        project: request.project,
+        warm_headers: request.warm_headers,
+    };
     let deadline =
         Instant::now() + Duration::from_secs_f64(request.wait_seconds.clamp(0.0, MAX_WAIT_SECONDS));
     loop {
@@ -122,7 +133,7 @@ pub(crate) async fn lease(
         }
         let leases = state
             .store
-            .claim(&request.worker_id, max, duration, &request.warm_headers)
+            .claim(&request.worker_id, max, duration, &offer)
             .await?;
         if !leases.is_empty() || Instant::now() >= deadline {
             return Ok(Json(LeaseResponse { leases }));

@@ -14,7 +14,7 @@ use crate::remote::{
 use crate::AppState;
 use leanfarm_core::Verdict;
 use leanfarm_driver::Driver;
-use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome};
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -94,12 +94,12 @@ impl Queue {
         worker_id: &str,
         max: usize,
         lease: Duration,
-        warm_headers: &[String],
+        offer: WorkerOffer,
     ) -> Result<Vec<Lease>, String> {
         match self {
             Queue::Local(state) => state
                 .store
-                .claim(worker_id, max, lease, warm_headers)
+                .claim(worker_id, max, lease, &offer)
                 .await
                 .map_err(|e| e.to_string()),
             Queue::Remote(remote) => {
@@ -107,8 +107,10 @@ impl Queue {
                     worker_id: worker_id.to_string(),
                     max,
                     lease_seconds: lease.as_secs_f64(),
-                    warm_headers: warm_headers.to_vec(),
+                    warm_headers: offer.warm_headers,
                     wait_seconds: REMOTE_LEASE_WAIT_SECONDS,
+                    toolchain: offer.toolchain,
+                    project: offer.project,
                 };
                 remote
                     .call::<_, LeaseResponse>("/v1/worker/lease", &request)
@@ -265,9 +267,13 @@ pub async fn run(
         while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
             permits.push(permit);
         }
-        let warm_headers = driver.warm_headers();
+        let offer = WorkerOffer {
+            toolchain: Some(driver.toolchain().name.clone()),
+            project: Some(driver.toolchain().project_name.clone()),
+            warm_headers: driver.warm_headers(),
+        };
         let claimed = tokio::select! {
-            claimed = queue.claim(&config.worker_id, permits.len(), config.lease, &warm_headers) => claimed,
+            claimed = queue.claim(&config.worker_id, permits.len(), config.lease, offer) => claimed,
             _ = shutdown.changed() => break,
         };
         let leases = match claimed {

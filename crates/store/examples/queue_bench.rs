@@ -8,7 +8,7 @@
 //! the benchmark creates one and drops it afterwards.
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict, VerdictReason};
-use leanfarm_store::{NewJob, Store};
+use leanfarm_store::{NewJob, Store, WorkerOffer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ fn new_jobs(run: usize, count: usize) -> Vec<NewJob> {
             },
             header_key: format!("import Mathlib\nimport H{}", i % 8),
             max_attempts: 3,
+            toolchain: None,
+            project: None,
         })
         .collect()
 }
@@ -51,7 +53,7 @@ async fn run(store: Store, label: &str, jobs: usize) {
                 let mut done = 0usize;
                 loop {
                     let leases = store
-                        .claim(&name, 1, Duration::from_secs(60), &[])
+                        .claim(&name, 1, Duration::from_secs(60), &WorkerOffer::default())
                         .await
                         .expect("claim");
                     let Some(lease) = leases.into_iter().next() else {

@@ -58,6 +58,31 @@ pub struct NewJob {
     /// The normalised import header; workers holding a warm REPL for it are preferred.
     pub header_key: String,
     pub max_attempts: u32,
+    /// Only a worker with this toolchain (by name) may run it; `None`: any.
+    pub toolchain: Option<String>,
+    /// Only a worker with this Lean project (by name) may run it; `None`: any.
+    pub project: Option<String>,
+}
+
+/// What a claiming worker can run and holds warm.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerOffer {
+    /// The worker's toolchain name; jobs that require another are not leased to it.
+    pub toolchain: Option<String>,
+    /// The worker's project name; likewise.
+    pub project: Option<String>,
+    /// Headers of its warm REPLs: jobs with these headers go to it first.
+    pub warm_headers: Vec<String>,
+}
+
+impl WorkerOffer {
+    /// A worker with no toolchain or project named, holding these headers warm.
+    pub fn warm(headers: &[&str]) -> WorkerOffer {
+        WorkerOffer {
+            warm_headers: headers.iter().map(|h| h.to_string()).collect(),
+            ..WorkerOffer::default()
+        }
+    }
 }
 
 /// A job as the store holds it.
@@ -69,6 +94,8 @@ pub struct JobRecord {
     pub state: JobState,
     pub request: CheckRequest,
     pub header_key: String,
+    pub toolchain: Option<String>,
+    pub project: Option<String>,
     pub result: Option<Verdict>,
     /// How many times a worker has leased it.
     pub attempts: u32,
@@ -231,8 +258,9 @@ impl Store {
         }
     }
 
-    /// Lease up to `max` runnable jobs for `worker_id` in one transaction.
-    /// Jobs whose header is in `preferred_headers` go first; tenants are
+    /// Lease up to `max` runnable jobs for `worker_id` in one transaction,
+    /// among those the worker's toolchain and project can run. Jobs whose
+    /// header the worker holds warm go first; tenants are
     /// served fairly and never beyond their `max_running`; jobs whose lease
     /// expired are leased again.
     pub async fn claim(
@@ -240,11 +268,11 @@ impl Store {
         worker_id: &str,
         max: usize,
         lease: Duration,
-        preferred_headers: &[String],
+        offer: &WorkerOffer,
     ) -> Result<Vec<Lease>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.claim(worker_id, max, lease, preferred_headers).await,
-            Backend::Postgres(store) => store.claim(worker_id, max, lease, preferred_headers).await,
+            Backend::Sqlite(store) => store.claim(worker_id, max, lease, offer).await,
+            Backend::Postgres(store) => store.claim(worker_id, max, lease, offer).await,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::rows::{
 };
 use crate::{
     ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
 };
 use futures::future::BoxFuture;
 use leanfarm_core::{CheckRequest, Verdict};
@@ -20,7 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_job_requirements.sql"),
+    ),
+];
 
 /// Connections kept per store (per process).
 const MAX_CONNECTIONS: usize = 16;
@@ -105,6 +111,8 @@ fn read_raw(row: &Row) -> RawJob {
         row.get(10),
         row.get(11),
         row.get(12),
+        row.get(13),
+        row.get(14),
     )
 }
 
@@ -258,14 +266,14 @@ impl PostgresStore {
                 let now = now_millis();
                 let insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at)
-                         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $7)",
+                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at, toolchain, project)
+                         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $7, $8, $9)",
                     )
                     .await?;
                 let mut per_tenant: BTreeMap<&str, i64> = BTreeMap::new();
                 for (job, request) in rows.iter() {
                     let max_attempts = job.max_attempts.max(1) as i32;
-                    tx.execute(&insert, &[&job.id, &job.tenant, &job.batch_id, request, &job.header_key, &max_attempts, &now])
+                    tx.execute(&insert, &[&job.id, &job.tenant, &job.batch_id, request, &job.header_key, &max_attempts, &now, &job.toolchain, &job.project])
                         .await?;
                     *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
                 }
@@ -288,13 +296,13 @@ impl PostgresStore {
         worker_id: &str,
         max: usize,
         lease: Duration,
-        preferred_headers: &[String],
+        offer: &WorkerOffer,
     ) -> Result<Vec<Lease>, StoreError> {
         let worker_id = worker_id.to_string();
-        let preferred: Arc<Vec<String>> = Arc::new(preferred_headers.to_vec());
+        let offer: Arc<WorkerOffer> = Arc::new(offer.clone());
         let lease_millis = lease.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
-            let (worker_id, preferred) = (worker_id.clone(), Arc::clone(&preferred));
+            let (worker_id, offer) = (worker_id.clone(), Arc::clone(&offer));
             Box::pin(async move {
                 let now = now_millis();
                 let mut expired = TenantDeltas::default();
@@ -321,7 +329,7 @@ impl PostgresStore {
                     // The first candidate with the fewest running (stable: ties keep the fair order).
                     let index = (0..candidates.len()).min_by_key(|&i| candidates[i].1).expect("non-empty");
                     let tenant = candidates[index].0.clone();
-                    let Some(row) = next_job(tx, &tenant, now, &preferred).await? else {
+                    let Some(row) = next_job(tx, &tenant, now, &offer).await? else {
                         candidates.remove(index);
                         continue;
                     };
@@ -660,21 +668,24 @@ async fn expire_leases(
     Ok(())
 }
 
-/// The tenant's oldest runnable job, preferring a warm header; locked, and
-/// skipping jobs another transaction holds.
+/// The tenant's oldest job this worker can run, preferring a warm header;
+/// locked, and skipping jobs another transaction holds.
 async fn next_job(
     tx: &Transaction<'_>,
     tenant: &str,
     now: UnixMillis,
-    preferred: &[String],
+    offer: &WorkerOffer,
 ) -> Result<Option<Row>, tokio_postgres::Error> {
-    if !preferred.is_empty() {
+    const RUNNABLE: &str = "tenant = $1 AND state = 'queued' AND run_after <= $2
+        AND (toolchain IS NULL OR toolchain = $3) AND (project IS NULL OR project = $4)";
+    if !offer.warm_headers.is_empty() {
         let found = tx
             .query_opt(
-                "SELECT id, attempts, request, header_key FROM jobs
-                 WHERE tenant = $1 AND state = 'queued' AND header_key = ANY($2) AND run_after <= $3
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                &[&tenant, &preferred, &now],
+                &format!(
+                    "SELECT id, attempts, request, header_key FROM jobs WHERE {RUNNABLE} AND header_key = ANY($5)
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&tenant, &now, &offer.toolchain, &offer.project, &offer.warm_headers],
             )
             .await?;
         if found.is_some() {
@@ -682,10 +693,8 @@ async fn next_job(
         }
     }
     tx.query_opt(
-        "SELECT id, attempts, request, header_key FROM jobs
-         WHERE tenant = $1 AND state = 'queued' AND run_after <= $2
-         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        &[&tenant, &now],
+        &format!("SELECT id, attempts, request, header_key FROM jobs WHERE {RUNNABLE} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"),
+        &[&tenant, &now, &offer.toolchain, &offer.project],
     )
     .await
 }

@@ -5,7 +5,7 @@ use crate::{JobRecord, JobState, KeyScope, StoreError, UnixMillis};
 use leanfarm_core::{CheckRequest, Verdict};
 
 /// Columns of a job row, in the order `RawJob` holds them.
-pub(crate) const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at";
+pub(crate) const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at, toolchain, project";
 
 pub(crate) fn now_millis() -> UnixMillis {
     std::time::SystemTime::now()
@@ -64,6 +64,8 @@ pub(crate) type RawJob = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
@@ -81,6 +83,8 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         created_at,
         started_at,
         finished_at,
+        toolchain,
+        project,
     ) = raw;
     let request: CheckRequest = serde_json::from_str(&request)
         .map_err(|e| StoreError::Corrupt(format!("job {id} request: {e}")))?;
@@ -98,6 +102,8 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         batch_id,
         request,
         header_key,
+        toolchain,
+        project,
         result,
         attempts,
         max_attempts,

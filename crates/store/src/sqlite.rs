@@ -8,14 +8,20 @@ use crate::rows::{
 };
 use crate::{
     ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
 };
 use leanfarm_core::{CheckRequest, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_job_requirements.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
@@ -51,6 +57,8 @@ fn read_raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         row.get(10)?,
         row.get(11)?,
         row.get(12)?,
+        row.get(13)?,
+        row.get(14)?,
     ))
 }
 
@@ -123,8 +131,8 @@ impl SqliteStore {
             {
                 let mut insert = transaction
                     .prepare_cached(
-                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at)
-                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7)",
+                        "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at, toolchain, project)
+                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
                     )
                     .map_err(query_error)?;
                 let mut count = transaction
@@ -135,7 +143,7 @@ impl SqliteStore {
                     .map_err(query_error)?;
                 for (job, request) in &rows {
                     insert
-                        .execute(params![job.id, job.tenant, job.batch_id, request, job.header_key, job.max_attempts.max(1), now])
+                        .execute(params![job.id, job.tenant, job.batch_id, request, job.header_key, job.max_attempts.max(1), now, job.toolchain, job.project])
                         .map_err(query_error)?;
                     count.execute(params![job.tenant]).map_err(query_error)?;
                 }
@@ -150,10 +158,10 @@ impl SqliteStore {
         worker_id: &str,
         max: usize,
         lease: Duration,
-        preferred_headers: &[String],
+        offer: &WorkerOffer,
     ) -> Result<Vec<Lease>, StoreError> {
         let worker_id = worker_id.to_string();
-        let preferred: Vec<String> = preferred_headers.to_vec();
+        let offer = offer.clone();
         let lease_millis = lease.as_millis() as i64;
         self.run(move |connection| {
             let now = now_millis();
@@ -163,7 +171,7 @@ impl SqliteStore {
             let mut skipped_tenants: Vec<String> = Vec::new();
             while leases.len() < max {
                 let Some(tenant) = next_tenant(&transaction, &skipped_tenants)? else { break };
-                let Some((job_id, attempts, request, header_key)) = next_job(&transaction, &tenant, now, &preferred)? else {
+                let Some((job_id, attempts, request, header_key)) = next_job(&transaction, &tenant, now, &offer)? else {
                     // Its queued jobs are all waiting out a backoff.
                     skipped_tenants.push(tenant);
                     continue;
@@ -565,22 +573,23 @@ fn next_tenant(
     Ok(None)
 }
 
-/// The tenant's oldest runnable job, preferring a warm header.
+/// The tenant's oldest job this worker can run, preferring a warm header.
 fn next_job(
     transaction: &Transaction<'_>,
     tenant: &str,
     now: UnixMillis,
-    preferred: &[String],
+    offer: &WorkerOffer,
 ) -> Result<Option<(String, u32, String, String)>, StoreError> {
     let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
-    for header in preferred {
+    const RUNNABLE: &str = "tenant = ?1 AND state = 'queued' AND run_after <= ?2
+        AND (toolchain IS NULL OR toolchain = ?3) AND (project IS NULL OR project = ?4)";
+    for header in &offer.warm_headers {
         let found = transaction
-            .prepare_cached(
-                "SELECT id, attempts, request, header_key FROM jobs
-                 WHERE tenant = ?1 AND state = 'queued' AND header_key = ?2 AND run_after <= ?3 ORDER BY id LIMIT 1",
-            )
+            .prepare_cached(&format!(
+                "SELECT id, attempts, request, header_key FROM jobs WHERE {RUNNABLE} AND header_key = ?5 ORDER BY id LIMIT 1"
+            ))
             .map_err(query_error)?
-            .query_row(params![tenant, header, now], read)
+            .query_row(params![tenant, now, offer.toolchain, offer.project, header], read)
             .optional()
             .map_err(query_error)?;
         if found.is_some() {
@@ -588,9 +597,9 @@ fn next_job(
         }
     }
     transaction
-        .prepare_cached("SELECT id, attempts, request, header_key FROM jobs WHERE tenant = ?1 AND state = 'queued' AND run_after <= ?2 ORDER BY id LIMIT 1")
+        .prepare_cached(&format!("SELECT id, attempts, request, header_key FROM jobs WHERE {RUNNABLE} ORDER BY id LIMIT 1"))
         .map_err(query_error)?
-        .query_row(params![tenant, now], read)
+        .query_row(params![tenant, now, offer.toolchain, offer.project], read)
         .optional()
         .map_err(query_error)
 }

@@ -4,6 +4,7 @@
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict, VerdictReason};
 use leanfarm_store::{
     CompleteOutcome, JobState, KeyScope, ListFilter, NewJob, ReleaseOutcome, Store, TenantRecord,
+    WorkerOffer,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -22,6 +23,8 @@ fn job(id: &str, tenant: &str, header: &str) -> NewJob {
         },
         header_key: header.to_string(),
         max_attempts: 3,
+        toolchain: None,
+        project: None,
     }
 }
 
@@ -89,7 +92,10 @@ async fn enqueue_get_list_and_page(store: Store) {
 
 async fn claim_renew_complete_once(store: Store) {
     store.enqueue(jobs("a", "t1", 3)).await.unwrap();
-    let leases = store.claim("w1", 2, LEASE, &[]).await.unwrap();
+    let leases = store
+        .claim("w1", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
     assert_eq!(
         leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
         ["a00000", "a00001"]
@@ -142,12 +148,16 @@ async fn claim_renew_complete_once(store: Store) {
 async fn an_expired_lease_is_claimed_again_and_the_late_result_refused(store: Store) {
     store.enqueue(vec![job("a", "t1", "h")]).await.unwrap();
     let first = store
-        .claim("w1", 1, Duration::from_millis(50), &[])
+        .claim("w1", 1, Duration::from_millis(50), &WorkerOffer::default())
         .await
         .unwrap()
         .remove(0);
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let second = store.claim("w2", 1, LEASE, &[]).await.unwrap().remove(0);
+    let second = store
+        .claim("w2", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(second.job_id, "a");
     assert_eq!(second.attempt, 2);
     assert_eq!(
@@ -177,7 +187,11 @@ async fn release_backs_off_then_dead_letters(store: Store) {
     let mut new_job = job("a", "t1", "h");
     new_job.max_attempts = 2;
     store.enqueue(vec![new_job]).await.unwrap();
-    let lease = store.claim("w1", 1, LEASE, &[]).await.unwrap().remove(0);
+    let lease = store
+        .claim("w1", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         store
             .release(
@@ -191,11 +205,19 @@ async fn release_backs_off_then_dead_letters(store: Store) {
         ReleaseOutcome::Requeued
     );
     assert!(
-        store.claim("w1", 1, LEASE, &[]).await.unwrap().is_empty(),
+        store
+            .claim("w1", 1, LEASE, &WorkerOffer::default())
+            .await
+            .unwrap()
+            .is_empty(),
         "claimable before its backoff ended"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let lease = store.claim("w1", 1, LEASE, &[]).await.unwrap().remove(0);
+    let lease = store
+        .claim("w1", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(lease.attempt, 2);
     assert_eq!(
         store
@@ -214,7 +236,11 @@ async fn release_backs_off_then_dead_letters(store: Store) {
     let dead = store.get("a").await.unwrap().unwrap();
     assert_eq!(dead.state, JobState::Dead);
     assert_eq!(dead.last_error.as_deref(), Some("sandbox failed again"));
-    assert!(store.claim("w1", 1, LEASE, &[]).await.unwrap().is_empty());
+    assert!(store
+        .claim("w1", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_lease_expiring_on_the_last_attempt_dead_letters(store: Store) {
@@ -222,11 +248,15 @@ async fn a_lease_expiring_on_the_last_attempt_dead_letters(store: Store) {
     new_job.max_attempts = 1;
     store.enqueue(vec![new_job]).await.unwrap();
     store
-        .claim("w1", 1, Duration::from_millis(30), &[])
+        .claim("w1", 1, Duration::from_millis(30), &WorkerOffer::default())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
-    assert!(store.claim("w2", 1, LEASE, &[]).await.unwrap().is_empty());
+    assert!(store
+        .claim("w2", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.get("a").await.unwrap().unwrap().state, JobState::Dead);
 }
 
@@ -240,7 +270,7 @@ async fn warm_headers_are_preferred(store: Store) {
         .await
         .unwrap();
     let leases = store
-        .claim("w1", 2, LEASE, &["import Aesop".to_string()])
+        .claim("w1", 2, LEASE, &WorkerOffer::warm(&["import Aesop"]))
         .await
         .unwrap();
     assert_eq!(
@@ -248,7 +278,7 @@ async fn warm_headers_are_preferred(store: Store) {
         ["b", "c"]
     );
     let rest = store
-        .claim("w1", 5, LEASE, &["import Aesop".to_string()])
+        .claim("w1", 5, LEASE, &WorkerOffer::warm(&["import Aesop"]))
         .await
         .unwrap();
     assert_eq!(
@@ -262,7 +292,10 @@ async fn a_small_tenant_is_not_starved_by_a_big_one(store: Store) {
     store.enqueue(jobs("small", "small", 10)).await.unwrap();
     // Rule: each claim serves the tenant with the fewest running jobs (ties:
     // least recently served), so claims alternate while both have work.
-    let leases = store.claim("w1", 20, LEASE, &[]).await.unwrap();
+    let leases = store
+        .claim("w1", 20, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
     let small = leases.iter().filter(|l| l.tenant == "small").count();
     assert_eq!(
         small,
@@ -281,7 +314,7 @@ async fn concurrent_workers_complete_every_job_exactly_once(store: Store) {
             let mut completed = Vec::new();
             loop {
                 let leases = store
-                    .claim(&format!("w{worker}"), 3, LEASE, &[])
+                    .claim(&format!("w{worker}"), 3, LEASE, &WorkerOffer::default())
                     .await
                     .unwrap();
                 if leases.is_empty() {
@@ -359,18 +392,74 @@ async fn a_tenant_never_runs_more_than_its_limit(store: Store) {
         .unwrap();
     store.enqueue(jobs("c", "capped", 5)).await.unwrap();
     store.enqueue(jobs("f", "free", 5)).await.unwrap();
-    let leases = store.claim("w", 10, LEASE, &[]).await.unwrap();
+    let leases = store
+        .claim("w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
     let capped = leases.iter().filter(|l| l.tenant == "capped").count();
     assert_eq!((capped, leases.len()), (2, 7));
-    assert!(store.claim("w", 10, LEASE, &[]).await.unwrap().is_empty());
+    assert!(store
+        .claim("w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
     let lease = leases.iter().find(|l| l.tenant == "capped").unwrap();
     store
         .complete(&lease.job_id, &lease.lease_id, &verdict())
         .await
         .unwrap();
-    let next = store.claim("w", 10, LEASE, &[]).await.unwrap();
+    let next = store
+        .claim("w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].tenant, "capped");
+}
+
+async fn a_job_goes_only_to_a_worker_with_its_toolchain_and_project(store: Store) {
+    let mut pinned = job("pinned", "t1", "h");
+    pinned.toolchain = Some("v4.9".into());
+    pinned.project = Some("mathlib".into());
+    let mut toolchain_only = job("toolchain", "t1", "h");
+    toolchain_only.toolchain = Some("v4.9".into());
+    store
+        .enqueue(vec![pinned, toolchain_only, job("any", "t1", "h")])
+        .await
+        .unwrap();
+    let other = WorkerOffer {
+        toolchain: Some("v4.8".into()),
+        project: Some("mathlib".into()),
+        ..WorkerOffer::default()
+    };
+    let leases = store.claim("old", 10, LEASE, &other).await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["any"]
+    );
+    let no_project = WorkerOffer {
+        toolchain: Some("v4.9".into()),
+        ..WorkerOffer::default()
+    };
+    let leases = store.claim("bare", 10, LEASE, &no_project).await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["toolchain"]
+    );
+    let right = WorkerOffer {
+        toolchain: Some("v4.9".into()),
+        project: Some("mathlib".into()),
+        ..WorkerOffer::default()
+    };
+    let leases = store.claim("new", 10, LEASE, &right).await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["pinned"]
+    );
+    let record = store.get("pinned").await.unwrap().unwrap();
+    assert_eq!(
+        (record.toolchain.as_deref(), record.project.as_deref()),
+        (Some("v4.9"), Some("mathlib"))
+    );
 }
 
 macro_rules! store_suite {
@@ -396,6 +485,7 @@ macro_rules! store_suite {
             case!(concurrent_workers_complete_every_job_exactly_once);
             case!(tenants_and_api_keys);
             case!(a_tenant_never_runs_more_than_its_limit);
+            case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
         }
     };
 }
@@ -506,7 +596,11 @@ async fn a_sqlite_store_survives_reopening() {
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let store = Store::open(&url).await.unwrap();
     store.enqueue(jobs("a", "t1", 3)).await.unwrap();
-    let lease = store.claim("w", 1, LEASE, &[]).await.unwrap().remove(0);
+    let lease = store
+        .claim("w", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
     store
         .complete(&lease.job_id, &lease.lease_id, &verdict())
         .await
