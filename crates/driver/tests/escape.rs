@@ -120,6 +120,34 @@ async fn assert_no_sandboxed_process_left() {
     );
 }
 
+/// No mount under the sandbox's scratch root and no cgroup of this process
+/// is left once its sandboxed processes are torn down.
+fn assert_no_mount_or_cgroup_left(scratch_root: &std::path::Path) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = scratch_root.to_string_lossy();
+    let mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter(|line| line.contains(root.as_ref()))
+        .collect();
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let ours = format!("sandbox-{}-", std::process::id());
+    for parent in [
+        "/sys/fs/cgroup/memory/leanfarm",
+        "/sys/fs/cgroup/pids/leanfarm",
+        "/sys/fs/cgroup/leanfarm",
+    ] {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        let left: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&ours))
+            .collect();
+        assert!(left.is_empty(), "cgroups left in {parent}: {left:?}");
+    }
+}
+
 async fn a_fork_bomb_is_capped_and_leaves_nothing_behind(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let farm = farm_on(backend);
@@ -430,9 +458,10 @@ async fn daemons_and_lingering_children_die_with_the_repl(backend: BackendKind) 
         "{report}"
     );
     // The REPL is retired (not reused) because it has company; either way
-    // nothing may survive it.
+    // nothing may survive it: no process, no mount, no cgroup.
     farm.driver.shutdown().await;
     assert_no_sandboxed_process_left().await;
+    assert_no_mount_or_cgroup_left(farm.scratch.path());
 
     // And after a timeout, with a daemon started first.
     let farm = farm_on(backend);

@@ -55,6 +55,45 @@ pub(crate) fn detect() -> Result<Layout, String> {
     Err("no usable cgroup v1 or v2 hierarchy with the memory and pids controllers".to_string())
 }
 
+/// Remove the groups left by processes that died without tearing down
+/// (a farm killed with SIGKILL): `sandbox-PID-...` whose PID is gone. What
+/// still runs in them is killed first.
+pub(crate) fn sweep_stale(layout: &Layout, is_stale: impl Fn(&str) -> bool) {
+    let parents: Vec<PathBuf> = match layout {
+        Layout::V2 { root } => vec![root.clone()],
+        Layout::V1 { root, .. } => ["memory", "pids", "freezer", "cpu"]
+            .iter()
+            .map(|c| root.join(c).join(PARENT))
+            .collect(),
+    };
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() || !is_stale(&name) {
+                continue;
+            }
+            let group = ProcessGroup {
+                layout: layout.clone(),
+                name: name.clone(),
+                directories: vec![entry.path()],
+                procs_files: Vec::new(),
+            };
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("cgroup.procs")) {
+                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) has no memory effects.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let mut group = group;
+            group.remove();
+            tracing::info!(group = %entry.path().display(), "removed a cgroup left by a dead process");
+        }
+    }
+}
+
 /// The cgroup(s) of one sandboxed process tree.
 #[derive(Debug)]
 pub(crate) struct ProcessGroup {

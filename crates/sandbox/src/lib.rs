@@ -178,6 +178,9 @@ impl Sandbox {
                 None
             }
         };
+        if let Some(layout) = &cgroups {
+            cgroup::sweep_stale(layout, is_stale_name);
+        }
         Ok(Sandbox {
             config,
             cgroups,
@@ -359,22 +362,27 @@ fn unmount(path: &std::path::Path) {
     }
 }
 
+/// Whether a scratch or cgroup name (`sandbox-PID-...`) belongs to a
+/// process that is gone.
+fn is_stale_name(name: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix("sandbox-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Remove scratch directories (and their mounts) left by a process that
-/// died without tearing down: entries `sandbox-PID-...` whose PID is gone.
+/// died without tearing down.
 fn sweep_stale_scratch(scratch_root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(scratch_root) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("sandbox-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !is_stale_name(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let path = entry.path();

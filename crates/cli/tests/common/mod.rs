@@ -14,6 +14,7 @@ pub struct Server {
     pub client: reqwest::Client,
     /// Sent as `Authorization: Bearer` when set.
     pub token: Option<String>,
+    data_dir: std::path::PathBuf,
 }
 
 pub fn sandbox_backend() -> String {
@@ -75,6 +76,7 @@ impl Server {
                 .build()
                 .unwrap(),
             token: None,
+            data_dir: data_dir.to_path_buf(),
         }
     }
 
@@ -161,6 +163,24 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill_hard();
+        release_mounts(&self.data_dir);
+    }
+}
+
+/// Detach the scratch mounts a killed farm or worker left under `dir`
+/// (a farm restarted on the same directory would sweep them itself).
+pub fn release_mounts(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    for line in mountinfo.lines() {
+        let Some(point) = line.split_whitespace().nth(4) else {
+            continue;
+        };
+        if Path::new(point).starts_with(&dir) {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
     }
 }
 
@@ -176,6 +196,7 @@ pub fn snippets(codes: &[&str]) -> Value {
 /// A `leanfarm worker --simulate` process leasing from a farm.
 pub struct Worker {
     pub child: Child,
+    data_dir: std::path::PathBuf,
 }
 
 impl Worker {
@@ -199,7 +220,10 @@ impl Worker {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn leanfarm worker");
-        Worker { child }
+        Worker {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     pub fn kill_hard(&mut self) {
@@ -211,6 +235,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill_hard();
+        release_mounts(&self.data_dir);
     }
 }
 

@@ -39,7 +39,7 @@ pub fn test_backend() -> BackendKind {
 
 pub struct TestDriver {
     pub driver: Driver,
-    _scratch: tempfile::TempDir,
+    pub scratch: tempfile::TempDir,
 }
 
 pub fn sandbox_config(scratch_root: PathBuf, memory_limit_bytes: u64) -> SandboxConfig {
@@ -86,7 +86,7 @@ pub fn driver_with_sandbox(
     };
     TestDriver {
         driver: Driver::new(toolchain, pool, Arc::new(sandbox)),
-        _scratch: scratch,
+        scratch,
     }
 }
 
