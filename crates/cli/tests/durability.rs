@@ -85,3 +85,54 @@ async fn sigterm_hands_back_unfinished_work_and_exits() {
     assert_eq!(views[0]["verdict"]["status"], "valid", "{}", views[0]);
     assert_eq!(views[0]["attempts"], 2, "{}", views[0]);
 }
+
+/// Processes whose cgroup says they were sandboxed by the farm `farm_pid`.
+fn sandboxed_by(farm_pid: u32) -> Vec<u32> {
+    let tag = format!("sandbox-{farm_pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|text| text.contains(&tag))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_farm_killed_with_sigkill_takes_its_sandboxed_processes_with_it() {
+    if common::sandbox_backend() != "native" {
+        return; // the lifeline belongs to the native sandbox
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &["--slots", "2"]);
+    let farm_pid = server.child.id();
+    let spinning = json!({"snippets": snippets(&[
+        "theorem a : True := by\n  -- sim: spin\n  trivial",
+        "theorem b : True := by\n  -- sim: setsid-daemon\n  -- sim: spin\n  trivial",
+    ]), "timeout": 600});
+    let (status, response) = server.post("/v1/checks", &spinning).await;
+    assert_eq!(status, 202, "{response}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sandboxed_by(farm_pid).len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snippets never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill_hard();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = sandboxed_by(farm_pid);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outlived the farm: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -276,8 +276,15 @@ impl Sandbox {
                     (libc::RLIMIT_NOFILE, self.config.open_files_limit),
                     (libc::RLIMIT_CORE, 0),
                 ];
-                let plan =
-                    native::ChildPlan::new(&new_root, &scratch, &read_only, &procs_files, rlimits);
+                let lifeline = native::lifeline().map_err(SandboxError::Spawn)?;
+                let plan = native::ChildPlan::new(
+                    &new_root,
+                    &scratch,
+                    &read_only,
+                    &procs_files,
+                    rlimits,
+                    lifeline,
+                );
                 // SAFETY: `enter` only makes raw system calls on memory prepared before fork.
                 unsafe {
                     process.pre_exec(move || native::enter(&plan));

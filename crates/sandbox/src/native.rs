@@ -8,7 +8,9 @@
 //!
 //! - the intermediate (in the host's PID namespace): the supervisor's
 //!   child; waits for init and ends the way the program ended, so the
-//!   supervisor sees the program's status;
+//!   supervisor sees the program's status; if the supervisor dies first
+//!   (even by SIGKILL), its lifeline pipe closes and the intermediate kills
+//!   init, and with it the sandbox;
 //! - init (PID 1 of the sandbox): builds a new root on a tmpfs (read-only
 //!   system and configured mounts, a read-write scratch directory, private
 //!   /tmp, /proc and a minimal /dev), pivots into it, brings up loopback,
@@ -55,6 +57,26 @@ pub(crate) struct ChildPlan {
     pub scratch_inside: CString,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub filter: Vec<libc::sock_filter>,
+    /// The read end of this process's lifeline (see `lifeline`).
+    pub lifeline: libc::c_int,
+}
+
+/// A pipe whose write end only this process holds, for as long as it lives.
+/// Every sandbox's intermediate process keeps the read end and watches it:
+/// when the farm dies, even by SIGKILL, the write end closes, and the
+/// intermediate kills its sandbox.
+pub(crate) fn lifeline() -> std::io::Result<libc::c_int> {
+    static LIFELINE: std::sync::OnceLock<Result<libc::c_int, i32>> = std::sync::OnceLock::new();
+    let read_end = LIFELINE.get_or_init(|| {
+        let mut ends = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own. Both
+        // ends close on exec; the write end is never closed by this process.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        Ok(ends[0])
+    });
+    read_end.map_err(std::io::Error::from_raw_os_error)
 }
 
 fn c_path(path: &Path) -> CString {
@@ -74,6 +96,7 @@ impl ChildPlan {
         read_only: &[(std::path::PathBuf, std::path::PathBuf)],
         procs_files: &[std::path::PathBuf],
         rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+        lifeline: libc::c_int,
     ) -> ChildPlan {
         let mut steps = Vec::new();
         let mut made: Vec<std::path::PathBuf> = Vec::new();
@@ -170,6 +193,7 @@ impl ChildPlan {
             scratch_inside: c_path(scratch_inside),
             rlimits,
             filter: crate::seccomp::program(),
+            lifeline,
         }
     }
 }
@@ -252,10 +276,11 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
         if init > 0 {
-            // The intermediate: keep only the status pipe, wait for init,
-            // and end the way the program ended.
-            close_all_but(status_pipe[0]);
-            wait_for(init);
+            // The intermediate: keep only the status pipe and the lifeline,
+            // wait for init (killing it if the farm dies first), and end the
+            // way the program ended.
+            close_all_but(&[status_pipe[0], plan.lifeline]);
+            watch(init, plan.lifeline);
             let mut status: libc::c_int = 0;
             let read = libc::read(
                 status_pipe[0],
@@ -367,7 +392,7 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
             // Init (PID 1 of the sandbox): reap every orphan until the
             // program ends, pass its status on, and exit, which kills
             // whatever is left in the namespace.
-            close_all_but(status_pipe[1]);
+            close_all_but(&[status_pipe[1]]);
             let mut status: libc::c_int = 0;
             loop {
                 let pid = libc::waitpid(-1, &mut status, 0);
@@ -422,20 +447,31 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Close every descriptor except `keep`.
+/// Close every descriptor except those in `keep` (at most four).
 ///
 /// # Safety
 /// Async-signal safe.
-unsafe fn close_all_but(keep: libc::c_int) {
+unsafe fn close_all_but(keep: &[libc::c_int]) {
     // SAFETY: closing descriptors has no memory effects.
     unsafe {
-        let keep = keep as libc::c_uint;
-        let closed_below =
-            keep == 0 || libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32) == 0;
-        let closed_above = libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32) == 0;
-        if !(closed_below && closed_above) {
+        let mut sorted = [0 as libc::c_uint; 4];
+        let count = keep.len().min(sorted.len());
+        for (slot, fd) in sorted.iter_mut().zip(keep) {
+            *slot = *fd as libc::c_uint;
+        }
+        sorted[..count].sort_unstable();
+        let mut next = 0 as libc::c_uint;
+        let mut ok = true;
+        for &fd in &sorted[..count] {
+            if fd > next {
+                ok &= libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32) == 0;
+            }
+            next = fd + 1;
+        }
+        ok &= libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32) == 0;
+        if !ok {
             for fd in 0..4096 {
-                if fd != keep as libc::c_int {
+                if !keep.contains(&fd) {
                     libc::close(fd);
                 }
             }
@@ -443,15 +479,46 @@ unsafe fn close_all_but(keep: libc::c_int) {
     }
 }
 
-/// Wait for a child, retrying on EINTR.
+/// Wait for init to end. If the lifeline breaks first (the farm died), kill
+/// init, whose death kills everything in the sandbox, then wait.
 ///
 /// # Safety
 /// Async-signal safe.
-unsafe fn wait_for(child: libc::pid_t) {
-    // SAFETY: waitpid writes only to the local status.
+unsafe fn watch(init: libc::pid_t, lifeline: libc::c_int) {
+    // SAFETY: pidfd_open, poll and waitpid on descriptors and memory we own.
     unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, init, 0) as libc::c_int;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: lifeline,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Without a pidfd (old kernels), look at init four times a second.
+            let (count, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 250) };
+            let ready = libc::poll(fds.as_mut_ptr(), count, timeout);
+            if ready < 0 && *libc::__errno_location() != libc::EINTR {
+                break;
+            }
+            if fds[0].revents != 0 {
+                // Nobody ever writes to the lifeline: any event is its end.
+                libc::kill(init, libc::SIGKILL);
+                break;
+            }
+            let mut status = 0;
+            if libc::waitpid(init, &mut status, libc::WNOHANG) == init {
+                return;
+            }
+        }
         let mut status = 0;
-        while libc::waitpid(child, &mut status, 0) < 0 {
+        while libc::waitpid(init, &mut status, 0) < 0 {
             if *libc::__errno_location() != libc::EINTR {
                 return;
             }
