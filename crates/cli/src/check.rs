@@ -20,6 +20,9 @@ pub struct CheckArgs {
     /// URL of a running farm; without it, a farm is started for this run
     #[arg(long, env = "LEAN_FARM_SERVER")]
     pub server: Option<String>,
+    /// A user token for a farm that requires one (`leanfarm tenant key`)
+    #[arg(long, env = "LEAN_FARM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// With no --server: use lean-sim, the stand-in for Lean
     #[arg(long)]
     pub simulate: bool,
@@ -106,9 +109,11 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
             snippets.push(json!({ "id": file.display().to_string(), "code": code }));
         }
         let body = json!({ "snippets": snippets, "timeout": args.timeout, "wait": 300 });
-        let response = client
-            .post(format!("{server}/v1/checks"))
-            .json(&body)
+        let mut request = client.post(format!("{server}/v1/checks")).json(&body);
+        if let Some(token) = &args.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .send()
             .await
             .map_err(|error| CliError::Request(error.to_string()))?;

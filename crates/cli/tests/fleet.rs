@@ -89,6 +89,29 @@ async fn a_remote_worker_checks_jobs_and_tokens_keep_the_sides_apart() {
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     }
 
+    // `leanfarm check` against the farm, with and without the token.
+    let proof = tempfile::Builder::new().suffix(".lean").tempfile().unwrap();
+    std::fs::write(proof.path(), "theorem t : True := trivial").unwrap();
+    let check = |token: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"));
+        command
+            .args(["check", "--server", &server.url])
+            .arg(proof.path());
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        command.output().unwrap()
+    };
+    let refused = check(None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{refused:?}"
+    );
+    let accepted = check(Some(&user));
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert!(String::from_utf8_lossy(&accepted.stdout).contains("valid"));
+
     // A user key cannot lease work.
     let lease = json!({"worker_id": "intruder", "max": 1, "lease_seconds": 10});
     let (status, response) = server.post("/v1/worker/lease", &lease).await;
