@@ -101,12 +101,18 @@ fn sandboxed_by(farm_pid: u32) -> Vec<u32> {
 }
 
 #[tokio::test]
-async fn a_farm_killed_with_sigkill_takes_its_sandboxed_processes_with_it() {
-    if common::sandbox_backend() != "native" {
-        return; // the lifeline belongs to the native sandbox
-    }
+async fn a_farm_killed_with_sigkill_takes_its_native_sandboxes_with_it() {
+    a_killed_farm_leaves_nothing("native").await;
+}
+
+#[tokio::test]
+async fn a_farm_killed_with_sigkill_takes_its_gvisor_sandboxes_with_it() {
+    a_killed_farm_leaves_nothing("gvisor").await;
+}
+
+async fn a_killed_farm_leaves_nothing(backend: &str) {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::start(data.path(), &["--slots", "2"]);
+    let mut server = Server::start_on(backend, data.path(), &["--slots", "2"]);
     let farm_pid = server.child.id();
     let spinning = json!({"snippets": snippets(&[
         "theorem a : True := by\n  -- sim: spin\n  trivial",

@@ -304,6 +304,7 @@ impl Sandbox {
                 )?);
                 cleanup.group =
                     self.process_group(&name, self.config.pids_limit + gvisor::RUNTIME_TASKS)?;
+                let lifeline = native::lifeline().map_err(SandboxError::Spawn)?;
                 let procs_files = native::c_paths(
                     cleanup
                         .group
@@ -311,9 +312,9 @@ impl Sandbox {
                         .map(|g| g.procs_files.as_slice())
                         .unwrap_or_default(),
                 );
-                // SAFETY: joining cgroups makes only raw system calls on memory prepared before fork.
+                // SAFETY: `enter_supervised` only makes raw system calls on memory prepared before fork.
                 unsafe {
-                    process.pre_exec(move || native::join_cgroups(&procs_files));
+                    process.pre_exec(move || native::enter_supervised(&procs_files, lifeline));
                 }
             }
         }

@@ -253,6 +253,82 @@ pub(crate) unsafe fn join_cgroups(procs_files: &[CString]) -> std::io::Result<()
     Ok(())
 }
 
+/// For a program that makes its own sandbox (gVisor's `runsc`): join the
+/// cgroups, then fork an intermediate that stays behind, like the native
+/// backend's, to end the way the program ends, and to kill every process of
+/// the cgroups if the farm dies first.
+///
+/// # Safety
+/// Only to be called from `pre_exec`: after fork, in a single thread.
+pub(crate) unsafe fn enter_supervised(
+    procs_files: &[CString],
+    lifeline: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: raw system calls on memory prepared before fork.
+    unsafe {
+        join_cgroups(procs_files)?;
+        let program = libc::fork();
+        if program < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if program > 0 {
+            close_all_but(&[lifeline]);
+            match watch(program, lifeline) {
+                Some(status) => end_like(status),
+                None => {
+                    kill_cgroups(procs_files);
+                    libc::_exit(128 + libc::SIGKILL);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kill every process listed in these cgroups (but the caller), until they
+/// are empty or a second has passed.
+///
+/// # Safety
+/// Async-signal safe: no allocation.
+unsafe fn kill_cgroups(procs_files: &[CString]) {
+    // SAFETY: open/read/close into a stack buffer; kill has no memory effects.
+    unsafe {
+        let me = libc::getpid();
+        for _ in 0..100 {
+            let mut found = false;
+            for procs_file in procs_files {
+                let fd = libc::open(procs_file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    continue;
+                }
+                let mut buffer = [0u8; 8192];
+                let length = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+                libc::close(fd);
+                let mut pid: libc::pid_t = 0;
+                for &byte in &buffer[..length.max(0) as usize] {
+                    if byte.is_ascii_digit() {
+                        pid = pid * 10 + libc::pid_t::from(byte - b'0');
+                    } else {
+                        if pid > 0 && pid != me {
+                            libc::kill(pid, libc::SIGKILL);
+                            found = true;
+                        }
+                        pid = 0;
+                    }
+                }
+            }
+            if !found {
+                return;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Runs in the forked child before exec (see the module docs).
 ///
 /// # Safety
@@ -280,7 +356,7 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
             // wait for init (killing it if the farm dies first), and end the
             // way the program ended.
             close_all_but(&[status_pipe[0], plan.lifeline]);
-            watch(init, plan.lifeline);
+            let _ = watch(init, plan.lifeline);
             let mut status: libc::c_int = 0;
             let read = libc::read(
                 status_pipe[0],
@@ -479,12 +555,12 @@ unsafe fn close_all_but(keep: &[libc::c_int]) {
     }
 }
 
-/// Wait for init to end. If the lifeline breaks first (the farm died), kill
-/// init, whose death kills everything in the sandbox, then wait.
+/// Wait for a child to end and return its wait status. If the lifeline
+/// breaks first (the farm died), kill the child, wait, and return `None`.
 ///
 /// # Safety
 /// Async-signal safe.
-unsafe fn watch(init: libc::pid_t, lifeline: libc::c_int) {
+unsafe fn watch(init: libc::pid_t, lifeline: libc::c_int) -> Option<libc::c_int> {
     // SAFETY: pidfd_open, poll and waitpid on descriptors and memory we own.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, init, 0) as libc::c_int;
@@ -514,15 +590,16 @@ unsafe fn watch(init: libc::pid_t, lifeline: libc::c_int) {
             }
             let mut status = 0;
             if libc::waitpid(init, &mut status, libc::WNOHANG) == init {
-                return;
+                return Some(status);
             }
         }
         let mut status = 0;
         while libc::waitpid(init, &mut status, 0) < 0 {
             if *libc::__errno_location() != libc::EINTR {
-                return;
+                break;
             }
         }
+        None
     }
 }
 

@@ -24,6 +24,11 @@ pub fn sandbox_backend() -> String {
 impl Server {
     /// Start `leanfarm serve --simulate` on a free port with these extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on(&sandbox_backend(), data_dir, extra)
+    }
+
+    /// Start `leanfarm serve --simulate` with this sandbox backend.
+    pub fn start_on(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
             .args([
                 "serve",
@@ -31,7 +36,7 @@ impl Server {
                 "--addr",
                 "127.0.0.1:0",
                 "--sandbox",
-                &sandbox_backend(),
+                backend,
             ])
             .arg("--data-dir")
             .arg(data_dir)
