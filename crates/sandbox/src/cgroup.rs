@@ -29,10 +29,25 @@ pub(crate) fn detect() -> Result<Layout, String> {
             let parent = root.join(PARENT);
             std::fs::create_dir_all(&parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            let enable = "+memory +pids +cpu";
-            std::fs::write(root.join("cgroup.subtree_control"), enable)
-                .map_err(|e| format!("cannot enable controllers: {e}"))?;
-            std::fs::write(parent.join("cgroup.subtree_control"), enable)
+            match enable_controllers(&root) {
+                Ok(()) => {}
+                // A cgroup holding processes cannot hand controllers to its
+                // children (the root of a container's cgroup namespace is
+                // such a cgroup): move its processes to a leaf, then retry.
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
+                    move_processes_to_leaf(&root)?;
+                    enable_controllers(&root).map_err(|e| {
+                        format!("cannot enable controllers in {}: {e}", root.display())
+                    })?;
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "cannot enable controllers in {}: {error}",
+                        root.display()
+                    ))
+                }
+            }
+            enable_controllers(&parent)
                 .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
             return Ok(Layout::V2 { root: parent });
         }
@@ -53,6 +68,39 @@ pub(crate) fn detect() -> Result<Layout, String> {
         });
     }
     Err("no usable cgroup v1 or v2 hierarchy with the memory and pids controllers".to_string())
+}
+
+/// Enable memory and pids (required) and cpu (if offered) for the children
+/// of a cgroup v2 directory.
+fn enable_controllers(dir: &Path) -> std::io::Result<()> {
+    let control = dir.join("cgroup.subtree_control");
+    std::fs::write(&control, "+memory +pids")?;
+    let offered = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    if offered.split_whitespace().any(|c| c == "cpu") {
+        let _ = std::fs::write(&control, "+cpu");
+    }
+    Ok(())
+}
+
+/// Move every process of a cgroup v2 directory into its child
+/// `leanfarm-supervisor`, so that the directory may enable controllers.
+fn move_processes_to_leaf(dir: &Path) -> Result<(), String> {
+    let leaf = dir.join("leanfarm-supervisor");
+    std::fs::create_dir_all(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join("cgroup.procs").display()))?;
+    for pid in procs.lines().map(str::trim).filter(|pid| !pid.is_empty()) {
+        if let Err(error) = std::fs::write(leaf.join("cgroup.procs"), pid) {
+            // A process that exited meanwhile is gone already.
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                return Err(format!(
+                    "cannot move process {pid} to {}: {error}",
+                    leaf.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Remove the groups left by processes that died without tearing down
