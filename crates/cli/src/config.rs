@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// The Lean project the REPL runs in (mounted read-only; its .lake holds the oleans)
     #[arg(long, env = "LEAN_FARM_LEAN_PROJECT")]
     pub lean_project: Option<PathBuf>,
+    /// The Lean toolchain directory (e.g. ~/.elan/toolchains/leanprover--lean4---v4.9.0), mounted read-only [default: none]
+    #[arg(long, env = "LEAN_FARM_LEAN_TOOLCHAIN")]
+    pub lean_toolchain: Option<PathBuf>,
     /// Name of the toolchain reported in verdicts [default: the REPL's file name]
     #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
     pub toolchain: Option<String>,
@@ -91,6 +94,7 @@ impl ServeArgs {
             simulate: self.simulate || file.simulate,
             repl: self.repl.or(file.repl),
             lean_project: self.lean_project.or(file.lean_project),
+            lean_toolchain: self.lean_toolchain.or(file.lean_toolchain),
             toolchain: self.toolchain.or(file.toolchain),
             slots: self.slots.or(file.slots),
             warm_repls: self.warm_repls.or(file.warm_repls),
@@ -116,6 +120,26 @@ pub fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The module search path of a Lake project, as `lake env` sets it: the
+/// project's own build output, then each dependency's under
+/// `.lake/packages/` (in name order, for a stable path).
+pub fn lean_path(project: &Path) -> String {
+    let mut dirs = vec![project.join(".lake/build/lib/lean")];
+    if let Ok(entries) = std::fs::read_dir(project.join(".lake/packages")) {
+        let mut packages: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        packages.sort();
+        dirs.extend(
+            packages
+                .iter()
+                .map(|package| package.join(".lake/build/lib/lean")),
+        );
+    }
+    dirs.iter()
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The toolchain to run: lean-sim inside this binary, or a configured REPL.
@@ -147,14 +171,32 @@ fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), 
     } else {
         let Some(repl) = &args.repl else {
             return Err(CliError::Config(
-                "no Lean toolchain configured: pass --repl PATH (the Lean REPL binary) and --lean-project DIR, \
-                 or set LEAN_FARM_REPL; to try the farm without Lean, pass --simulate"
+                "no Lean toolchain configured: pass --repl PATH (the REPL binary of leanprover-community/repl, \
+                 built with `lake build` in a clone of https://github.com/leanprover-community/repl), \
+                 --lean-project DIR (a Lake project with its dependencies built) and --lean-toolchain DIR \
+                 (its toolchain under ~/.elan/toolchains), or set LEAN_FARM_REPL; \
+                 to try the farm without Lean, pass --simulate"
                     .to_string(),
             ));
         };
         let repl = std::fs::canonicalize(repl)
             .map_err(|error| CliError::Config(format!("--repl {}: {error}", repl.display())))?;
         mounts.push(mount_dir_of(&repl)?);
+        let mut env = Vec::new();
+        if let Some(toolchain) = &args.lean_toolchain {
+            let toolchain = std::fs::canonicalize(toolchain).map_err(|error| {
+                CliError::Config(format!("--lean-toolchain {}: {error}", toolchain.display()))
+            })?;
+            mounts.push(ReadOnlyMount {
+                host_path: toolchain.clone(),
+                sandbox_path: toolchain.clone(),
+            });
+            env.push(("LEAN_SYSROOT".to_string(), toolchain.display().to_string()));
+            env.push((
+                "PATH".to_string(),
+                format!("{}:/usr/bin:/bin", toolchain.join("bin").display()),
+            ));
+        }
         let project_name = match &args.lean_project {
             Some(project) => {
                 let project = std::fs::canonicalize(project).map_err(|error| {
@@ -164,6 +206,7 @@ fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), 
                     host_path: project.clone(),
                     sandbox_path: project.clone(),
                 });
+                env.push(("LEAN_PATH".to_string(), lean_path(&project)));
                 project
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -180,7 +223,7 @@ fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), 
             repl_program: repl,
             repl_args: Vec::new(),
             project_name,
-            env: Vec::new(),
+            env,
         }
     };
     Ok((config, mounts))

@@ -33,6 +33,9 @@ pub struct WorkerArgs {
     /// The Lean project the REPL runs in (mounted read-only)
     #[arg(long, env = "LEAN_FARM_LEAN_PROJECT")]
     pub lean_project: Option<PathBuf>,
+    /// The Lean toolchain directory, mounted read-only
+    #[arg(long, env = "LEAN_FARM_LEAN_TOOLCHAIN")]
+    pub lean_toolchain: Option<PathBuf>,
     /// Name of the toolchain reported in verdicts [default: the REPL's file name]
     #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
     pub toolchain: Option<String>,
@@ -61,6 +64,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         simulate: args.simulate,
         repl: args.repl,
         lean_project: args.lean_project,
+        lean_toolchain: args.lean_toolchain,
         toolchain: args.toolchain,
         slots: args.slots,
         warm_repls: args.warm_repls,

@@ -261,6 +261,11 @@ pub fn hostile_act(name: &str, args: &[&str]) -> Option<String> {
             let result = unsafe { libc::syscall(number, 0, 0, 0, 0, 0, 0) };
             outcome(format!("syscall {}", arg(0)), errno_result(result as i32))
         }
+        "env" => format!(
+            "env {}: {}",
+            arg(0),
+            std::env::var(arg(0)).unwrap_or_else(|_| "(unset)".to_string())
+        ),
         "getpid" => {
             // SAFETY: these calls have no preconditions.
             let (pid, ppid, uid) = unsafe { (libc::getpid(), libc::getppid(), libc::getuid()) };

@@ -21,7 +21,8 @@ use std::time::Duration;
 pub fn main_with_args(args: Vec<String>) -> i32 {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["repl"] => run_repl(None),
+        // Bare, like the REPL binary of leanprover-community/repl.
+        [] | ["repl"] => run_repl(None),
         ["repl", "--replay", dir] => match replay::Recordings::load(std::path::Path::new(dir)) {
             Ok(recordings) => run_repl(Some(recordings)),
             Err(error) => {
@@ -38,7 +39,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             0
         }
         _ => {
-            eprintln!("usage: lean-sim repl [--replay DIR] | lean-sim --json FILE.lean | lean-sim --version");
+            eprintln!("usage: lean-sim [repl [--replay DIR]] | lean-sim --json FILE.lean | lean-sim --version");
             2
         }
     }

@@ -138,26 +138,6 @@ impl ChildPlan {
                 _ => {}
             }
         }
-        for (host, inside) in read_only {
-            make_dirs(inside, &mut steps);
-            let target = new_root.join(inside.strip_prefix("/").unwrap_or(inside));
-            steps.push(MountStep::Bind {
-                source: c_path(host),
-                target: c_path(&target),
-                flags: read_only_flags,
-            });
-        }
-        let scratch_inside = Path::new("/scratch");
-        make_dirs(scratch_inside, &mut steps);
-        steps.push(MountStep::Bind {
-            source: c_path(scratch),
-            target: c_path(&new_root.join("scratch")),
-            flags: libc::MS_BIND
-                | libc::MS_REC
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_REMOUNT,
-        });
         make_dirs(Path::new("/tmp"), &mut steps);
         steps.push(MountStep::Filesystem {
             kind: c_string("tmpfs"),
@@ -182,6 +162,28 @@ impl ChildPlan {
                 flags: libc::MS_BIND | libc::MS_NOSUID | libc::MS_REMOUNT,
             });
         }
+        // Configured mounts and the scratch go last, on top of /tmp and the
+        // rest: a project under /tmp on the host stays visible.
+        for (host, inside) in read_only {
+            make_dirs(inside, &mut steps);
+            let target = new_root.join(inside.strip_prefix("/").unwrap_or(inside));
+            steps.push(MountStep::Bind {
+                source: c_path(host),
+                target: c_path(&target),
+                flags: read_only_flags,
+            });
+        }
+        let scratch_inside = Path::new("/scratch");
+        make_dirs(scratch_inside, &mut steps);
+        steps.push(MountStep::Bind {
+            source: c_path(scratch),
+            target: c_path(&new_root.join("scratch")),
+            flags: libc::MS_BIND
+                | libc::MS_REC
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_REMOUNT,
+        });
         let old_root = new_root.join(".old-root");
         steps.push(MountStep::Directory(c_path(&old_root)));
         ChildPlan {
@@ -387,7 +389,15 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) -> std::io::Result<()> {
         ))?;
         for step in &plan.steps {
             match step {
-                MountStep::Directory(path) => check(libc::mkdir(path.as_ptr(), 0o755))?,
+                MountStep::Directory(path) => {
+                    // It may exist already: a configured mount inside a
+                    // system directory (e.g. a toolchain under /usr/local).
+                    if libc::mkdir(path.as_ptr(), 0o755) != 0
+                        && *libc::__errno_location() != libc::EEXIST
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 MountStep::Symlink { target, path } => {
                     check(libc::symlink(target.as_ptr(), path.as_ptr()))?
                 }

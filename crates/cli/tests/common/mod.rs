@@ -29,15 +29,19 @@ impl Server {
 
     /// Start `leanfarm serve --simulate` with this sandbox backend.
     pub fn start_on(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--simulate"];
+        args.extend_from_slice(extra);
+        Server::spawn(backend, data_dir, &args)
+    }
+
+    /// Start `leanfarm serve` with a toolchain given in `extra`.
+    pub fn start_without_simulate(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(backend, data_dir, extra)
+    }
+
+    fn spawn(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
-            .args([
-                "serve",
-                "--simulate",
-                "--addr",
-                "127.0.0.1:0",
-                "--sandbox",
-                backend,
-            ])
+            .args(["serve", "--addr", "127.0.0.1:0", "--sandbox", backend])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
