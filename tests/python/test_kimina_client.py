@@ -1,7 +1,8 @@
 """Drive the real kimina-client (PyPI) against a running Lean Farm.
 
-Usage: python3 test_kimina_client.py http://127.0.0.1:PORT
-Exits non-zero with a message on the first expectation that fails.
+Usage: python3 test_kimina_client.py http://127.0.0.1:PORT [API_KEY]
+With API_KEY, the client sends it as its bearer token (the farm then
+requires one). Exits non-zero with a message on the first expectation that fails.
 """
 
 import sys
@@ -23,7 +24,8 @@ from kimina_client.models import SnippetStatus, Snippet
 
 def main() -> None:
     url = sys.argv[1]
-    client = KiminaClient(api_url=url, http_timeout=120, n_retries=1)
+    api_key = sys.argv[2] if len(sys.argv) > 2 else None
+    client = KiminaClient(api_url=url, api_key=api_key, http_timeout=120, n_retries=1)
     health = client.health()
     assert health == {"status": "ok"}, health
 

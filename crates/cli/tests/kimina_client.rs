@@ -22,15 +22,28 @@ fn the_kimina_client_works_unchanged() {
     }
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &["--slots", "2"]);
+    run_client(&server.url, None);
+    drop(server);
+
+    // With tokens required, the client's api_key is the tenant's token.
+    let data = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
+    let token = common::leanfarm(&["tenant", "--store", &store, "key", "kimina"]);
+    let server = Server::start(data.path(), &["--slots", "2", "--require-auth"]);
+    run_client(&server.url, Some(&token));
+}
+
+fn run_client(url: &str, api_key: Option<&str>) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/test_kimina_client.py"
     );
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(&server.url)
-        .output()
-        .expect("run python3");
+    let mut command = Command::new("python3");
+    command.arg(script).arg(url);
+    if let Some(key) = api_key {
+        command.arg(key);
+    }
+    let output = command.output().expect("run python3");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
