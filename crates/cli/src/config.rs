@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// REPL processes kept alive, busy or warm; more than --slots keeps more headers warm, at a memory cost [default: the slots]
     #[arg(long, env = "LEAN_FARM_WARM_REPLS")]
     pub warm_repls: Option<usize>,
+    /// Import headers to start REPLs for before the first request, e.g. "import Mathlib" (repeatable; in the variable, separated by `;`)
+    #[arg(long = "prestart", env = "LEAN_FARM_PRESTART", value_delimiter = ';')]
+    #[serde(default)]
+    pub prestart: Vec<String>,
     /// Sandbox backend: native, gvisor, or none (development only) [default: native]
     #[arg(long, env = "LEAN_FARM_SANDBOX")]
     pub sandbox: Option<String>,
@@ -98,6 +102,11 @@ impl ServeArgs {
             toolchain: self.toolchain.or(file.toolchain),
             slots: self.slots.or(file.slots),
             warm_repls: self.warm_repls.or(file.warm_repls),
+            prestart: if self.prestart.is_empty() {
+                file.prestart
+            } else {
+                self.prestart
+            },
             sandbox: self.sandbox.or(file.sandbox),
             allow_degraded_sandbox: self.allow_degraded_sandbox || file.allow_degraded_sandbox,
             memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
@@ -273,9 +282,23 @@ pub fn build_driver(args: &ServeArgs, data_dir: &Path, slots: usize) -> Result<D
     let pool = PoolConfig {
         slots,
         max_repls: args.warm_repls.unwrap_or(slots).max(slots),
+        prestart_headers: args
+            .prestart
+            .iter()
+            .map(|h| h.replace("\\n", "\n"))
+            .collect(),
         ..PoolConfig::default()
     };
     Ok(Driver::new(toolchain, pool, Arc::new(sandbox)))
+}
+
+/// Start the REPLs for the configured headers; a header that does not load
+/// stops the start-up with Lean's reason.
+pub async fn prestart(driver: &Driver) -> Result<(), CliError> {
+    driver
+        .prestart()
+        .await
+        .map_err(|error| CliError::Startup(error.to_string()))
 }
 
 /// Checks at once: the flag, or one per CPU.
@@ -306,6 +329,9 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         0 => None,
         slots => Some(build_driver(&args, &data_dir, slots)?),
     };
+    if let Some(driver) = &driver {
+        prestart(driver).await?;
+    }
     let store_url = args
         .store
         .clone()

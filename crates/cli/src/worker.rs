@@ -39,6 +39,9 @@ pub struct WorkerArgs {
     /// Name of the toolchain reported in verdicts [default: the REPL's file name]
     #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
     pub toolchain: Option<String>,
+    /// Import headers to start REPLs for before leasing work (repeatable; in the variable, separated by `;`)
+    #[arg(long = "prestart", env = "LEAN_FARM_PRESTART", value_delimiter = ';')]
+    pub prestart: Vec<String>,
     /// Sandbox backend: native, gvisor, or none (development only) [default: native]
     #[arg(long, env = "LEAN_FARM_SANDBOX")]
     pub sandbox: Option<String>,
@@ -68,6 +71,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         toolchain: args.toolchain,
         slots: args.slots,
         warm_repls: args.warm_repls,
+        prestart: args.prestart,
         sandbox: args.sandbox,
         allow_degraded_sandbox: args.allow_degraded_sandbox,
         memory_limit_mib: args.memory_limit_mib,
@@ -87,6 +91,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         std::fs::canonicalize(&data_dir).map_err(|error| CliError::Config(error.to_string()))?;
     let slots = config::slots(&settings).max(1);
     let driver = config::build_driver(&settings, &data_dir, slots)?;
+    config::prestart(&driver).await?;
     let worker_id = args.worker_id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("worker-{}-{}", host.trim(), std::process::id())

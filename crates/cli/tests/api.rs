@@ -271,3 +271,59 @@ async fn health_readiness_metrics_and_openapi() {
     }
     assert_eq!(paths.len(), 13, "a documented path has no route: {paths:?}");
 }
+
+#[tokio::test]
+async fn prestarted_headers_are_warm_before_the_first_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &["--slots", "1", "--prestart", "import Mathlib"],
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(metrics.contains("lean_farm_repl_pool_live 1"), "{metrics}");
+    let (status, response) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": [{"code": "import Mathlib\ntheorem t : True := trivial"}], "wait": 30}),
+        )
+        .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response["results"][0]["verdict"]["repl_reused"], true,
+        "{response}"
+    );
+}
+
+#[test]
+fn a_prestart_header_that_does_not_load_stops_the_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args([
+            "serve",
+            "--simulate",
+            "--addr",
+            "127.0.0.1:0",
+            "--prestart",
+            "import SimMissing.Module",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the farm started although its prestart header does not load");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("does not load"), "{stderr}");
+}

@@ -82,8 +82,9 @@ fn reason_code(verdict: &Verdict) -> &str {
 }
 
 /// Pids of every process on the host running as the sandbox user, and of
-/// every gVisor process.
+/// every gVisor process, but for those in another farm's sandbox cgroups.
 fn sandboxed_processes() -> Vec<i32> {
+    let ours = format!("leanfarm/sandbox-{}-", std::process::id());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -97,6 +98,11 @@ fn sandboxed_processes() -> Vec<i32> {
             .find_map(|line| line.strip_prefix("Uid:"))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|uid| uid.parse::<u32>().ok());
+        // Another farm's sandboxes on this machine are not ours to judge.
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        if cgroup.contains("leanfarm/sandbox-") && !cgroup.contains(&ours) {
+            continue;
+        }
         let runsc = std::fs::read(entry.path().join("cmdline"))
             .is_ok_and(|cmdline| cmdline.windows(5).any(|w| w == b"runsc"));
         if uid == Some(SANDBOX_UID) || runsc {

@@ -318,6 +318,11 @@ impl Session {
                         messages.push(message(Severity::Error, pos, end, "invalid 'import' command, it must be used in the beginning of the file"));
                         continue;
                     }
+                    if module == "SimMissing" || module.starts_with("SimMissing.") {
+                        let end = (pos.0, pos.1 + 7 + module.len() as u32);
+                        messages.push(message(Severity::Error, pos, end, format!("unknown module prefix 'SimMissing'\n\nNo directory 'SimMissing' or file 'SimMissing.olean' in the search path entries:\n{}", "/lean/lib/lean")));
+                        continue;
+                    }
                     if let Some(milliseconds) =
                         module.strip_prefix("SimCost.").and_then(|n| n.parse().ok())
                     {
