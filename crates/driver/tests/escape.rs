@@ -52,6 +52,7 @@ on_backends! {
     one_job_cannot_reach_another_jobs_scratch: native gvisor;
     a_repl_that_keeps_a_child_running_is_not_reused: native;
     system_calls_a_proof_never_needs_are_denied: native;
+    the_exit_report_says_how_it_ended: native gvisor;
 }
 
 fn backend(name: &str) -> BackendKind {
@@ -594,6 +595,48 @@ async fn a_repl_that_keeps_a_child_running_is_not_reused(backend: BackendKind) {
     assert_eq!(verdict.status, CheckStatus::Valid);
     farm.driver.shutdown().await;
     assert_no_sandboxed_process_left().await;
+}
+
+async fn the_exit_report_says_how_it_ended(backend: BackendKind) {
+    let _serial = SERIAL.lock().await;
+    let scratch_root = tempfile::tempdir().unwrap();
+    let mut config = sandbox_config(scratch_root.path().into(), 128 << 20);
+    config.backend = backend;
+    let sandbox = Sandbox::new(config).unwrap();
+
+    // A normal end: exit code 0, with the CPU time it burnt and its memory.
+    let mut session = Session::start(&sandbox);
+    session.ask(&attack("cpu 300")).await.expect("reply");
+    drop(session.child.stdin.take());
+    let report = session.child.wait().await;
+    assert_eq!(
+        (report.exit_code, report.signal),
+        (Some(0), None),
+        "{report:?}"
+    );
+    assert!(
+        !report.oom_killed && !report.killed_by_supervisor,
+        "{report:?}"
+    );
+    let cpu = report.cpu_time.expect("CPU time from the cgroup");
+    assert!(cpu >= Duration::from_millis(250), "{report:?}");
+    assert!(
+        report.peak_memory_bytes.is_some_and(|bytes| bytes > 0),
+        "{report:?}"
+    );
+
+    // Out of memory, as the cgroup's own OOM events say.
+    let mut session = Session::start(&sandbox);
+    assert!(session.ask(&attack("alloc-unbounded")).await.is_none());
+    let report = session.child.wait().await;
+    assert!(report.oom_killed, "{report:?}");
+    assert_eq!(report.signal, Some(libc::SIGKILL), "{report:?}");
+
+    // Killed by the supervisor (a timeout).
+    let mut session = Session::start(&sandbox);
+    session.child.kill_tree();
+    let report = session.child.wait().await;
+    assert!(report.killed_by_supervisor, "{report:?}");
 }
 
 /// A raw REPL conversation with `lean-sim` in a sandbox.

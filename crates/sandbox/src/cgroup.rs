@@ -13,6 +13,9 @@ pub(crate) enum Layout {
         root: PathBuf,
         has_freezer: bool,
         has_cpu: bool,
+        /// `cpuacct` is a hierarchy of its own (not mounted with `cpu`),
+        /// where each process gets a group for its CPU time.
+        separate_cpuacct: bool,
     },
     V2 {
         root: PathBuf,
@@ -59,12 +62,16 @@ pub(crate) fn detect() -> Result<Layout, String> {
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         let has_freezer = std::fs::create_dir_all(root.join("freezer").join(PARENT)).is_ok();
-        let has_cpu = std::fs::create_dir_all(root.join("cpu").join(PARENT)).is_ok()
-            && root.join("cpuacct").is_dir();
+        let has_cpu = std::fs::create_dir_all(root.join("cpu").join(PARENT)).is_ok();
+        let same = |a: &str, b: &str| matches!((root.join(a).canonicalize(), root.join(b).canonicalize()), (Ok(x), Ok(y)) if x == y);
+        let separate_cpuacct = root.join("cpuacct").is_dir()
+            && !same("cpu", "cpuacct")
+            && std::fs::create_dir_all(root.join("cpuacct").join(PARENT)).is_ok();
         return Ok(Layout::V1 {
             root,
             has_freezer,
             has_cpu,
+            separate_cpuacct,
         });
     }
     Err("no usable cgroup v1 or v2 hierarchy with the memory and pids controllers".to_string())
@@ -109,7 +116,7 @@ fn move_processes_to_leaf(dir: &Path) -> Result<(), String> {
 pub(crate) fn sweep_stale(layout: &Layout, is_stale: impl Fn(&str) -> bool) {
     let parents: Vec<PathBuf> = match layout {
         Layout::V2 { root } => vec![root.clone()],
-        Layout::V1 { root, .. } => ["memory", "pids", "freezer", "cpu"]
+        Layout::V1 { root, .. } => ["memory", "pids", "freezer", "cpu", "cpuacct"]
             .iter()
             .map(|c| root.join(c).join(PARENT))
             .collect(),
@@ -204,6 +211,7 @@ impl ProcessGroup {
                 root,
                 has_freezer,
                 has_cpu,
+                separate_cpuacct,
             } => {
                 let memory = root.join("memory").join(PARENT).join(name);
                 group.make(&memory)?;
@@ -231,6 +239,11 @@ impl ProcessGroup {
                     let _ = std::fs::write(cpu.join("cpu.cfs_period_us"), "100000");
                     let _ = std::fs::write(cpu.join("cpu.cfs_quota_us"), quota.to_string());
                     group.procs_files.push(cpu.join("cgroup.procs"));
+                }
+                if *separate_cpuacct {
+                    let cpuacct = root.join("cpuacct").join(PARENT).join(name);
+                    group.make(&cpuacct)?;
+                    group.procs_files.push(cpuacct.join("cgroup.procs"));
                 }
             }
         }
@@ -285,9 +298,10 @@ impl ProcessGroup {
             }
             Layout::V1 {
                 root,
-                has_cpu: true,
+                has_cpu,
+                separate_cpuacct,
                 ..
-            } => read_u64(
+            } if *has_cpu || *separate_cpuacct => read_u64(
                 &root
                     .join("cpuacct")
                     .join(PARENT)
