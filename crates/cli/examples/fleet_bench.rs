@@ -45,8 +45,18 @@ fn leanfarm(args: &[&str]) -> String {
 struct Processes(Vec<Child>);
 
 impl Drop for Processes {
+    /// SIGTERM to all (workers and the replica tear their sandboxes down),
+    /// then SIGKILL what is left after 10 s.
     fn drop(&mut self) {
+        for child in &self.0 {
+            // SAFETY: kill(2) on our own children's pids.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
         for child in &mut self.0 {
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
