@@ -327,3 +327,55 @@ fn a_prestart_header_that_does_not_load_stops_the_start() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("does not load"), "{stderr}");
 }
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_the_config_file() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("farm.toml");
+    std::fs::write(
+        &config,
+        "slots = 3\nprestart = [\"import Mathlib\"]\nlease_seconds = 5.0\n",
+    )
+    .unwrap();
+    let config_flag = config.to_str().unwrap();
+
+    // The file alone.
+    let server = Server::start(data.path(), &["--config", config_flag]);
+    let (_, ready) = server.get_json("/readyz").await;
+    assert_eq!(ready["worker_slots"], 3, "{ready}");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(metrics.contains("lean_farm_repl_pool_live 1"), "{metrics}");
+    drop(server);
+
+    // A flag wins over the file.
+    let server = Server::start(data.path(), &["--config", config_flag, "--slots", "2"]);
+    let (_, ready) = server.get_json("/readyz").await;
+    assert_eq!(ready["worker_slots"], 2, "{ready}");
+    drop(server);
+
+    // So does the environment (LEAN_FARM_*), set on the child only.
+    let server = Server::start_with_env(
+        data.path(),
+        &["--config", config_flag],
+        &[("LEAN_FARM_SLOTS", "1")],
+    );
+    let (_, ready) = server.get_json("/readyz").await;
+    assert_eq!(ready["worker_slots"], 1, "{ready}");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_is_refused_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("farm.toml");
+    std::fs::write(&config, "slots = 2\nslotz = 3\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args(["serve", "--simulate", "--addr", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("slotz"), "{stderr}");
+}

@@ -31,16 +31,24 @@ impl Server {
     pub fn start_on(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut args = vec!["--simulate"];
         args.extend_from_slice(extra);
-        Server::spawn(backend, data_dir, &args)
+        Server::spawn(backend, data_dir, &args, &[])
     }
 
     /// Start `leanfarm serve` with a toolchain given in `extra`.
     pub fn start_without_simulate(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(backend, data_dir, extra)
+        Server::spawn(backend, data_dir, extra, &[])
     }
 
-    fn spawn(backend: &str, data_dir: &Path, extra: &[&str]) -> Server {
+    /// Start `leanfarm serve --simulate` with these environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["--simulate"];
+        args.extend_from_slice(extra);
+        Server::spawn(&sandbox_backend(), data_dir, &args, env)
+    }
+
+    fn spawn(backend: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .envs(env.iter().copied())
             .args(["serve", "--addr", "127.0.0.1:0", "--sandbox", backend])
             .arg("--data-dir")
             .arg(data_dir)
