@@ -112,7 +112,7 @@ fn move_processes_to_leaf(dir: &Path) -> Result<(), String> {
 
 /// Remove the groups left by processes that died without tearing down
 /// (a farm killed with SIGKILL): `sandbox-PID-...` whose PID is gone. What
-/// still runs in them is killed first.
+/// still runs in them is killed first, as at any teardown.
 pub(crate) fn sweep_stale(layout: &Layout, is_stale: impl Fn(&str) -> bool) {
     let parents: Vec<PathBuf> = match layout {
         Layout::V2 { root } => vec![root.clone()],
@@ -121,31 +121,29 @@ pub(crate) fn sweep_stale(layout: &Layout, is_stale: impl Fn(&str) -> bool) {
             .map(|c| root.join(c).join(PARENT))
             .collect(),
     };
+    // One group per stale name, with its directory under every controller.
+    let mut stale: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
     for parent in parents {
         let Ok(entries) = std::fs::read_dir(&parent) else {
             continue;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() || !is_stale(&name) {
-                continue;
+            if entry.path().is_dir() && is_stale(&name) {
+                stale.entry(name).or_default().push(entry.path());
             }
-            let group = ProcessGroup {
-                layout: layout.clone(),
-                name: name.clone(),
-                directories: vec![entry.path()],
-                procs_files: Vec::new(),
-            };
-            if let Ok(text) = std::fs::read_to_string(entry.path().join("cgroup.procs")) {
-                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    // SAFETY: kill(2) has no memory effects.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            let mut group = group;
-            group.remove();
-            tracing::info!(group = %entry.path().display(), "removed a cgroup left by a dead process");
         }
+    }
+    for (name, directories) in stale {
+        let mut group = ProcessGroup {
+            layout: layout.clone(),
+            name,
+            directories,
+            procs_files: Vec::new(),
+        };
+        group.kill_all();
+        group.remove();
+        tracing::info!(group = %group.name, "removed a cgroup left by a dead process");
     }
 }
 
