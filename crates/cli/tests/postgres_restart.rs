@@ -90,8 +90,17 @@ impl PrivatePostgres {
             .spawn()
             .unwrap();
         self.server = Some(server);
+        // The port opens before the server takes sessions ("the database
+        // system is starting up"): wait until pg_isready says it accepts them.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            let ready = Command::new(postgres_bin().join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .unwrap();
+            if ready.success() {
+                break;
+            }
             assert!(Instant::now() < deadline, "PostgreSQL did not start");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -65,6 +65,23 @@ impl Drop for Pooled {
     }
 }
 
+/// The server's own words where it sent any ("57P03: the database system is
+/// starting up"), not only the driver's "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
 fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let code = error.code().map(|code| code.code().to_string());
     match code.as_deref() {
@@ -77,11 +94,11 @@ fn pg_error(error: tokio_postgres::Error) -> StoreError {
                 || code.starts_with("57P")
                 || code == "53300" =>
         {
-            StoreError::Unavailable(error.to_string())
+            StoreError::Unavailable(describe(&error))
         }
-        Some(_) => StoreError::Query(error.to_string()),
+        Some(_) => StoreError::Query(describe(&error)),
         // No SQLSTATE: the connection broke or could not be made.
-        None => StoreError::Unavailable(error.to_string()),
+        None => StoreError::Unavailable(describe(&error)),
     }
 }
 
