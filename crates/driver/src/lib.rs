@@ -90,7 +90,7 @@ pub struct PoolStats {
     pub hits: u64,
     /// Snippets that had to start a REPL.
     pub misses: u64,
-    /// Idle REPLs dropped to make room (LRU).
+    /// Idle REPLs dropped to make room (the one least in demand).
     pub evictions: u64,
     /// REPLs replaced after a timeout, crash, memory or use cap.
     pub restarts: u64,

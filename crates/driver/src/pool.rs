@@ -3,14 +3,19 @@
 //!
 //! A check first takes a slot (a semaphore permit; waiting is bounded by
 //! `acquire_timeout`, then `Busy`). With a slot it takes an idle REPL with the
-//! same header (a hit), or starts one (a miss), evicting the least recently
-//! used idle REPL when the pool is full. A slot held means at least one REPL
+//! same header (a hit), or starts one (a miss), evicting an idle REPL when the
+//! pool is full. The one evicted is the one whose header is least in demand
+//! per idle copy (demand: checkouts asking for the header, halved
+//! periodically so that it follows the traffic), the least recently used
+//! among equals. Plain LRU lets a stream of rare headers flush the popular
+//! ones; counting demand keeps them. A slot held means at least one REPL
 //! is idle or there is room, so a full pool always has something to evict.
 //! A checked-out REPL that is not handed back (its check failed or was
 //! cancelled) is killed and its place freed.
 
 use crate::repl::Repl;
 use crate::{DriverError, PoolConfig, PoolStats};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,6 +35,71 @@ struct PoolState {
     idle: Vec<Repl>,
     /// Idle plus checked-out REPLs plus REPLs being started.
     live: usize,
+    demand: Demand,
+}
+
+/// How many checkouts asked for each header lately.
+#[derive(Default)]
+struct Demand {
+    counts: HashMap<String, u32>,
+    since_aging: usize,
+}
+
+/// Headers tracked at most: a flood of distinct headers cannot grow the map
+/// beyond this (the rarest are forgotten first).
+const MAX_TRACKED_HEADERS: usize = 4096;
+
+/// Counts are halved every this many checkouts per REPL the pool may hold.
+const AGING_CHECKOUTS_PER_REPL: usize = 16;
+
+impl Demand {
+    fn record(&mut self, header: &str, aging_period: usize) {
+        self.since_aging += 1;
+        if self.since_aging >= aging_period
+            || (self.counts.len() >= MAX_TRACKED_HEADERS && !self.counts.contains_key(header))
+        {
+            self.age();
+        }
+        if self.counts.len() < MAX_TRACKED_HEADERS || self.counts.contains_key(header) {
+            *self.counts.entry(header.to_string()).or_default() += 1;
+        }
+    }
+
+    fn age(&mut self) {
+        self.since_aging = 0;
+        self.counts.retain(|_, count| {
+            *count /= 2;
+            *count > 0
+        });
+    }
+
+    fn of(&self, header: &str) -> u32 {
+        self.counts.get(header).copied().unwrap_or(0)
+    }
+}
+
+impl PoolState {
+    /// The idle REPL to replace: least demand per idle copy of its header,
+    /// then least recently used.
+    fn victim(&self) -> Option<usize> {
+        let mut copies: HashMap<&str, u32> = HashMap::new();
+        for repl in &self.idle {
+            *copies.entry(repl.header.as_str()).or_default() += 1;
+        }
+        self.idle
+            .iter()
+            .enumerate()
+            .min_by(|(_, a), (_, b)| {
+                let share = |repl: &Repl| {
+                    f64::from(self.demand.of(&repl.header))
+                        / f64::from(copies[repl.header.as_str()])
+                };
+                share(a)
+                    .total_cmp(&share(b))
+                    .then(a.last_used.cmp(&b.last_used))
+            })
+            .map(|(index, _)| index)
+    }
 }
 
 /// A slot, and the REPL for the snippet's header if one was warm.
@@ -51,6 +121,7 @@ impl Pool {
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 live: 0,
+                demand: Demand::default(),
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -68,6 +139,12 @@ impl Pool {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) | Err(_) => return Err(DriverError::Busy(self.config.acquire_timeout)),
         };
+        let aging_period = AGING_CHECKOUTS_PER_REPL * self.max_repls();
+        self.state
+            .lock()
+            .expect("pool lock")
+            .demand
+            .record(header, aging_period);
         loop {
             let (warm, evicted) = {
                 let mut state = self.state.lock().expect("pool lock");
@@ -77,15 +154,11 @@ impl Pool {
                     state.live += 1;
                     (None, None)
                 } else {
-                    // Full: replace the least recently used idle REPL.
-                    let lru = state
-                        .idle
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, repl)| repl.last_used)
-                        .map(|(index, _)| index)
+                    // Full: replace the idle REPL least in demand.
+                    let victim = state
+                        .victim()
                         .expect("a held slot implies an idle repl when the pool is full");
-                    (None, Some(state.idle.remove(lru)))
+                    (None, Some(state.idle.remove(victim)))
                 }
             };
             if let Some(evicted) = evicted {
@@ -226,5 +299,35 @@ impl Drop for Checkout {
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
             drop(repl);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demand_fades_and_stays_bounded_under_a_flood_of_headers() {
+        let mut demand = Demand::default();
+        for _ in 0..50 {
+            demand.record("import Mathlib", usize::MAX);
+        }
+        for index in 0..3 * MAX_TRACKED_HEADERS {
+            demand.record(&format!("import H{index}"), usize::MAX);
+            assert!(demand.counts.len() <= MAX_TRACKED_HEADERS);
+        }
+        // Forgetting the rare headers halved the popular one's count a few
+        // times, but it is still the one most in demand.
+        let mathlib = demand.of("import Mathlib");
+        assert!(mathlib > 0);
+        assert!(demand.counts.values().all(|&count| count <= mathlib));
+
+        let mut demand = Demand::default();
+        for _ in 0..8 {
+            demand.record("import Aesop", 4);
+        }
+        // Halved before the 4th record (3 -> 1, then 2) and before the
+        // 8th (5 -> 2, then 3).
+        assert_eq!(demand.of("import Aesop"), 3);
     }
 }

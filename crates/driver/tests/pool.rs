@@ -67,7 +67,7 @@ async fn nothing_a_snippet_declares_is_seen_by_the_next() {
 }
 
 #[tokio::test]
-async fn the_least_recently_used_idle_repl_is_evicted_when_full() {
+async fn a_full_pool_replaces_an_idle_repl() {
     let farm = driver_with(
         PoolConfig {
             slots: 1,
@@ -92,6 +92,59 @@ async fn the_least_recently_used_idle_repl_is_evicted_when_full() {
     assert_eq!(
         farm.driver.warm_headers(),
         vec!["import Lean\nimport Aesop".to_string()]
+    );
+}
+
+/// Runs each header's snippet in turn on a pool of one slot and two REPLs,
+/// and returns the headers left warm.
+async fn warm_after(headers: &[&str]) -> Vec<String> {
+    let farm = driver_with(
+        PoolConfig {
+            slots: 1,
+            max_repls: 2,
+            ..small_pool()
+        },
+        512 << 20,
+    );
+    for header in headers {
+        let code = format!("{header}\ntheorem a : True := trivial");
+        let verdict = farm.driver.check(&request(&code)).await.unwrap();
+        assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    }
+    assert_eq!(farm.driver.stats().live_repls, 2);
+    farm.driver.warm_headers()
+}
+
+#[tokio::test]
+async fn a_header_in_demand_outlives_a_rare_one_used_since() {
+    // Mathlib was asked for three times, Aesop once but more recently: the
+    // next new header replaces Aesop's REPL (plain LRU would drop Mathlib's).
+    let warm = warm_after(&[
+        "import Mathlib",
+        "import Mathlib",
+        "import Mathlib",
+        "import Aesop",
+        "import Batteries",
+    ])
+    .await;
+    assert_eq!(
+        warm,
+        vec![
+            "import Lean\nimport Batteries".to_string(),
+            "import Mathlib".to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn among_headers_in_equal_demand_the_least_recently_used_goes() {
+    let warm = warm_after(&["import Mathlib", "import Aesop", "import Batteries"]).await;
+    assert_eq!(
+        warm,
+        vec![
+            "import Lean\nimport Aesop".to_string(),
+            "import Lean\nimport Batteries".to_string()
+        ]
     );
 }
 
