@@ -84,6 +84,55 @@ async fn without_wait_the_api_answers_at_once_and_the_job_finishes_later() {
 }
 
 #[tokio::test]
+async fn a_submission_may_name_only_a_toolchain_and_project_a_worker_offers() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--slots", "1"]);
+    let submit = |target: Value| {
+        let mut body = json!({"snippets": snippets(&["theorem t : True := trivial"]), "wait": 30});
+        body.as_object_mut()
+            .unwrap()
+            .extend(target.as_object().unwrap().clone());
+        body
+    };
+    // The in-process workers run toolchain `lean-sim`, project `simulated`.
+    for target in [
+        json!({"toolchain": "lean-sim"}),
+        json!({"project": "simulated"}),
+        json!({"toolchain": "lean-sim", "project": "simulated"}),
+    ] {
+        let (status, response) = server.post("/v1/checks", &submit(target)).await;
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(response["results"][0]["verdict"]["status"], "valid");
+    }
+    let (status, refused) = server
+        .post(
+            "/v1/checks",
+            &submit(json!({"toolchain": "leanprover/lean4:v4.9.0"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["code"], "no_worker_for_target");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("toolchain `lean-sim` with project `simulated`"),
+        "{refused}"
+    );
+    // The in-process worker is listed from its claims.
+    let (status, listed) = server.get_json("/v1/workers").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["window_seconds"], 300);
+    let workers = listed["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{listed}");
+    assert_eq!(workers[0]["toolchain"], "lean-sim");
+    assert!(workers[0]["worker_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("embedded-"));
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_clear_error_from_the_table() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
@@ -255,6 +304,7 @@ async fn health_readiness_metrics_and_openapi() {
     for route in [
         "/v1/checks",
         "/v1/checks/{id}",
+        "/v1/workers",
         "/api/check",
         "/verify",
         "/health",
@@ -269,7 +319,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 13, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 14, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

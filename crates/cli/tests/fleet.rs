@@ -456,7 +456,7 @@ async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
 }
 
 #[tokio::test]
-async fn a_job_runs_only_on_a_worker_with_the_toolchain_and_project_it_names() {
+async fn a_job_naming_a_toolchain_or_project_no_worker_offers_is_refused() {
     let db = TestDatabase::create("targets");
     let (user, worker_token) = tokens(&db.url);
     let data = tempfile::tempdir().unwrap();
@@ -470,30 +470,55 @@ async fn a_job_runs_only_on_a_worker_with_the_toolchain_and_project_it_names() {
         worker_dir.path(),
         &["--slots", "1"],
     );
+    // The worker shows itself with its first claim.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, listed) = server.get_json("/v1/workers").await;
+        let workers = listed["workers"].as_array().cloned().unwrap_or_default();
+        if let Some(worker) = workers.first() {
+            assert_eq!(
+                (&worker["toolchain"], &worker["project"]),
+                (&json!("lean-sim"), &json!("simulated")),
+                "{listed}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no worker listed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let submit = |toolchain: &str, project: &str| json!({"snippets": snippets(&["theorem t : True := trivial"]), "toolchain": toolchain, "project": project});
-    let (_, elsewhere) = server
-        .post(
-            "/v1/checks",
-            &submit("leanprover/lean4:v4.9.0", "simulated"),
-        )
-        .await;
-    let (_, other_project) = server
-        .post("/v1/checks", &submit("lean-sim", "mathlib"))
-        .await;
-    let (_, here) = server
+    // A job no worker could run is refused, not left queued forever.
+    for (toolchain, project) in [
+        ("leanprover/lean4:v4.9.0", "simulated"),
+        ("lean-sim", "mathlib"),
+    ] {
+        let (status, refused) = server.post("/v1/checks", &submit(toolchain, project)).await;
+        assert_eq!(status, 422, "{refused}");
+        assert_eq!(refused["code"], "no_worker_for_target", "{refused}");
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains(toolchain)
+                && message.contains("toolchain `lean-sim` with project `simulated`"),
+            "{message}"
+        );
+    }
+    let (status, here) = server
         .post("/v1/checks", &submit("lean-sim", "simulated"))
         .await;
+    assert!(status == 200 || status == 202, "{here}");
     let here = ids_of(&here);
     let views = server.wait_final(&here, Duration::from_secs(30)).await;
     assert_eq!(views[0]["verdict"]["status"], "valid");
     assert_eq!(views[0]["verdict"]["toolchain"], "lean-sim");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    for response in [elsewhere, other_project] {
-        let id = &ids_of(&response)[0];
-        let (_, view) = server.get_json(&format!("/v1/checks/{id}")).await;
-        assert_eq!(
-            view["state"], "queued",
-            "no worker offers what it needs: {view}"
-        );
-    }
+    let (status, only_toolchain) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": snippets(&["theorem t : True := trivial"]), "toolchain": "lean-sim", "wait": 30}),
+        )
+        .await;
+    assert_eq!(status, 200, "{only_toolchain}");
+    assert_eq!(only_toolchain["results"][0]["verdict"]["status"], "valid");
 }

@@ -33,6 +33,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/checks", post(submit_checks).get(list_checks))
         .route("/v1/checks/{id}", get(get_check))
+        .route("/v1/workers", get(list_workers))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
         .route("/v1/worker/lease", post(remote::lease))
@@ -95,6 +96,67 @@ struct SubmitRequest {
 pub(crate) struct Target {
     pub toolchain: Option<String>,
     pub project: Option<String>,
+}
+
+/// A worker counts as able to run a target if it claimed within this window.
+pub(crate) const WORKER_SEEN_WINDOW: Duration = Duration::from_secs(300);
+
+impl Target {
+    fn describe(toolchain: Option<&str>, project: Option<&str>) -> String {
+        match (toolchain, project) {
+            (Some(toolchain), Some(project)) => {
+                format!("toolchain `{toolchain}` with project `{project}`")
+            }
+            (Some(toolchain), None) => format!("toolchain `{toolchain}`"),
+            (None, Some(project)) => format!("project `{project}`"),
+            (None, None) => "any toolchain".to_string(),
+        }
+    }
+
+    /// Refuse a target that no worker can run: the in-process workers, or a
+    /// worker that claimed within `WORKER_SEEN_WINDOW`. A job no worker can
+    /// run would wait forever.
+    async fn check_served(&self, state: &AppState) -> Result<(), ApiError> {
+        let (toolchain, project) = (self.toolchain.as_deref(), self.project.as_deref());
+        if toolchain.is_none() && project.is_none() {
+            return Ok(());
+        }
+        if let Some(driver) = &state.driver {
+            let local = driver.toolchain();
+            if toolchain.is_none_or(|name| name == local.name)
+                && project.is_none_or(|name| name == local.project_name)
+            {
+                return Ok(());
+            }
+        }
+        let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
+        let workers = state.store.workers_seen(since).await?;
+        if workers
+            .iter()
+            .any(|worker| worker.can_run(toolchain, project))
+        {
+            return Ok(());
+        }
+        let mut offered: Vec<String> = workers
+            .iter()
+            .map(|worker| Target::describe(worker.toolchain.as_deref(), worker.project.as_deref()))
+            .chain(state.driver.as_ref().map(|driver| {
+                let local = driver.toolchain();
+                Target::describe(Some(&local.name), Some(&local.project_name))
+            }))
+            .collect();
+        offered.sort();
+        offered.dedup();
+        Err(ApiError::NoWorkerForTarget {
+            wanted: Target::describe(toolchain, project),
+            window_seconds: WORKER_SEEN_WINDOW.as_secs(),
+            offered: if offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                offered.join("; ")
+            },
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -217,6 +279,7 @@ pub(crate) async fn submit_and_wait(
         return Err(ApiError::ShuttingDown);
     }
     validate(state, &requests)?;
+    target.check_served(state).await?;
     let queued = state.queued_jobs.load(Ordering::Relaxed);
     if queued + requests.len() as u64 > state.limits.max_queued_jobs {
         state.metrics.request_rejected();
@@ -351,6 +414,48 @@ struct ListResponse {
     results: Vec<CheckView>,
     /// Pass as `after` to get the next page; absent on the last page.
     next_after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WorkersResponse {
+    /// How recently a worker must have claimed work to be listed.
+    window_seconds: u64,
+    workers: Vec<WorkerView>,
+}
+
+#[derive(Serialize)]
+struct WorkerView {
+    worker_id: String,
+    toolchain: Option<String>,
+    project: Option<String>,
+    /// Unix milliseconds of its last recorded claim (recorded at most every 15 s).
+    seen_at: i64,
+}
+
+/// The workers that claimed work lately (this process's own included), with
+/// the toolchain and project each offers: what a submission may name.
+async fn list_workers(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<WorkersResponse>, ApiError> {
+    auth::user_tenant(&state, &headers).await?;
+    let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
+    let workers = state
+        .store
+        .workers_seen(since)
+        .await?
+        .into_iter()
+        .map(|seen| WorkerView {
+            worker_id: seen.worker_id,
+            toolchain: seen.toolchain,
+            project: seen.project,
+            seen_at: seen.seen_at,
+        })
+        .collect();
+    Ok(Json(WorkersResponse {
+        window_seconds: WORKER_SEEN_WINDOW.as_secs(),
+        workers,
+    }))
 }
 
 async fn list_checks(

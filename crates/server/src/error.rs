@@ -26,6 +26,12 @@ pub enum ApiError {
     EmptyBatch,
     #[error("timeout must be between 0 and {limit} seconds")]
     InvalidTimeout { limit: f64 },
+    #[error("no worker that runs {wanted} has been seen in the last {window_seconds} s (workers offer: {offered}); name one of those, or none, or retry once such workers run")]
+    NoWorkerForTarget {
+        wanted: String,
+        window_seconds: u64,
+        offered: String,
+    },
     #[error("no check with id `{0}`")]
     NotFound(String),
     #[error("the queue holds {queued} jobs, its limit; retry later")]
@@ -64,6 +70,9 @@ impl ApiError {
             ApiError::BatchTooLarge { .. } => ("batch_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             ApiError::EmptyBatch => ("empty_batch", StatusCode::BAD_REQUEST),
             ApiError::InvalidTimeout { .. } => ("invalid_timeout", StatusCode::BAD_REQUEST),
+            ApiError::NoWorkerForTarget { .. } => {
+                ("no_worker_for_target", StatusCode::UNPROCESSABLE_ENTITY)
+            }
             ApiError::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
             ApiError::TenantQueueFull { .. } => {

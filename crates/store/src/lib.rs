@@ -14,9 +14,12 @@ mod sqlite;
 
 use leanfarm_core::{CheckRequest, Verdict};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use artifacts::ArtifactStore;
+pub use rows::now_millis;
 
 /// Unix time in milliseconds; all timestamps in the store use it.
 pub type UnixMillis = i64;
@@ -84,6 +87,31 @@ impl WorkerOffer {
         }
     }
 }
+
+/// A worker as it last showed itself in a claim.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSeen {
+    pub worker_id: String,
+    pub toolchain: Option<String>,
+    pub project: Option<String>,
+    pub seen_at: UnixMillis,
+}
+
+impl WorkerSeen {
+    /// Whether this worker may run a job that requires this toolchain and
+    /// project (`None`: any), as a claim matches them.
+    pub fn can_run(&self, toolchain: Option<&str>, project: Option<&str>) -> bool {
+        toolchain.is_none_or(|name| self.toolchain.as_deref() == Some(name))
+            && project.is_none_or(|name| self.project.as_deref() == Some(name))
+    }
+}
+
+/// How often a worker's row is refreshed at most, per process: claims come
+/// every second or so, the row needs to be only this fresh.
+const WORKER_SEEN_REFRESH: Duration = Duration::from_secs(15);
+
+/// Worker rows not refreshed for this long are deleted.
+const WORKER_SEEN_KEEP_MILLIS: UnixMillis = 24 * 3600 * 1000;
 
 /// A job as the store holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,7 +222,11 @@ pub struct TenantRecord {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// When this process last wrote each worker's row, and with what offer.
+    workers_written: Arc<Mutex<HashMap<String, (WorkerTarget, Instant)>>>,
 }
+
+type WorkerTarget = (Option<String>, Option<String>);
 
 #[derive(Clone)]
 enum Backend {
@@ -210,9 +242,7 @@ impl Store {
             let store = tokio::task::spawn_blocking(|| sqlite::SqliteStore::open(":memory:"))
                 .await
                 .map_err(|error| StoreError::Unavailable(error.to_string()))??;
-            return Ok(Store {
-                backend: Backend::Sqlite(store),
-            });
+            return Ok(Store::with(Backend::Sqlite(store)));
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -222,16 +252,21 @@ impl Store {
             let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
                 .await
                 .map_err(|error| StoreError::Unavailable(error.to_string()))??;
-            return Ok(Store {
-                backend: Backend::Sqlite(store),
-            });
+            return Ok(Store::with(Backend::Sqlite(store)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Store {
-                backend: Backend::Postgres(postgres::PostgresStore::open(url).await?),
-            });
+            return Ok(Store::with(Backend::Postgres(
+                postgres::PostgresStore::open(url).await?,
+            )));
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+
+    fn with(backend: Backend) -> Store {
+        Store {
+            backend,
+            workers_written: Arc::default(),
+        }
     }
 
     /// Name of the backend, for logs and metrics: `sqlite` or `postgres`.
@@ -262,7 +297,8 @@ impl Store {
     /// among those the worker's toolchain and project can run. Jobs whose
     /// header the worker holds warm go first; tenants are
     /// served fairly and never beyond their `max_running`; jobs whose lease
-    /// expired are leased again.
+    /// expired are leased again. The worker and what it offers are recorded
+    /// (see `workers_seen`).
     pub async fn claim(
         &self,
         worker_id: &str,
@@ -270,9 +306,47 @@ impl Store {
         lease: Duration,
         offer: &WorkerOffer,
     ) -> Result<Vec<Lease>, StoreError> {
+        self.record_worker(worker_id, offer).await?;
         match &self.backend {
             Backend::Sqlite(store) => store.claim(worker_id, max, lease, offer).await,
             Backend::Postgres(store) => store.claim(worker_id, max, lease, offer).await,
+        }
+    }
+
+    /// Write the worker's row unless this process wrote the same offer lately.
+    async fn record_worker(&self, worker_id: &str, offer: &WorkerOffer) -> Result<(), StoreError> {
+        let target = (offer.toolchain.clone(), offer.project.clone());
+        let now = Instant::now();
+        {
+            let written = self.workers_written.lock().expect("workers lock");
+            if written.get(worker_id).is_some_and(|(last, at)| {
+                *last == target && now.duration_since(*at) < WORKER_SEEN_REFRESH
+            }) {
+                return Ok(());
+            }
+        }
+        let seen = WorkerSeen {
+            worker_id: worker_id.to_string(),
+            toolchain: target.0.clone(),
+            project: target.1.clone(),
+            seen_at: rows::now_millis(),
+        };
+        let forget_before = seen.seen_at - WORKER_SEEN_KEEP_MILLIS;
+        match &self.backend {
+            Backend::Sqlite(store) => store.record_worker(seen, forget_before).await?,
+            Backend::Postgres(store) => store.record_worker(seen, forget_before).await?,
+        }
+        let mut written = self.workers_written.lock().expect("workers lock");
+        written.retain(|_, (_, at)| now.duration_since(*at) < WORKER_SEEN_REFRESH);
+        written.insert(worker_id.to_string(), (target, now));
+        Ok(())
+    }
+
+    /// Workers that claimed since `since`, with what they can run.
+    pub async fn workers_seen(&self, since: UnixMillis) -> Result<Vec<WorkerSeen>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.workers_seen(since).await,
+            Backend::Postgres(store) => store.workers_seen(since).await,
         }
     }
 

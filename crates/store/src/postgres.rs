@@ -11,7 +11,7 @@ use crate::rows::{
 };
 use crate::{
     ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
 use leanfarm_core::{CheckRequest, Verdict};
@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_job_requirements.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_workers.sql")),
 ];
 
 /// Connections kept per store (per process).
@@ -373,6 +374,56 @@ impl PostgresStore {
                 }
                 deltas.apply(tx).await?;
                 Ok(leases)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn record_worker(
+        &self,
+        seen: WorkerSeen,
+        forget_before: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let seen = Arc::new(seen);
+        self.transaction(Box::new(move |tx| {
+            let seen = Arc::clone(&seen);
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO workers (worker_id, toolchain, project, seen_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (worker_id) DO UPDATE SET toolchain = $2, project = $3, seen_at = $4",
+                    &[&seen.worker_id, &seen.toolchain, &seen.project, &seen.seen_at],
+                )
+                .await?;
+                tx.execute("DELETE FROM workers WHERE seen_at < $1", &[&forget_before])
+                    .await?;
+                Ok(())
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn workers_seen(
+        &self,
+        since: UnixMillis,
+    ) -> Result<Vec<WorkerSeen>, StoreError> {
+        self.transaction(Box::new(move |tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        "SELECT worker_id, toolchain, project, seen_at FROM workers
+                         WHERE seen_at >= $1 ORDER BY worker_id",
+                        &[&since],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| WorkerSeen {
+                        worker_id: row.get(0),
+                        toolchain: row.get(1),
+                        project: row.get(2),
+                        seen_at: row.get(3),
+                    })
+                    .collect())
             })
         }))
         .await

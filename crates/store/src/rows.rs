@@ -7,7 +7,8 @@ use leanfarm_core::{CheckRequest, Verdict};
 /// Columns of a job row, in the order `RawJob` holds them.
 pub(crate) const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at, toolchain, project";
 
-pub(crate) fn now_millis() -> UnixMillis {
+/// The time now as the store keeps it: Unix time in milliseconds.
+pub fn now_millis() -> UnixMillis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -8,7 +8,7 @@ use crate::rows::{
 };
 use crate::{
     ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use leanfarm_core::{CheckRequest, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_job_requirements.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_workers.sql")),
 ];
 
 #[derive(Clone)]
@@ -196,6 +197,59 @@ impl SqliteStore {
             }
             transaction.commit().map_err(query_error)?;
             Ok(leases)
+        })
+        .await
+    }
+
+    pub(crate) async fn record_worker(
+        &self,
+        seen: WorkerSeen,
+        forget_before: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.run(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            transaction
+                .prepare_cached(
+                    "INSERT INTO workers (worker_id, toolchain, project, seen_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (worker_id) DO UPDATE SET toolchain = ?2, project = ?3, seen_at = ?4",
+                )
+                .map_err(query_error)?
+                .execute(params![seen.worker_id, seen.toolchain, seen.project, seen.seen_at])
+                .map_err(query_error)?;
+            transaction
+                .prepare_cached("DELETE FROM workers WHERE seen_at < ?1")
+                .map_err(query_error)?
+                .execute(params![forget_before])
+                .map_err(query_error)?;
+            transaction.commit().map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn workers_seen(
+        &self,
+        since: UnixMillis,
+    ) -> Result<Vec<WorkerSeen>, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT worker_id, toolchain, project, seen_at FROM workers
+                     WHERE seen_at >= ?1 ORDER BY worker_id",
+                )
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![since], |row| {
+                    Ok(WorkerSeen {
+                        worker_id: row.get(0)?,
+                        toolchain: row.get(1)?,
+                        project: row.get(2)?,
+                        seen_at: row.get(3)?,
+                    })
+                })
+                .map_err(query_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
         })
         .await
     }

@@ -462,6 +462,68 @@ async fn a_job_goes_only_to_a_worker_with_its_toolchain_and_project(store: Store
     );
 }
 
+async fn claims_record_what_each_worker_offers(store: Store) {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let offer = |toolchain: &str, project: Option<&str>| WorkerOffer {
+        toolchain: Some(toolchain.into()),
+        project: project.map(Into::into),
+        ..WorkerOffer::default()
+    };
+    // Claims record the worker even when there is nothing to lease.
+    store
+        .claim("w1", 1, LEASE, &offer("v4.9", Some("mathlib")))
+        .await
+        .unwrap();
+    store
+        .claim("w2", 1, LEASE, &offer("v4.8", None))
+        .await
+        .unwrap();
+    store
+        .claim("w2", 1, LEASE, &offer("v4.8", None))
+        .await
+        .unwrap();
+    let seen = store.workers_seen(before).await.unwrap();
+    let summary: Vec<(&str, Option<&str>, Option<&str>)> = seen
+        .iter()
+        .map(|w| {
+            (
+                w.worker_id.as_str(),
+                w.toolchain.as_deref(),
+                w.project.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("w1", Some("v4.9"), Some("mathlib")),
+            ("w2", Some("v4.8"), None)
+        ]
+    );
+    assert!(seen.iter().all(|w| w.seen_at >= before));
+    assert!(seen[0].can_run(Some("v4.9"), Some("mathlib")));
+    assert!(seen[0].can_run(None, None));
+    assert!(!seen[0].can_run(Some("v4.8"), None));
+    assert!(!seen[1].can_run(None, Some("mathlib")));
+
+    // A worker that comes back with another toolchain is rewritten at once.
+    store
+        .claim("w2", 1, LEASE, &offer("v4.9", None))
+        .await
+        .unwrap();
+    let seen = store.workers_seen(before).await.unwrap();
+    assert_eq!(seen[1].toolchain.as_deref(), Some("v4.9"));
+    // Nobody was seen after now.
+    assert!(store
+        .workers_seen(before + 3_600_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! store_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -486,6 +548,7 @@ macro_rules! store_suite {
             case!(tenants_and_api_keys);
             case!(a_tenant_never_runs_more_than_its_limit);
             case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
+            case!(claims_record_what_each_worker_offers);
         }
     };
 }
