@@ -2,7 +2,7 @@
 //! for the run), print a table of verdicts, and exit non-zero unless every
 //! proof is valid.
 
-use crate::config::{start_farm, ServeArgs};
+use crate::config::{start_farm, CheckerArgs, ServeArgs};
 use crate::CliError;
 use clap::Args;
 use serde_json::{json, Value};
@@ -87,9 +87,12 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
             let settings = ServeArgs {
                 addr: Some(([127, 0, 0, 1], 0).into()),
                 data_dir: Some(data_dir.clone()),
-                simulate: args.simulate,
-                sandbox: args.sandbox.clone(),
-                lease_seconds: Some(args.timeout + 30.0),
+                checker: CheckerArgs {
+                    simulate: args.simulate,
+                    sandbox: args.sandbox.clone(),
+                    lease_seconds: Some(args.timeout + 30.0),
+                    ..CheckerArgs::default()
+                },
                 ..ServeArgs::default()
             };
             let farm = start_farm(settings.with_file()?).await?;

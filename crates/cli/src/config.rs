@@ -14,15 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a process checks: toolchain, sandbox and pool. `serve` (for its
+/// in-process workers) and `worker` share these settings.
 #[derive(Args, Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8000]
-    #[arg(long, env = "LEAN_FARM_ADDR")]
-    pub addr: Option<SocketAddr>,
-    /// Directory for the SQLite store and artifacts [default: ./leanfarm-data]
-    #[arg(long, env = "LEAN_FARM_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+#[serde(rename_all = "snake_case")]
+pub struct CheckerArgs {
     /// Use lean-sim, the stand-in for Lean, instead of a real toolchain
     #[arg(long, env = "LEAN_FARM_SIMULATE")]
     #[serde(default)]
@@ -36,16 +32,16 @@ pub struct ServeArgs {
     /// The Lean toolchain directory (e.g. ~/.elan/toolchains/leanprover--lean4---v4.9.0), mounted read-only [default: none]
     #[arg(long, env = "LEAN_FARM_LEAN_TOOLCHAIN")]
     pub lean_toolchain: Option<PathBuf>,
-    /// Name of the toolchain reported in verdicts [default: the REPL's file name]
+    /// Name of the toolchain reported in verdicts and offered to jobs [default: the REPL's file name]
     #[arg(long, env = "LEAN_FARM_TOOLCHAIN")]
     pub toolchain: Option<String>,
-    /// Concurrent checks in this process [default: number of CPUs]; 0 serves the API only (remote workers check)
+    /// Concurrent checks in this process [default: number of CPUs]; for `serve`, 0 serves the API only (remote workers check)
     #[arg(long, env = "LEAN_FARM_SLOTS")]
     pub slots: Option<usize>,
     /// REPL processes kept alive, busy or warm; more than --slots keeps more headers warm, at a memory cost [default: the slots]
     #[arg(long, env = "LEAN_FARM_WARM_REPLS")]
     pub warm_repls: Option<usize>,
-    /// Import headers to start REPLs for before the first request, e.g. "import Mathlib" (repeatable; in the variable, separated by `;`)
+    /// Import headers to start REPLs for before taking work, e.g. "import Mathlib" (repeatable; in the variable, separated by `;`)
     #[arg(long = "prestart", env = "LEAN_FARM_PRESTART", value_delimiter = ';')]
     #[serde(default)]
     pub prestart: Vec<String>,
@@ -59,18 +55,57 @@ pub struct ServeArgs {
     /// Memory limit of each REPL process tree, in MiB [default: 8192]
     #[arg(long, env = "LEAN_FARM_MEMORY_LIMIT_MIB")]
     pub memory_limit_mib: Option<u64>,
+    /// Seconds a worker's lease on a job lasts without a heartbeat [default: 30]
+    #[arg(long, env = "LEAN_FARM_LEASE_SECONDS")]
+    pub lease_seconds: Option<f64>,
+    /// Seconds running checks may take to finish on shutdown before their jobs are handed back [default: 30]
+    #[arg(long, env = "LEAN_FARM_DRAIN_SECONDS")]
+    pub drain_seconds: Option<f64>,
+}
+
+impl CheckerArgs {
+    /// These settings, with what they leave unset taken from `file`.
+    fn or(self, file: CheckerArgs) -> CheckerArgs {
+        CheckerArgs {
+            simulate: self.simulate || file.simulate,
+            repl: self.repl.or(file.repl),
+            lean_project: self.lean_project.or(file.lean_project),
+            lean_toolchain: self.lean_toolchain.or(file.lean_toolchain),
+            toolchain: self.toolchain.or(file.toolchain),
+            slots: self.slots.or(file.slots),
+            warm_repls: self.warm_repls.or(file.warm_repls),
+            prestart: if self.prestart.is_empty() {
+                file.prestart
+            } else {
+                self.prestart
+            },
+            sandbox: self.sandbox.or(file.sandbox),
+            allow_degraded_sandbox: self.allow_degraded_sandbox || file.allow_degraded_sandbox,
+            memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
+            lease_seconds: self.lease_seconds.or(file.lease_seconds),
+            drain_seconds: self.drain_seconds.or(file.drain_seconds),
+        }
+    }
+}
+
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "LEAN_FARM_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the SQLite store and artifacts [default: ./leanfarm-data]
+    #[arg(long, env = "LEAN_FARM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checker: CheckerArgs,
     /// Store URL: sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/leanfarm.db]
     #[arg(long, env = "LEAN_FARM_STORE")]
     pub store: Option<String>,
     /// Artifact store: a directory, file:///dir or memory:// [default: DATA_DIR/artifacts]
     #[arg(long, env = "LEAN_FARM_ARTIFACTS")]
     pub artifacts: Option<String>,
-    /// Seconds a worker's lease on a job lasts without a heartbeat [default: 30]
-    #[arg(long, env = "LEAN_FARM_LEASE_SECONDS")]
-    pub lease_seconds: Option<f64>,
-    /// Seconds running checks may take to finish on shutdown [default: 30]
-    #[arg(long, env = "LEAN_FARM_DRAIN_SECONDS")]
-    pub drain_seconds: Option<f64>,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`)
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
@@ -90,30 +125,39 @@ impl ServeArgs {
         let text = std::fs::read_to_string(&path).map_err(|error| {
             CliError::Config(format!("cannot read {}: {error}", path.display()))
         })?;
-        let file: ServeArgs = toml::from_str(&text)
-            .map_err(|error| CliError::Config(format!("{}: {error}", path.display())))?;
+        let in_file = |error: String| CliError::Config(format!("{}: {error}", path.display()));
+        let table: toml::Table = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+        // serde's deny_unknown_fields does not see through `flatten`: the
+        // settings a file may hold are the flags' names.
+        let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
+        let known: Vec<&str> = command
+            .get_arguments()
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| *id != "config")
+            .collect();
+        if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(in_file(format!(
+                "unknown setting `{unknown}`; the settings are {}",
+                known.join(", ")
+            )));
+        }
+        let file: ServeArgs = table.clone().try_into().map_err(|error: toml::de::Error| {
+            // Through `flatten` the error lost its key: find the setting that fails alone.
+            let culprit = table.iter().find(|(key, value)| {
+                let alone = toml::Table::from_iter([(key.to_string(), (*value).clone())]);
+                alone.try_into::<ServeArgs>().is_err()
+            });
+            match culprit {
+                Some((key, _)) => in_file(format!("`{key}`: {error}")),
+                None => in_file(error.to_string()),
+            }
+        })?;
         Ok(ServeArgs {
             addr: self.addr.or(file.addr),
             data_dir: self.data_dir.or(file.data_dir),
-            simulate: self.simulate || file.simulate,
-            repl: self.repl.or(file.repl),
-            lean_project: self.lean_project.or(file.lean_project),
-            lean_toolchain: self.lean_toolchain.or(file.lean_toolchain),
-            toolchain: self.toolchain.or(file.toolchain),
-            slots: self.slots.or(file.slots),
-            warm_repls: self.warm_repls.or(file.warm_repls),
-            prestart: if self.prestart.is_empty() {
-                file.prestart
-            } else {
-                self.prestart
-            },
-            sandbox: self.sandbox.or(file.sandbox),
-            allow_degraded_sandbox: self.allow_degraded_sandbox || file.allow_degraded_sandbox,
-            memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
+            checker: self.checker.or(file.checker),
             store: self.store.or(file.store),
             artifacts: self.artifacts.or(file.artifacts),
-            lease_seconds: self.lease_seconds.or(file.lease_seconds),
-            drain_seconds: self.drain_seconds.or(file.drain_seconds),
             require_auth: self.require_auth || file.require_auth,
             config: self.config,
         })
@@ -152,7 +196,7 @@ pub fn lean_path(project: &Path) -> String {
 }
 
 /// The toolchain to run: lean-sim inside this binary, or a configured REPL.
-fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), CliError> {
+fn toolchain(args: &CheckerArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), CliError> {
     let mount_dir_of = |program: &Path| -> Result<ReadOnlyMount, CliError> {
         let dir = program.parent().ok_or_else(|| {
             CliError::Config(format!("{} has no parent directory", program.display()))
@@ -238,19 +282,17 @@ fn toolchain(args: &ServeArgs) -> Result<(ToolchainConfig, Vec<ReadOnlyMount>), 
     Ok((config, mounts))
 }
 
-fn data_dir(args: &ServeArgs) -> Result<PathBuf, CliError> {
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("leanfarm-data"));
-    std::fs::create_dir_all(&data_dir).map_err(|error| {
+/// The data directory, created if missing, as an absolute path.
+pub fn data_dir(dir: Option<&Path>, default: &str) -> Result<PathBuf, CliError> {
+    let data_dir = dir.unwrap_or(Path::new(default));
+    std::fs::create_dir_all(data_dir).map_err(|error| {
         CliError::Config(format!("cannot create {}: {error}", data_dir.display()))
     })?;
-    std::fs::canonicalize(&data_dir).map_err(|error| CliError::Config(error.to_string()))
+    std::fs::canonicalize(data_dir).map_err(|error| CliError::Config(error.to_string()))
 }
 
 /// The driver: toolchain, sandbox and pool, from settings.
-pub fn build_driver(args: &ServeArgs, data_dir: &Path, slots: usize) -> Result<Driver, CliError> {
+pub fn build_driver(args: &CheckerArgs, data_dir: &Path, slots: usize) -> Result<Driver, CliError> {
     let (toolchain, read_only_mounts) = toolchain(args)?;
     let backend: BackendKind = args
         .sandbox
@@ -302,7 +344,7 @@ pub async fn prestart(driver: &Driver) -> Result<(), CliError> {
 }
 
 /// Checks at once: the flag, or one per CPU.
-pub fn slots(args: &ServeArgs) -> usize {
+pub fn slots(args: &CheckerArgs) -> usize {
     args.slots.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -311,7 +353,7 @@ pub fn slots(args: &ServeArgs) -> usize {
 }
 
 /// How workers lease and drain, from settings.
-pub fn worker_config(args: &ServeArgs, worker_id: String) -> WorkerConfig {
+pub fn worker_config(args: &CheckerArgs, worker_id: String) -> WorkerConfig {
     WorkerConfig {
         worker_id,
         lease: Duration::from_secs_f64(args.lease_seconds.unwrap_or(30.0).max(1.0)),
@@ -323,11 +365,11 @@ pub fn worker_config(args: &ServeArgs, worker_id: String) -> WorkerConfig {
 
 /// Build and start a farm from settings.
 pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
-    let data_dir = data_dir(&args)?;
-    let slots = slots(&args);
+    let data_dir = data_dir(args.data_dir.as_deref(), "leanfarm-data")?;
+    let slots = slots(&args.checker);
     let driver = match slots {
         0 => None,
-        slots => Some(build_driver(&args, &data_dir, slots)?),
+        slots => Some(build_driver(&args.checker, &data_dir, slots)?),
     };
     if let Some(driver) = &driver {
         prestart(driver).await?;
@@ -352,7 +394,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         Limits::default(),
         args.require_auth,
     );
-    let worker = worker_config(&args, format!("embedded-{}", uuid::Uuid::now_v7()));
+    let worker = worker_config(&args.checker, format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));

@@ -414,18 +414,26 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
 }
 
 #[test]
-fn a_config_file_with_an_unknown_setting_is_refused_by_name() {
+fn a_config_file_with_an_unknown_or_mistyped_setting_is_refused_by_name() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("farm.toml");
-    std::fs::write(&config, "slots = 2\nslotz = 3\n").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
-        .args(["serve", "--simulate", "--addr", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("slotz"), "{stderr}");
+    // `leanfarm serve` with this config file: its exit code and stderr.
+    let serve_with = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .args(["serve", "--simulate", "--addr", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = serve_with("slots = 2\nslotz = 3\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown setting `slotz`"), "{stderr}");
+    let (code, stderr) = serve_with("sandbox = \"none\"\nslots = \"two\"\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`slots`: invalid type"), "{stderr}");
 }
