@@ -287,12 +287,6 @@ mod tests {
     use leanfarm_sandbox::{BackendKind, SandboxConfig};
     use std::path::PathBuf;
 
-    fn shared_dir() -> PathBuf {
-        std::env::var("LEAN_FARM_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-    }
-
     fn lean_sim() -> PathBuf {
         let exe = std::env::current_exe().unwrap();
         let lean_sim = exe
@@ -310,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_transcript_replays_through_the_driver() {
-        let transcripts = shared_dir().join("fixtures/lean-repl/transcripts");
+        let transcripts = lean_protocol::transcripts::shared_transcripts_dir();
         let scratch = tempfile::tempdir().unwrap();
         let sandbox = Arc::new(
             Sandbox::new(SandboxConfig {
@@ -339,25 +333,14 @@ mod tests {
             env: Vec::new(),
         };
         let mut checked = 0;
-        for entry in
-            std::fs::read_dir(&transcripts).expect("transcripts (set LEAN_FARM_SHARED_DIR)")
+        for transcript in lean_protocol::transcripts::read_transcripts(&transcripts)
+            .expect("transcripts (set LEAN_FARM_SHARED_DIR)")
         {
-            let path = entry.unwrap().path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".expected.out"))
-            else {
-                continue;
-            };
-            let requests = lean_protocol::split_frames(
-                &std::fs::read_to_string(transcripts.join(format!("{name}.in"))).unwrap(),
-            );
-            let recorded = lean_protocol::split_frames(&std::fs::read_to_string(&path).unwrap());
+            let name = &transcript.name;
             let mut repl = Repl::spawn(Arc::clone(&sandbox), &toolchain, "", 16 << 20)
                 .await
                 .unwrap();
-            for (request, recorded) in requests.iter().zip(&recorded) {
+            for (request, recorded) in transcript.requests.iter().zip(&transcript.replies) {
                 let request = lean_protocol::parse_request(request).unwrap();
                 let deadline = Instant::now() + std::time::Duration::from_secs(10);
                 let frame = repl

@@ -10,6 +10,7 @@
 
 mod decoder;
 mod lean_json;
+pub mod transcripts;
 
 pub use decoder::{DecodeError, ReplyDecoder};
 pub use lean_json::{parse_lean_json_line, LeanJsonMessage};

@@ -15,29 +15,18 @@ pub struct Recordings {
 impl Recordings {
     /// Load every `NAME.in` / `NAME.expected.out` pair in `dir`.
     pub fn load(dir: &Path) -> std::io::Result<Recordings> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)?
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".expected.out"))
-                    .map(str::to_string)
+        let transcripts: Vec<Transcript> = lean_protocol::transcripts::read_transcripts(dir)?
+            .into_iter()
+            .map(|transcript| Transcript {
+                requests: transcript
+                    .requests
+                    .iter()
+                    .filter_map(|frame| lean_protocol::parse_request(frame).ok())
+                    .map(|request| serde_json::to_value(request).expect("requests serialise"))
+                    .collect(),
+                replies: transcript.replies,
             })
             .collect();
-        names.sort();
-        let mut transcripts = Vec::new();
-        for name in names {
-            let input = std::fs::read_to_string(dir.join(format!("{name}.in")))?;
-            let output = std::fs::read_to_string(dir.join(format!("{name}.expected.out")))?;
-            let requests: Vec<serde_json::Value> = lean_protocol::split_frames(&input)
-                .iter()
-                .filter_map(|frame| lean_protocol::parse_request(frame).ok())
-                .map(|request| serde_json::to_value(request).expect("requests serialise"))
-                .collect();
-            let replies = lean_protocol::split_frames(&output);
-            transcripts.push(Transcript { requests, replies });
-        }
         if transcripts.is_empty() {
             return Err(std::io::Error::other("no *.expected.out transcripts found"));
         }

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 fn transcripts_dir() -> PathBuf {
-    let shared = std::env::var("LEAN_FARM_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("fixtures/lean-repl/transcripts")
+    lean_protocol::transcripts::shared_transcripts_dir()
 }
 
 struct Repl {
@@ -87,18 +84,10 @@ fn command_reply(reply: Reply) -> lean_protocol::CommandReply {
 fn replay_reproduces_every_real_transcript() {
     let dir = transcripts_dir();
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("transcripts dir (set LEAN_FARM_SHARED_DIR)") {
-        let path = entry.unwrap().path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".expected.out"))
-        else {
-            continue;
-        };
-        let requests =
-            split_frames(&std::fs::read_to_string(dir.join(format!("{name}.in"))).unwrap());
-        let recorded = split_frames(&std::fs::read_to_string(&path).unwrap());
+    for transcript in lean_protocol::transcripts::read_transcripts(&dir)
+        .expect("transcripts dir (set LEAN_FARM_SHARED_DIR)")
+    {
+        let (name, requests, recorded) = (transcript.name, transcript.requests, transcript.replies);
         let mut repl = Repl::start(&["repl", "--replay", dir.to_str().unwrap()]);
         for (request, recorded_text) in requests.iter().zip(&recorded) {
             let recorded_value: serde_json::Value = serde_json::from_str(recorded_text).unwrap();
