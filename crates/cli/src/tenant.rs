@@ -68,15 +68,11 @@ pub async fn run(args: TenantArgs) -> Result<(), CliError> {
             if !(rps.is_finite() && rps > 0.0) {
                 return Err(CliError::Config("--rps must be a positive number".into()));
             }
-            let created_at = store.get_tenant(&name).await.map_err(failed)?.map_or_else(
-                || {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0)
-                },
-                |existing| existing.created_at,
-            );
+            let created_at = store
+                .get_tenant(&name)
+                .await
+                .map_err(failed)?
+                .map_or_else(leanfarm_store::now_millis, |existing| existing.created_at);
             store
                 .upsert_tenant(&TenantRecord {
                     name: name.clone(),

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leanfarm_core::{CheckRequest, Policy, Verdict};
 use leanfarm_driver::Driver;
-use leanfarm_store::{JobRecord, JobState, ListFilter, NewJob};
+use leanfarm_store::{JobRecord, JobState, ListFilter, NewJob, WorkerSeen};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -121,16 +121,20 @@ impl Target {
         if toolchain.is_none() && project.is_none() {
             return Ok(());
         }
-        if let Some(driver) = &state.driver {
-            let local = driver.toolchain();
-            if toolchain.is_none_or(|name| name == local.name)
-                && project.is_none_or(|name| name == local.project_name)
-            {
-                return Ok(());
-            }
+        // The in-process workers count from the start, before their first claim.
+        let local = state.driver.as_ref().map(|driver| WorkerSeen {
+            worker_id: "in-process".to_string(),
+            toolchain: Some(driver.toolchain().name.clone()),
+            project: Some(driver.toolchain().project_name.clone()),
+            seen_at: leanfarm_store::now_millis(),
+        });
+        if local
+            .as_ref()
+            .is_some_and(|worker| worker.can_run(toolchain, project))
+        {
+            return Ok(());
         }
-        let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
-        let workers = state.store.workers_seen(since).await?;
+        let workers = workers_seen_lately(state).await?;
         if workers
             .iter()
             .any(|worker| worker.can_run(toolchain, project))
@@ -139,11 +143,8 @@ impl Target {
         }
         let mut offered: Vec<String> = workers
             .iter()
+            .chain(&local)
             .map(|worker| Target::describe(worker.toolchain.as_deref(), worker.project.as_deref()))
-            .chain(state.driver.as_ref().map(|driver| {
-                let local = driver.toolchain();
-                Target::describe(Some(&local.name), Some(&local.project_name))
-            }))
             .collect();
         offered.sort();
         offered.dedup();
@@ -157,6 +158,12 @@ impl Target {
             },
         })
     }
+}
+
+/// The workers that claimed within `WORKER_SEEN_WINDOW`.
+async fn workers_seen_lately(state: &AppState) -> Result<Vec<WorkerSeen>, ApiError> {
+    let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
+    Ok(state.store.workers_seen(since).await?)
 }
 
 #[derive(Deserialize)]
@@ -420,16 +427,9 @@ struct ListResponse {
 struct WorkersResponse {
     /// How recently a worker must have claimed work to be listed.
     window_seconds: u64,
-    workers: Vec<WorkerView>,
-}
-
-#[derive(Serialize)]
-struct WorkerView {
-    worker_id: String,
-    toolchain: Option<String>,
-    project: Option<String>,
-    /// Unix milliseconds of its last recorded claim (recorded at most every 15 s).
-    seen_at: i64,
+    /// Each with its last recorded claim (`seen_at`, Unix milliseconds,
+    /// recorded at most every 15 s).
+    workers: Vec<WorkerSeen>,
 }
 
 /// The workers that claimed work lately (this process's own included), with
@@ -439,22 +439,9 @@ async fn list_workers(
     headers: HeaderMap,
 ) -> Result<Json<WorkersResponse>, ApiError> {
     auth::user_tenant(&state, &headers).await?;
-    let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
-    let workers = state
-        .store
-        .workers_seen(since)
-        .await?
-        .into_iter()
-        .map(|seen| WorkerView {
-            worker_id: seen.worker_id,
-            toolchain: seen.toolchain,
-            project: seen.project,
-            seen_at: seen.seen_at,
-        })
-        .collect();
     Ok(Json(WorkersResponse {
         window_seconds: WORKER_SEEN_WINDOW.as_secs(),
-        workers,
+        workers: workers_seen_lately(&state).await?,
     }))
 }
 
