@@ -7,14 +7,15 @@
 //! again; a database that cannot be reached is `StoreError::Unavailable`.
 
 use crate::rows::{
-    now_millis, parse_scope, parse_state, scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+    encode_requests, encode_verdict, now_millis, parse_request, parse_scope, queue_counts,
+    scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
 };
 use crate::{
-    ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    ApiKeyRecord, CompleteOutcome, JobRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
+    ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
-use leanfarm_core::{CheckRequest, Verdict};
+use leanfarm_core::Verdict;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,11 +87,10 @@ fn describe(error: &tokio_postgres::Error) -> String {
 fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let code = error.code().map(|code| code.code().to_string());
     match code.as_deref() {
-        // Serialization failure, deadlock, connection and server shutdown
+        // A lost race (see `retryable`), connection and server shutdown
         // errors, too many connections: worth trying again later.
         Some(code)
-            if code == "40001"
-                || code == "40P01"
+            if retryable(&error)
                 || code.starts_with("08")
                 || code.starts_with("57P")
                 || code == "53300" =>
@@ -108,10 +108,6 @@ fn retryable(error: &tokio_postgres::Error) -> bool {
         error.code().map(|code| code.code()),
         Some("40001") | Some("40P01")
     )
-}
-
-fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |error| StoreError::Corrupt(format!("{what}: {error}"))
 }
 
 fn read_raw(row: &Row) -> RawJob {
@@ -269,15 +265,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
-        let rows: Vec<(NewJob, String)> = jobs
-            .into_iter()
-            .map(|job| {
-                let request = serde_json::to_string(&job.request)
-                    .map_err(|e| StoreError::Query(e.to_string()))?;
-                Ok((job, request))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let rows = Arc::new(rows);
+        let rows = Arc::new(encode_requests(jobs)?);
         self.transaction(Box::new(move |tx| {
             let rows = Arc::clone(&rows);
             Box::pin(async move {
@@ -369,7 +357,7 @@ impl PostgresStore {
                     )
                     .await?;
                     deltas.add(&tenant, -1, 1, true);
-                    let request: CheckRequest = serde_json::from_str(&request).map_err(corrupt(format!("job {job_id} request")))?;
+                    let request = parse_request(&job_id, &request)?;
                     leases.push(Lease { job_id, lease_id, attempt: attempts + 1, tenant, request, header_key, expires_at });
                 }
                 deltas.apply(tx).await?;
@@ -406,27 +394,22 @@ impl PostgresStore {
         &self,
         since: UnixMillis,
     ) -> Result<Vec<WorkerSeen>, StoreError> {
-        self.transaction(Box::new(move |tx| {
-            Box::pin(async move {
-                let rows = tx
-                    .query(
-                        "SELECT worker_id, toolchain, project, seen_at FROM workers
-                         WHERE seen_at >= $1 ORDER BY worker_id",
-                        &[&since],
-                    )
-                    .await?;
-                Ok(rows
-                    .iter()
-                    .map(|row| WorkerSeen {
-                        worker_id: row.get(0),
-                        toolchain: row.get(1),
-                        project: row.get(2),
-                        seen_at: row.get(3),
-                    })
-                    .collect())
+        let rows = self
+            .query(
+                "SELECT worker_id, toolchain, project, seen_at FROM workers
+                 WHERE seen_at >= $1 ORDER BY worker_id",
+                &[&since],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| WorkerSeen {
+                worker_id: row.get(0),
+                toolchain: row.get(1),
+                project: row.get(2),
+                seen_at: row.get(3),
             })
-        }))
-        .await
+            .collect())
     }
 
     pub(crate) async fn renew(
@@ -463,8 +446,7 @@ impl PostgresStore {
         verdict: &Verdict,
     ) -> Result<CompleteOutcome, StoreError> {
         let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
-        let result =
-            serde_json::to_string(verdict).map_err(|e| StoreError::Query(e.to_string()))?;
+        let result = encode_verdict(verdict)?;
         self.transaction(Box::new(move |tx| {
             let (job_id, lease_id, result) = (job_id.clone(), lease_id.clone(), result.clone());
             Box::pin(async move {
@@ -577,17 +559,10 @@ impl PostgresStore {
         let rows = self
             .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
             .await?;
-        let mut counts = QueueCounts::default();
-        for row in &rows {
-            let count = row.get::<_, i64>(1) as u64;
-            match parse_state(row.get(0))? {
-                JobState::Queued => counts.queued = count,
-                JobState::Running => counts.running = count,
-                JobState::Done => counts.done = count,
-                JobState::Dead => counts.dead = count,
-            }
-        }
-        Ok(counts)
+        queue_counts(
+            rows.iter()
+                .map(|row| (row.get::<_, &str>(0), row.get::<_, i64>(1) as u64)),
+        )
     }
 
     pub(crate) async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {

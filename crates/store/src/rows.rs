@@ -1,7 +1,7 @@
-//! What both backends share: names of states and scopes as stored, and the
-//! decoding of a job row.
+//! What both backends share: names of states and scopes as stored, the
+//! JSON text of requests and verdicts, and the decoding of rows.
 
-use crate::{JobRecord, JobState, KeyScope, StoreError, UnixMillis};
+use crate::{JobRecord, JobState, KeyScope, NewJob, QueueCounts, StoreError, UnixMillis};
 use leanfarm_core::{CheckRequest, Verdict};
 
 /// Columns of a job row, in the order `RawJob` holds them.
@@ -87,8 +87,7 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         toolchain,
         project,
     ) = raw;
-    let request: CheckRequest = serde_json::from_str(&request)
-        .map_err(|e| StoreError::Corrupt(format!("job {id} request: {e}")))?;
+    let request = parse_request(&id, &request)?;
     let result: Option<Verdict> = match result {
         Some(text) => Some(
             serde_json::from_str(&text)
@@ -113,4 +112,42 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         started_at,
         finished_at,
     })
+}
+
+/// A stored job's request, read back.
+pub(crate) fn parse_request(job_id: &str, text: &str) -> Result<CheckRequest, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("job {job_id} request: {e}")))
+}
+
+/// Each job with its request as the store keeps it (JSON text).
+pub(crate) fn encode_requests(jobs: Vec<NewJob>) -> Result<Vec<(NewJob, String)>, StoreError> {
+    jobs.into_iter()
+        .map(|job| {
+            let request = serde_json::to_string(&job.request)
+                .map_err(|e| StoreError::Query(e.to_string()))?;
+            Ok((job, request))
+        })
+        .collect()
+}
+
+/// A verdict as the store keeps it (JSON text).
+pub(crate) fn encode_verdict(verdict: &Verdict) -> Result<String, StoreError> {
+    serde_json::to_string(verdict).map_err(|e| StoreError::Query(e.to_string()))
+}
+
+/// The queue's counts from `(state, count)` rows.
+pub(crate) fn queue_counts<'a>(
+    rows: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<QueueCounts, StoreError> {
+    let mut counts = QueueCounts::default();
+    for (state, count) in rows {
+        match parse_state(state)? {
+            JobState::Queued => counts.queued = count,
+            JobState::Running => counts.running = count,
+            JobState::Done => counts.done = count,
+            JobState::Dead => counts.dead = count,
+        }
+    }
+    Ok(counts)
 }

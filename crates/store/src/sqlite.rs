@@ -4,13 +4,14 @@
 //! together or not at all.
 
 use crate::rows::{
-    now_millis, parse_scope, parse_state, scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+    encode_requests, encode_verdict, now_millis, parse_request, parse_scope, queue_counts,
+    scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
 };
 use crate::{
-    ApiKeyRecord, CompleteOutcome, JobRecord, JobState, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    ApiKeyRecord, CompleteOutcome, JobRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
+    ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
-use leanfarm_core::{CheckRequest, Verdict};
+use leanfarm_core::Verdict;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,14 +119,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
-        let rows: Vec<(NewJob, String)> = jobs
-            .into_iter()
-            .map(|job| {
-                let request = serde_json::to_string(&job.request)
-                    .map_err(|e| StoreError::Query(e.to_string()))?;
-                Ok((job, request))
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let rows = encode_requests(jobs)?;
         self.run(move |connection| {
             let now = now_millis();
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
@@ -192,7 +186,7 @@ impl SqliteStore {
                     .map_err(query_error)?
                     .execute(params![tenant, claim_counter(&transaction)?])
                     .map_err(query_error)?;
-                let request: CheckRequest = serde_json::from_str(&request).map_err(|e| StoreError::Corrupt(format!("job {job_id} request: {e}")))?;
+                let request = parse_request(&job_id, &request)?;
                 leases.push(Lease { job_id, lease_id, attempt: attempts + 1, tenant, request, header_key, expires_at });
             }
             transaction.commit().map_err(query_error)?;
@@ -286,8 +280,7 @@ impl SqliteStore {
         verdict: &Verdict,
     ) -> Result<CompleteOutcome, StoreError> {
         let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
-        let result =
-            serde_json::to_string(verdict).map_err(|e| StoreError::Query(e.to_string()))?;
+        let result = encode_verdict(verdict)?;
         self.run(move |connection| {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
             let tenant: Option<String> = transaction
@@ -402,7 +395,6 @@ impl SqliteStore {
 
     pub(crate) async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
         self.run(|connection| {
-            let mut counts = QueueCounts::default();
             let mut statement = connection
                 .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
                 .map_err(query_error)?;
@@ -411,16 +403,8 @@ impl SqliteStore {
                     Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
                 })
                 .map_err(query_error)?;
-            for row in rows {
-                let (state, count) = row.map_err(query_error)?;
-                match parse_state(&state)? {
-                    JobState::Queued => counts.queued = count,
-                    JobState::Running => counts.running = count,
-                    JobState::Done => counts.done = count,
-                    JobState::Dead => counts.dead = count,
-                }
-            }
-            Ok(counts)
+            let rows: Vec<(String, u64)> = rows.collect::<Result<_, _>>().map_err(query_error)?;
+            queue_counts(rows.iter().map(|(state, count)| (state.as_str(), *count)))
         })
         .await
     }

@@ -463,10 +463,7 @@ async fn a_job_goes_only_to_a_worker_with_its_toolchain_and_project(store: Store
 }
 
 async fn claims_record_what_each_worker_offers(store: Store) {
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let before = leanfarm_store::now_millis();
     let offer = |toolchain: &str, project: Option<&str>| WorkerOffer {
         toolchain: Some(toolchain.into()),
         project: project.map(Into::into),
