@@ -294,12 +294,8 @@ impl ProcessGroup {
                 read_keyed(&root.join(&self.name).join("cpu.stat"), "usage_usec ")
                     .map(Duration::from_micros)
             }
-            Layout::V1 {
-                root,
-                has_cpu,
-                separate_cpuacct,
-                ..
-            } if *has_cpu || *separate_cpuacct => read_u64(
+            // Where the group has no cpuacct directory, the read finds nothing.
+            Layout::V1 { root, .. } => read_u64(
                 &root
                     .join("cpuacct")
                     .join(PARENT)
@@ -307,7 +303,6 @@ impl ProcessGroup {
                     .join("cpuacct.usage"),
             )
             .map(Duration::from_nanos),
-            Layout::V1 { .. } => None,
         }
     }
 

@@ -73,19 +73,17 @@ pub(crate) fn prepare(
     for inside in ["/proc", "/tmp", "/dev", "/scratch"] {
         mount_point(Path::new(inside))?;
     }
-    for system in ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"] {
-        let host = Path::new(system);
-        match std::fs::symlink_metadata(host) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::read_link(host).map_err(|e| setup("system link", e))?;
-                std::os::unix::fs::symlink(target, rootfs.join(&system[1..]))
+    for entry in crate::system_entries() {
+        match entry {
+            crate::SystemEntry::Link { path, target } => {
+                let relative = path.strip_prefix("/").unwrap_or(path);
+                std::os::unix::fs::symlink(target, rootfs.join(relative))
                     .map_err(|e| setup("system link", e))?;
             }
-            Ok(meta) if meta.is_dir() => {
-                mount_point(host)?;
-                mounts.push(bind(host, host, false));
+            crate::SystemEntry::Directory(path) => {
+                mount_point(path)?;
+                mounts.push(bind(path, path, false));
             }
-            _ => {}
         }
     }
     for mount in &config.read_only_mounts {
@@ -111,11 +109,7 @@ pub(crate) fn prepare(
             "args": args,
             "env": env,
             "cwd": "/scratch",
-            "rlimits": [
-                rlimit("RLIMIT_FSIZE", config.file_size_limit_bytes),
-                rlimit("RLIMIT_NOFILE", config.open_files_limit),
-                rlimit("RLIMIT_CORE", 0),
-            ],
+            "rlimits": crate::rlimits(config).map(|(_, name, limit)| rlimit(name, limit)),
             "noNewPrivileges": true,
             "capabilities": {
                 "bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": [],

@@ -235,13 +235,20 @@ impl Sandbox {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if self.config.backend != BackendKind::Gvisor {
+            // gVisor takes the program, its arguments and environment from its bundle.
+            process
+                .args(&command.args)
+                .envs(command.env.iter().map(|(key, value)| (key, value)));
+        }
+        if self.config.backend != BackendKind::None {
+            mount_scratch(&scratch, self.config.scratch_size_bytes)?;
+            cleanup.scratch_mounted = true;
+        }
         match self.config.backend {
             BackendKind::None => {
                 tracing::warn!(program = %command.program.display(), "running WITHOUT a sandbox (backend `none`)");
-                process
-                    .args(&command.args)
-                    .envs(command.env.iter().map(|(key, value)| (key, value)))
-                    .current_dir(&scratch);
+                process.current_dir(&scratch);
                 // SAFETY: setsid is async-signal safe.
                 unsafe {
                     process.pre_exec(|| {
@@ -251,11 +258,6 @@ impl Sandbox {
                 }
             }
             BackendKind::Native => {
-                process
-                    .args(&command.args)
-                    .envs(command.env.iter().map(|(key, value)| (key, value)));
-                mount_scratch(&scratch, self.config.scratch_size_bytes)?;
-                cleanup.scratch_mounted = true;
                 let new_root = self.config.scratch_root.join(format!("{name}.root"));
                 std::fs::create_dir(&new_root).map_err(SandboxError::Io)?;
                 cleanup.work_dir = Some(new_root.clone());
@@ -271,11 +273,10 @@ impl Sandbox {
                     .iter()
                     .map(|m| (m.host_path.clone(), m.sandbox_path.clone()))
                     .collect();
-                let rlimits = vec![
-                    (libc::RLIMIT_FSIZE, self.config.file_size_limit_bytes),
-                    (libc::RLIMIT_NOFILE, self.config.open_files_limit),
-                    (libc::RLIMIT_CORE, 0),
-                ];
+                let rlimits = rlimits(&self.config)
+                    .iter()
+                    .map(|&(resource, _, limit)| (resource, limit))
+                    .collect();
                 let lifeline = native::lifeline().map_err(SandboxError::Spawn)?;
                 let plan = native::ChildPlan::new(
                     &new_root,
@@ -291,8 +292,6 @@ impl Sandbox {
                 }
             }
             BackendKind::Gvisor => {
-                mount_scratch(&scratch, self.config.scratch_size_bytes)?;
-                cleanup.scratch_mounted = true;
                 let bundle = self.config.scratch_root.join(format!("{name}.bundle"));
                 cleanup.work_dir = Some(bundle.clone());
                 process.args(gvisor::prepare(
@@ -333,6 +332,52 @@ impl Sandbox {
 }
 
 /// Mount a private tmpfs of `size_bytes` on `scratch`, owned by the sandbox user.
+/// A host system directory as a sandbox sees it, read-only.
+pub(crate) enum SystemEntry {
+    /// A symlink on the host (merged-/usr systems): the same link inside.
+    Link {
+        path: &'static std::path::Path,
+        target: PathBuf,
+    },
+    /// A directory: bound read-only at the same place.
+    Directory(&'static std::path::Path),
+}
+
+/// The host's system directories (`/usr`, `/lib`, ...) that exist.
+pub(crate) fn system_entries() -> Vec<SystemEntry> {
+    ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .filter_map(|path| match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => std::fs::read_link(path)
+                .ok()
+                .map(|target| SystemEntry::Link { path, target }),
+            Ok(meta) if meta.is_dir() => Some(SystemEntry::Directory(path)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The rlimits every sandboxed program runs under, with their names in an
+/// OCI runtime spec.
+pub(crate) fn rlimits(
+    config: &SandboxConfig,
+) -> [(libc::__rlimit_resource_t, &'static str, u64); 3] {
+    [
+        (
+            libc::RLIMIT_FSIZE,
+            "RLIMIT_FSIZE",
+            config.file_size_limit_bytes,
+        ),
+        (
+            libc::RLIMIT_NOFILE,
+            "RLIMIT_NOFILE",
+            config.open_files_limit,
+        ),
+        (libc::RLIMIT_CORE, "RLIMIT_CORE", 0),
+    ]
+}
+
 fn mount_scratch(scratch: &std::path::Path, size_bytes: u64) -> Result<(), SandboxError> {
     use std::os::unix::ffi::OsStrExt;
     let target = std::ffi::CString::new(scratch.as_os_str().as_bytes())

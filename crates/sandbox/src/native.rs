@@ -116,26 +116,21 @@ impl ChildPlan {
                 }
             }
         };
-        for system in ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"] {
-            let host = Path::new(system);
-            match std::fs::symlink_metadata(host) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    if let Ok(target) = std::fs::read_link(host) {
-                        steps.push(MountStep::Symlink {
-                            target: c_path(&target),
-                            path: c_path(&new_root.join(&system[1..])),
-                        });
-                    }
-                }
-                Ok(meta) if meta.is_dir() => {
-                    make_dirs(host, &mut steps);
+        let inside_root = |path: &Path| new_root.join(path.strip_prefix("/").unwrap_or(path));
+        for entry in crate::system_entries() {
+            match entry {
+                crate::SystemEntry::Link { path, target } => steps.push(MountStep::Symlink {
+                    target: c_path(&target),
+                    path: c_path(&inside_root(path)),
+                }),
+                crate::SystemEntry::Directory(path) => {
+                    make_dirs(path, &mut steps);
                     steps.push(MountStep::Bind {
-                        source: c_path(host),
-                        target: c_path(&new_root.join(&system[1..])),
+                        source: c_path(path),
+                        target: c_path(&inside_root(path)),
                         flags: read_only_flags,
                     });
                 }
-                _ => {}
             }
         }
         make_dirs(Path::new("/tmp"), &mut steps);
