@@ -5,24 +5,20 @@
 
 mod common;
 
-use common::{leanfarm, snippets, Server, TestDatabase, Worker};
+use common::{api_replica, leanfarm, snippets, tokens, Server, TestDatabase, Worker};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// A user token and a worker token for a fresh tenant.
-fn tokens(store: &str) -> (String, String) {
-    leanfarm(&["tenant", "--store", store, "set", "acme", "--rps", "1000"]);
-    let user = leanfarm(&["tenant", "--store", store, "key", "acme", "--scope", "user"]);
-    let worker = leanfarm(&[
-        "tenant", "--store", store, "key", "fleet", "--scope", "worker",
-    ]);
-    (user, worker)
-}
-
-fn api_replica(data: &std::path::Path, store: &str, extra: &[&str]) -> Server {
-    let mut flags = vec!["--slots", "0", "--require-auth", "--store", store];
-    flags.extend_from_slice(extra);
-    Server::start(data, &flags)
+/// A database of its own (`acme` with a user key, `fleet` with a worker
+/// token) and one API replica on it that sends the user key: the database,
+/// the replica's data directory, the replica, and the worker token.
+fn replica_with_tokens(name: &str) -> (TestDatabase, tempfile::TempDir, Server, String) {
+    let db = TestDatabase::create(name);
+    let (user, worker_token) = tokens(&db.url);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = api_replica(data.path(), &db.url, &[]);
+    server.token = Some(user);
+    (db, data, server, worker_token)
 }
 
 fn ids_of(response: &Value) -> Vec<String> {
@@ -170,11 +166,7 @@ fn revoke_target(store: &str) -> (String, String) {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_loses_its_lease_and_the_job_completes_once() {
-    let db = TestDatabase::create("killed_worker");
-    let (user, worker_token) = tokens(&db.url);
-    let data = tempfile::tempdir().unwrap();
-    let mut server = api_replica(data.path(), &db.url, &[]);
-    server.token = Some(user);
+    let (_db, _data, server, worker_token) = replica_with_tokens("killed_worker");
     let first_dir = tempfile::tempdir().unwrap();
     let mut first = Worker::start(
         &server.url,
@@ -216,11 +208,7 @@ async fn a_worker_killed_mid_job_loses_its_lease_and_the_job_completes_once() {
 
 #[tokio::test]
 async fn a_worker_back_from_a_partition_with_a_stale_lease_is_refused() {
-    let db = TestDatabase::create("stale_lease");
-    let (user, worker_token) = tokens(&db.url);
-    let data = tempfile::tempdir().unwrap();
-    let mut server = api_replica(data.path(), &db.url, &[]);
-    server.token = Some(user);
+    let (db, _data, mut server, worker_token) = replica_with_tokens("stale_lease");
     let (_, response) = server
         .post(
             "/v1/checks",
@@ -393,11 +381,7 @@ async fn tenant_limits_answer_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
-    let db = TestDatabase::create("worker_sigterm");
-    let (user, worker_token) = tokens(&db.url);
-    let data = tempfile::tempdir().unwrap();
-    let mut server = api_replica(data.path(), &db.url, &[]);
-    server.token = Some(user);
+    let (_db, _data, server, worker_token) = replica_with_tokens("worker_sigterm");
     let first_dir = tempfile::tempdir().unwrap();
     let mut first = Worker::start(
         &server.url,
@@ -457,11 +441,7 @@ async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
 
 #[tokio::test]
 async fn a_job_naming_a_toolchain_or_project_no_worker_offers_is_refused() {
-    let db = TestDatabase::create("targets");
-    let (user, worker_token) = tokens(&db.url);
-    let data = tempfile::tempdir().unwrap();
-    let mut server = api_replica(data.path(), &db.url, &[]);
-    server.token = Some(user);
+    let (_db, _data, server, worker_token) = replica_with_tokens("targets");
     let worker_dir = tempfile::tempdir().unwrap();
     // A --simulate worker offers toolchain `lean-sim`, project `simulated`.
     let _worker = Worker::start(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{leanfarm, snippets, Server, Worker};
+use common::{api_replica, snippets, tokens, Worker};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -141,18 +141,9 @@ async fn a_restarted_database_means_503_then_recovery_and_nothing_lost() {
     let mut postgres = PrivatePostgres::init();
     postgres.start();
     let store = postgres.url();
-    leanfarm(&["tenant", "--store", &store, "set", "acme", "--rps", "1000"]);
-    let user = leanfarm(&[
-        "tenant", "--store", &store, "key", "acme", "--scope", "user",
-    ]);
-    let worker_token = leanfarm(&[
-        "tenant", "--store", &store, "key", "fleet", "--scope", "worker",
-    ]);
+    let (user, worker_token) = tokens(&store);
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::start(
-        data.path(),
-        &["--slots", "0", "--require-auth", "--store", &store],
-    );
+    let mut server = api_replica(data.path(), &store, &[]);
     server.token = Some(user);
     let worker_dir = tempfile::tempdir().unwrap();
     let _worker = Worker::start(

@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{driver_with_sandbox, lean_sim_path, request, sandbox_config, small_pool, TestDriver};
+use common::{
+    driver_with_sandbox, lean_sim_path, reason_code, request, sandbox_config, small_pool,
+    TestDriver,
+};
 use leanfarm_core::{CheckStatus, Verdict};
 use leanfarm_driver::PoolConfig;
 use leanfarm_sandbox::{BackendKind, CommandSpec, Sandbox, SandboxedChild, SANDBOX_UID};
@@ -76,10 +79,6 @@ fn reports(verdict: &Verdict) -> String {
         .map(|m| m.data.as_str())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn reason_code(verdict: &Verdict) -> &str {
-    verdict.reason.as_ref().map_or("", |r| r.code.as_str())
 }
 
 /// Pids of every process on the host running as the sandbox user, and of

@@ -4,18 +4,10 @@
 
 mod common;
 
-use common::{driver, driver_with, request, small_pool};
+use common::{driver, driver_with, reason_code, request, small_pool};
 use leanfarm_core::CheckStatus;
 use leanfarm_driver::{DriverError, PoolConfig};
 use std::time::Duration;
-
-fn reason_code(verdict: &leanfarm_core::Verdict) -> String {
-    verdict
-        .reason
-        .as_ref()
-        .map(|reason| reason.code.clone())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_repl_is_reused_for_the_same_header_and_not_for_another() {

@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{driver, request};
+use common::{driver, reason_code, request};
 use leanfarm_core::{CheckStatus, PinnedStatement, Policy};
-
-fn reason_code(verdict: &leanfarm_core::Verdict) -> String {
-    verdict
-        .reason
-        .as_ref()
-        .map(|reason| reason.code.clone())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_clean_proof_is_valid_and_names_its_axioms_and_toolchain() {

@@ -328,3 +328,20 @@ impl Drop for TestDatabase {
         ));
     }
 }
+
+/// A user token (tenant `acme`) and a worker token (tenant `fleet`).
+pub fn tokens(store: &str) -> (String, String) {
+    leanfarm(&["tenant", "--store", store, "set", "acme", "--rps", "1000"]);
+    let user = leanfarm(&["tenant", "--store", store, "key", "acme", "--scope", "user"]);
+    let worker = leanfarm(&[
+        "tenant", "--store", store, "key", "fleet", "--scope", "worker",
+    ]);
+    (user, worker)
+}
+
+/// An API-only replica (`--slots 0 --require-auth`) on `store`.
+pub fn api_replica(data: &std::path::Path, store: &str, extra: &[&str]) -> Server {
+    let mut flags = vec!["--slots", "0", "--require-auth", "--store", store];
+    flags.extend_from_slice(extra);
+    Server::start(data, &flags)
+}

@@ -2,7 +2,7 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
-use leanfarm_core::{CheckRequest, Policy};
+use leanfarm_core::{CheckRequest, Policy, Verdict};
 use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
 use leanfarm_sandbox::{BackendKind, ReadOnlyMount, Sandbox, SandboxConfig};
 use std::path::PathBuf;
@@ -114,4 +114,12 @@ pub fn request(code: &str) -> CheckRequest {
         policy: Policy::default(),
         infotree: None,
     }
+}
+
+/// The code of a verdict's reason; empty for a valid one.
+pub fn reason_code(verdict: &Verdict) -> &str {
+    verdict
+        .reason
+        .as_ref()
+        .map_or("", |reason| reason.code.as_str())
 }
