@@ -7,8 +7,11 @@
 pub mod policy;
 pub mod verdict;
 
-pub use policy::{PinnedStatement, Policy};
-pub use verdict::{CheckStatus, Timings, Verdict, VerdictMessage, VerdictReason, VerdictSorry};
+pub use policy::{PinnedStatement, Policy, StatementError};
+pub use verdict::{
+    CheckStatus, ReasonCode, Severity, Timings, Verdict, VerdictMessage, VerdictReason,
+    VerdictSorry,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,9 +102,47 @@ pub fn split_header(code: &str) -> SplitSnippet<'_> {
     }
 }
 
+/// The header a REPL for this snippet loads, which is also the key of the
+/// warm REPLs that can run it: the snippet's imports, plus `import Lean` when
+/// they do not already bring Lean's meta API, which the farm's audit needs.
+pub fn header_key(code: &str) -> String {
+    repl_header(&split_header(code).header)
+}
+
+/// `header_key` for a header already split off.
+pub fn repl_header(snippet_header: &str) -> String {
+    let brings_lean = snippet_header.lines().any(|line| {
+        matches!(
+            line.trim_start_matches("import ").trim(),
+            "Lean" | "Mathlib"
+        )
+    });
+    if brings_lean {
+        return snippet_header.to_string();
+    }
+    if snippet_header.is_empty() {
+        "import Lean".to_string()
+    } else {
+        format!("import Lean\n{snippet_header}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_key_adds_lean_where_the_audit_needs_it() {
+        assert_eq!(header_key("theorem t : True := trivial"), "import Lean");
+        assert_eq!(
+            header_key("import Mathlib\ntheorem t : True := trivial"),
+            "import Mathlib"
+        );
+        assert_eq!(
+            header_key("import Aesop\ndef x := 1"),
+            "import Lean\nimport Aesop"
+        );
+    }
 
     #[test]
     fn header_is_the_leading_imports() {

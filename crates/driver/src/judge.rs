@@ -6,9 +6,9 @@
 //! audit report (see `audit`) and applies the policy. Neither stage ever
 //! trusts text the snippet printed about itself.
 
-use crate::audit::{AuditEntry, AuditError};
-use leanfarm_core::policy::NATIVE_DECIDE_AXIOM;
-use leanfarm_core::{CheckStatus, Policy, VerdictMessage, VerdictReason};
+use crate::audit::{AuditEntry, AuditError, DeclarationKind};
+use leanfarm_core::policy::{is_native_auxiliary_axiom, NATIVE_DECIDE_AXIOM};
+use leanfarm_core::{Policy, ReasonCode, Severity, VerdictMessage, VerdictReason};
 use std::collections::BTreeMap;
 
 /// Keywords that are forbidden whatever the policy says: each is a known way
@@ -129,7 +129,7 @@ pub(crate) fn prescreen(body: &str, policy: &Policy) -> Option<VerdictReason> {
     for word in words(&code) {
         if previous_word == "set_option" && word.starts_with("debug.") {
             return Some(VerdictReason::new(
-                "forbidden_command",
+                ReasonCode::ForbiddenCommand,
                 format!(
                     "`set_option {word}` is not allowed: debug options can switch off checking"
                 ),
@@ -142,30 +142,25 @@ pub(crate) fn prescreen(body: &str, policy: &Policy) -> Option<VerdictReason> {
                 .find(|(keyword, _)| *keyword == part)
             {
                 return Some(VerdictReason::new(
-                    "forbidden_command",
+                    ReasonCode::ForbiddenCommand,
                     format!("`{keyword}` is not allowed: it {why}"),
                 ));
             }
         }
         if !policy.allow_native_decide && word == "native_decide" {
             return Some(VerdictReason::new(
-                "forbidden_command",
+                ReasonCode::ForbiddenCommand,
                 "`native_decide` is not allowed by this policy (allow_native_decide is off)",
             ));
         }
         if !policy.allow_metaprogramming && METAPROGRAMMING.contains(&word) {
             return Some(VerdictReason::new(
-                "forbidden_command",
+                ReasonCode::ForbiddenCommand,
                 format!("`{word}` is not allowed: metaprogramming is off in this policy"),
             ));
         }
     }
     None
-}
-
-/// Whether an axiom name is one that `native_decide` itself adds.
-fn is_native_decide_axiom(axiom: &str) -> bool {
-    axiom == NATIVE_DECIDE_AXIOM || axiom.contains("._native.native_decide.ax_")
 }
 
 /// Everything Lean said about a snippet that the verdict depends on.
@@ -174,18 +169,31 @@ pub(crate) struct Evidence {
     pub messages: Vec<VerdictMessage>,
     /// The `sorry`s Lean reported, positions relative to the whole snippet.
     pub sorries: Vec<leanfarm_core::VerdictSorry>,
-    /// The audit report on what the body declared.
+    /// The audit report on what the body declared (the audit's own names
+    /// already left out).
     pub audit: Result<Vec<AuditEntry>, AuditError>,
-    /// The pinned statement's type as Lean elaborates it, when one is pinned.
-    pub pinned_type: Option<Result<String, String>>,
+    /// The pinned statement's type as a term key, elaborated in the clean
+    /// base environment, when one is pinned.
+    pub pinned_term: Option<Result<String, String>>,
 }
 
-/// The judgement: status, reason and the axioms of each declaration.
+/// The judgement: the reason the snippet is not valid (none when it is), and
+/// the axioms of each declaration.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Judgement {
-    pub status: CheckStatus,
     pub reason: Option<VerdictReason>,
     pub axioms: BTreeMap<String, Vec<String>>,
+}
+
+impl Judgement {
+    #[cfg(test)]
+    pub fn status(&self) -> leanfarm_core::CheckStatus {
+        self.reason
+            .as_ref()
+            .map_or(leanfarm_core::CheckStatus::Valid, |reason| {
+                reason.code.status()
+            })
+    }
 }
 
 pub(crate) fn judge(policy: &Policy, evidence: &Evidence) -> Judgement {
@@ -196,105 +204,121 @@ pub(crate) fn judge(policy: &Policy, evidence: &Evidence) -> Judgement {
             .collect(),
         Err(_) => BTreeMap::new(),
     };
-    let verdict = |status, reason| Judgement {
-        status,
-        reason,
-        axioms: axioms.clone(),
-    };
+    Judgement {
+        reason: first_broken_rule(policy, evidence).err(),
+        axioms,
+    }
+}
 
+/// The rules in order; the first that fails is the verdict's reason.
+fn first_broken_rule(policy: &Policy, evidence: &Evidence) -> Result<(), VerdictReason> {
+    let reject = |code, message: String| Err(VerdictReason::new(code, message));
     if let Some(error) = evidence
         .messages
         .iter()
-        .find(|message| message.severity == "error")
+        .find(|message| message.severity == Severity::Error)
     {
-        return verdict(
-            CheckStatus::LeanError,
-            Some(VerdictReason::new(
-                "lean_error",
-                format!("line {}: {}", error.line, first_line(&error.data)),
-            )),
+        return reject(
+            ReasonCode::LeanError,
+            format!("line {}: {}", error.line, first_line(&error.data)),
         );
     }
-    let sorry_in_axioms = axioms.values().flatten().any(|axiom| axiom == "sorryAx");
+    let entries = evidence.audit.as_ref().ok();
+    let sorry_in_axioms = entries
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| &entry.axioms)
+        .any(|axiom| axiom == "sorryAx");
     let sorry_warning = evidence.messages.iter().any(|message| {
-        message.severity == "warning" && message.data.contains("declaration uses `sorry`")
+        message.severity == Severity::Warning && message.data.contains("declaration uses `sorry`")
     });
     if !evidence.sorries.is_empty() || sorry_in_axioms || sorry_warning {
-        return verdict(
-            CheckStatus::Sorry,
-            Some(VerdictReason::new("uses_sorry", "the proof uses `sorry`")),
-        );
+        return reject(ReasonCode::UsesSorry, "the proof uses `sorry`".into());
     }
     let entries = match &evidence.audit {
         Ok(entries) => entries,
         Err(error) => {
-            return verdict(
-                CheckStatus::LeanError,
-                Some(VerdictReason::new(
-                    "audit_failed",
-                    format!("the farm could not read what the snippet declared: {error}"),
-                )),
+            return reject(
+                ReasonCode::AuditFailed,
+                format!("the farm could not read what the snippet declared: {error}"),
             );
         }
     };
-    if let Some(entry) = entries.iter().find(|entry| entry.kind == "axiom") {
-        return verdict(
-            CheckStatus::LeanError,
-            Some(VerdictReason::new(
-                "forbidden_declaration",
-                format!("the snippet declares the axiom `{}`", entry.name),
-            )),
+    let theorems: Vec<&str> = entries
+        .iter()
+        .filter(|entry| entry.kind == DeclarationKind::Theorem)
+        .map(|entry| entry.name.as_str())
+        .collect();
+    // The axioms the snippet may declare: those the native tactics generate
+    // for a theorem the snippet itself declares, when the policy allows them.
+    let generated_axiom = |name: &str| {
+        policy.allow_native_decide
+            && is_native_auxiliary_axiom(name)
+            && theorems
+                .iter()
+                .any(|theorem| name.starts_with(&format!("{theorem}._native.")))
+    };
+    if let Some(entry) = entries
+        .iter()
+        .find(|entry| entry.kind == DeclarationKind::Axiom && !generated_axiom(&entry.name))
+    {
+        return reject(
+            ReasonCode::ForbiddenDeclaration,
+            format!("the snippet declares the axiom `{}`", entry.name),
         );
     }
     for entry in entries {
         for axiom in &entry.axioms {
             let allowed = policy.allowed_axioms.iter().any(|allowed| allowed == axiom)
-                || (policy.allow_native_decide && is_native_decide_axiom(axiom));
+                || (policy.allow_native_decide
+                    && (axiom == NATIVE_DECIDE_AXIOM || generated_axiom(axiom)));
             if !allowed {
-                return verdict(
-                    CheckStatus::LeanError,
-                    Some(VerdictReason::new(
-                        "forbidden_axiom",
-                        format!(
-                            "`{}` depends on the axiom `{axiom}`, which this policy does not allow",
-                            entry.name
-                        ),
-                    )),
+                return reject(
+                    ReasonCode::ForbiddenAxiom,
+                    format!(
+                        "`{}` depends on the axiom `{axiom}`, which this policy does not allow",
+                        entry.name
+                    ),
                 );
             }
         }
     }
     if let Some(pinned) = &policy.pinned {
         let Some(proved) = entries.iter().find(|entry| entry.name == pinned.name) else {
-            return verdict(
-                CheckStatus::LeanError,
-                Some(VerdictReason::new(
-                    "statement_missing",
-                    format!("the snippet does not declare `{}`", pinned.name),
-                )),
+            return reject(
+                ReasonCode::StatementMissing,
+                format!("the snippet does not declare `{}`", pinned.name),
             );
         };
-        let reason = match &evidence.pinned_type {
-            Some(Ok(expected)) if proved.kind == "theorem" && &proved.type_text == expected => None,
-            Some(Ok(expected)) if proved.kind != "theorem" => Some(format!(
-                "`{}` is a {}, not a theorem (expected `{expected}`)",
-                pinned.name, proved.kind
+        let mismatch = match &evidence.pinned_term {
+            _ if proved.kind != DeclarationKind::Theorem => Some(format!(
+                "`{}` is a {}, not a theorem",
+                pinned.name,
+                proved.kind.as_str()
             )),
-            Some(Ok(expected)) => Some(format!(
-                "`{}` proves `{}`, not the pinned statement `{expected}`",
-                pinned.name, proved.type_text
+            Some(Ok(expected)) if &proved.term == expected => None,
+            Some(Ok(_)) => Some(format!(
+                "`{}` proves `{}`, which is not the pinned statement as Lean elaborates it",
+                pinned.name,
+                excerpt(&proved.type_text)
             )),
             Some(Err(error)) => Some(format!("the pinned statement does not elaborate: {error}")),
             None => Some("the pinned statement was not elaborated".to_string()),
         };
-        if let Some(message) = reason {
-            return verdict(
-                CheckStatus::LeanError,
-                Some(VerdictReason::new("statement_mismatch", message)),
-            );
+        if let Some(message) = mismatch {
+            return reject(ReasonCode::StatementMismatch, message);
         }
     }
-    verdict(CheckStatus::Valid, None)
+    Ok(())
+}
+
+/// At most 200 characters of a text that came from the snippet.
+fn excerpt(text: &str) -> String {
+    let mut short: String = text.chars().take(200).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
 }
 
 fn first_line(text: &str) -> &str {
@@ -304,14 +328,15 @@ fn first_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leanfarm_core::PinnedStatement;
+    use leanfarm_core::{CheckStatus, PinnedStatement};
 
-    fn entry(name: &str, kind: &str, axioms: &[&str], type_text: &str) -> AuditEntry {
+    fn entry(name: &str, kind: &str, axioms: &[&str], term: &str) -> AuditEntry {
         AuditEntry {
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind: serde_json::from_value(serde_json::Value::String(kind.into())).unwrap(),
             axioms: axioms.iter().map(|a| a.to_string()).collect(),
-            type_text: type_text.to_string(),
+            type_text: term.to_string(),
+            term: term.to_string(),
         }
     }
 
@@ -320,16 +345,12 @@ mod tests {
             messages: Vec::new(),
             sorries: Vec::new(),
             audit: Ok(entries),
-            pinned_type: None,
+            pinned_term: None,
         }
     }
 
     fn reason_code(judgement: &Judgement) -> &str {
-        judgement
-            .reason
-            .as_ref()
-            .map(|r| r.code.as_str())
-            .unwrap_or("")
+        judgement.reason.as_ref().map_or("", |r| r.code.as_str())
     }
 
     #[test]
@@ -359,7 +380,7 @@ mod tests {
             ("run_cmd Lean.logInfo \"x\"", "run_cmd"),
         ] {
             let reason = prescreen(snippet, &policy).unwrap_or_else(|| panic!("{snippet} passed"));
-            assert_eq!(reason.code, "forbidden_command");
+            assert_eq!(reason.code, ReasonCode::ForbiddenCommand);
             assert!(
                 reason.message.contains(word),
                 "{} should name {word}",
@@ -400,7 +421,7 @@ mod tests {
             &Policy::default(),
             &evidence(vec![entry("t", "theorem", &["propext", "Quot.sound"], "x")]),
         );
-        assert_eq!(judgement.status, CheckStatus::Valid);
+        assert_eq!(judgement.status(), CheckStatus::Valid);
         assert_eq!(judgement.axioms["t"], vec!["propext", "Quot.sound"]);
     }
 
@@ -408,7 +429,7 @@ mod tests {
     fn errors_come_first() {
         let mut evidence = evidence(vec![]);
         evidence.messages.push(VerdictMessage {
-            severity: "error".into(),
+            severity: Severity::Error,
             line: 3,
             column: 2,
             end_line: None,
@@ -421,7 +442,7 @@ mod tests {
             goal: "⊢ False".into(),
         });
         let judgement = judge(&Policy::default(), &evidence);
-        assert_eq!(judgement.status, CheckStatus::LeanError);
+        assert_eq!(judgement.status(), CheckStatus::LeanError);
         assert_eq!(
             judgement.reason.unwrap().message,
             "line 3: unknown identifier 'x'"
@@ -434,7 +455,7 @@ mod tests {
             &Policy::default(),
             &evidence(vec![entry("t", "theorem", &["sorryAx"], "x")]),
         );
-        assert_eq!(judgement.status, CheckStatus::Sorry);
+        assert_eq!(judgement.status(), CheckStatus::Sorry);
     }
 
     #[test]
@@ -442,7 +463,7 @@ mod tests {
         let mut evidence = evidence(vec![]);
         evidence.audit = Err(AuditError::Missing);
         let judgement = judge(&Policy::default(), &evidence);
-        assert_eq!(judgement.status, CheckStatus::LeanError);
+        assert_eq!(judgement.status(), CheckStatus::LeanError);
         assert_eq!(reason_code(&judgement), "audit_failed");
     }
 
@@ -470,26 +491,76 @@ mod tests {
 
     #[test]
     fn native_decide_axioms_follow_the_policy() {
-        let entries = || {
-            vec![entry(
-                "t",
-                "theorem",
-                &["Lean.ofReduceBool", "t._native.native_decide.ax_1_1"],
-                "x",
-            )]
-        };
-        assert_eq!(
-            judge(&Policy::default(), &evidence(entries())).status,
-            CheckStatus::LeanError
-        );
+        // The audit sees both the theorem and the auxiliary axiom the native
+        // tactic declared for it, under either naming scheme.
+        for auxiliary in [
+            "t._native.native_decide.ax_1_1",
+            "t._native.decide.ax_1",
+            "t._native.bv_decide.ax_2",
+        ] {
+            let entries = || {
+                vec![
+                    entry("t", "theorem", &["Lean.ofReduceBool", auxiliary], "x"),
+                    entry(auxiliary, "axiom", &[auxiliary], "x"),
+                ]
+            };
+            assert_eq!(
+                reason_code(&judge(&Policy::default(), &evidence(entries()))),
+                "forbidden_declaration"
+            );
+            let policy = Policy {
+                allow_native_decide: true,
+                ..Policy::default()
+            };
+            assert_eq!(
+                judge(&policy, &evidence(entries())).status(),
+                CheckStatus::Valid,
+                "{auxiliary}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_auxiliary_axiom_must_belong_to_a_theorem_of_the_snippet() {
         let policy = Policy {
             allow_native_decide: true,
             ..Policy::default()
         };
-        assert_eq!(
-            judge(&policy, &evidence(entries())).status,
-            CheckStatus::Valid
-        );
+        for (owner_kind, auxiliary) in [
+            ("def", "t._native.native_decide.ax_1_1"),
+            ("theorem", "u._native.native_decide.ax_1_1"),
+            ("theorem", "t._native.native_decide.ax_1_1.cheat"),
+            ("theorem", "t.native_decide.ax_1_1"),
+        ] {
+            let entries = vec![
+                entry("t", owner_kind, &[auxiliary], "x"),
+                entry(auxiliary, "axiom", &[auxiliary], "False"),
+            ];
+            assert_eq!(
+                reason_code(&judge(&policy, &evidence(entries))),
+                "forbidden_declaration",
+                "{owner_kind} {auxiliary}"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_and_private_declarations_are_judged_like_any_other() {
+        for name in ["_private.Snippet.0.hidden", "t._proof_1", "_aux.cheat"] {
+            let judgement = judge(
+                &Policy::default(),
+                &evidence(vec![
+                    entry("t", "theorem", &[], "x"),
+                    entry(name, "theorem", &["sorryAx"], "False"),
+                ]),
+            );
+            assert_eq!(reason_code(&judgement), "uses_sorry", "{name}");
+            let judgement = judge(
+                &Policy::default(),
+                &evidence(vec![entry(name, "axiom", &[name], "False")]),
+            );
+            assert_eq!(reason_code(&judgement), "forbidden_declaration", "{name}");
+        }
     }
 
     #[test]
@@ -498,26 +569,27 @@ mod tests {
             pinned: Some(PinnedStatement {
                 name: "t".into(),
                 statement: "theorem t : 1 = 1".into(),
+                preamble: None,
             }),
             ..Policy::default()
         };
         let mut matching = evidence(vec![entry("t", "theorem", &[], ": 1 = 1")]);
-        matching.pinned_type = Some(Ok(": 1 = 1".into()));
-        assert_eq!(judge(&policy, &matching).status, CheckStatus::Valid);
+        matching.pinned_term = Some(Ok(": 1 = 1".into()));
+        assert_eq!(judge(&policy, &matching).status(), CheckStatus::Valid);
 
         let mut weakened = evidence(vec![entry("t", "theorem", &[], ": True")]);
-        weakened.pinned_type = Some(Ok(": 1 = 1".into()));
+        weakened.pinned_term = Some(Ok(": 1 = 1".into()));
         assert_eq!(
             reason_code(&judge(&policy, &weakened)),
             "statement_mismatch"
         );
 
         let mut as_def = evidence(vec![entry("t", "def", &[], ": 1 = 1")]);
-        as_def.pinned_type = Some(Ok(": 1 = 1".into()));
+        as_def.pinned_term = Some(Ok(": 1 = 1".into()));
         assert_eq!(reason_code(&judge(&policy, &as_def)), "statement_mismatch");
 
         let mut missing = evidence(vec![entry("other", "theorem", &[], ": 1 = 1")]);
-        missing.pinned_type = Some(Ok(": 1 = 1".into()));
+        missing.pinned_term = Some(Ok(": 1 = 1".into()));
         assert_eq!(reason_code(&judge(&policy, &missing)), "statement_missing");
     }
 }

@@ -13,7 +13,8 @@ mod wire;
 
 use lean_protocol::{Message as ReplMessage, Severity};
 use leanfarm_core::{
-    split_header, CheckRequest, CheckStatus, SplitSnippet, Verdict, VerdictMessage, VerdictReason,
+    repl_header, split_header, CheckRequest, ReasonCode, SplitSnippet, Verdict, VerdictMessage,
+    VerdictReason,
 };
 use leanfarm_sandbox::{ExitReport, Sandbox, SandboxError};
 use pool::Pool;
@@ -129,14 +130,12 @@ impl Driver {
     pub async fn check(&self, request: &CheckRequest) -> Result<Verdict, DriverError> {
         let check_started = Instant::now();
         let snippet = split_header(&request.code);
-        let mut verdict = Verdict::failed(CheckStatus::Valid, VerdictReason::new("", ""));
-        verdict.reason = None;
+        let mut verdict = Verdict::valid();
         verdict.toolchain = self.inner.toolchain.name.clone();
         verdict.project = self.inner.toolchain.project_name.clone();
 
         if let Some(reason) = judge::prescreen(snippet.body, &request.policy) {
-            verdict.status = CheckStatus::LeanError;
-            verdict.reason = Some(reason);
+            verdict.reject(reason);
             return Ok(verdict);
         }
 
@@ -172,8 +171,9 @@ impl Driver {
             Ok(evidence) => {
                 checkout.give_back();
                 let judgement = judge::judge(&request.policy, &evidence);
-                verdict.status = judgement.status;
-                verdict.reason = judgement.reason;
+                if let Some(reason) = judgement.reason {
+                    verdict.reject(reason);
+                }
                 verdict.axioms = judgement.axioms;
                 verdict.messages = evidence.messages;
                 verdict.sorries = evidence.sorries;
@@ -184,13 +184,11 @@ impl Driver {
                 if report.peak_memory_bytes.is_some() {
                     verdict.peak_memory_bytes = report.peak_memory_bytes;
                 }
-                let (status, reason) = failure_verdict(&failure, &report, request.timeout_seconds);
-                verdict.status = status;
-                verdict.reason = Some(reason);
+                verdict.reject(failure_reason(&failure, &report, request.timeout_seconds));
             }
         }
         tracing::debug!(
-            status = verdict.status.as_str(),
+            status = verdict.status().as_str(),
             reused = verdict.repl_reused,
             "checked snippet"
         );
@@ -210,8 +208,8 @@ impl Driver {
         .await?;
         let deadline = Instant::now() + HEADER_TIMEOUT;
         let nonce = audit::new_nonce();
-        let fail = |status, code: &str, message: String, messages| {
-            let mut verdict = Verdict::failed(status, VerdictReason::new(code, message));
+        let fail = |code, message: String, messages| {
+            let mut verdict = Verdict::rejected(VerdictReason::new(code, message));
             verdict.toolchain = toolchain.name.clone();
             verdict.project = toolchain.project_name.clone();
             verdict.messages = messages;
@@ -223,11 +221,13 @@ impl Driver {
             match repl.command(header, None, deadline).await {
                 Ok(reply) => {
                     let messages = shift_messages(&reply.messages, 0);
-                    if messages.iter().any(|message| message.severity == "error") {
+                    if messages
+                        .iter()
+                        .any(|message| message.severity == leanfarm_core::Severity::Error)
+                    {
                         tokio::spawn(repl.kill());
                         return fail(
-                            CheckStatus::LeanError,
-                            "header_error",
+                            ReasonCode::HeaderError,
                             "the import header does not load".into(),
                             messages,
                         );
@@ -236,11 +236,9 @@ impl Driver {
                 }
                 Err(failure) => {
                     let report = repl.kill().await;
-                    let (status, reason) =
-                        failure_verdict(&failure, &report, HEADER_TIMEOUT.as_secs_f64());
+                    let reason = failure_reason(&failure, &report, HEADER_TIMEOUT.as_secs_f64());
                     return fail(
-                        status,
-                        &reason.code,
+                        reason.code,
                         format!("while importing the header: {}", reason.message),
                         Vec::new(),
                     );
@@ -257,6 +255,32 @@ impl Driver {
                     .iter()
                     .any(|message| message.severity == Severity::Error) =>
             {
+                // The audit's own constants: every later report leaves them out.
+                let own = repl
+                    .command(
+                        &audit::audit_command_name(&nonce),
+                        Some(reply.env),
+                        deadline,
+                    )
+                    .await;
+                let own = match own {
+                    Ok(own) => audit::parse_audit(&nonce, info_data(&own)),
+                    Err(failure) => {
+                        let report = repl.kill().await;
+                        return Err(DriverError::Toolchain(format!(
+                            "the repl failed while starting: {failure} ({report:?})"
+                        )));
+                    }
+                };
+                match own {
+                    Ok(entries) => repl.farm_names = audit::FarmNames::new(&entries),
+                    Err(error) => {
+                        tokio::spawn(repl.kill());
+                        return Err(DriverError::Toolchain(format!(
+                            "the audit command does not report in this toolchain: {error}"
+                        )));
+                    }
+                }
                 repl.nonce = nonce;
                 repl.base_env = reply.env;
                 Ok(Ok(repl))
@@ -284,7 +308,7 @@ impl Driver {
     /// The key of the warm REPL a snippet would run on: what `warm_headers`
     /// lists, so a scheduler can send a job to a worker that holds it.
     pub fn header_key(code: &str) -> String {
-        repl_header(&split_header(code).header)
+        leanfarm_core::header_key(code)
     }
 
     /// Number of concurrent checks this driver can run.
@@ -322,7 +346,10 @@ impl Driver {
                     Ok(repl) => checkout.repl = Some(repl),
                     Err(verdict) => {
                         checkout.discard();
-                        let reason = verdict.reason.map(|r| r.message).unwrap_or_default();
+                        let reason = verdict
+                            .reason()
+                            .map(|r| r.message.clone())
+                            .unwrap_or_default();
                         return Err(DriverError::Toolchain(format!(
                             "prestart header `{header}` does not load: {reason}"
                         )));
@@ -342,25 +369,6 @@ impl Driver {
     }
 }
 
-/// The header a REPL loads: the snippet's imports, plus `import Lean` when
-/// they do not already bring Lean's meta API, which the audit command needs.
-fn repl_header(snippet_header: &str) -> String {
-    let brings_lean = snippet_header.lines().any(|line| {
-        matches!(
-            line.trim_start_matches("import ").trim(),
-            "Lean" | "Mathlib"
-        )
-    });
-    if brings_lean {
-        return snippet_header.to_string();
-    }
-    if snippet_header.is_empty() {
-        "import Lean".to_string()
-    } else {
-        format!("import Lean\n{snippet_header}")
-    }
-}
-
 /// Run the body on the REPL's base environment, then the audit (and the
 /// pinned statement, if any), all before `deadline`.
 async fn run_body(
@@ -377,15 +385,17 @@ async fn run_body(
     let audit_reply = repl
         .command(&audit_command, Some(body_env), deadline)
         .await?;
-    let audit = audit::parse_audit(&repl.nonce, info_data(&audit_reply));
+    let audit = audit::parse_audit(&repl.nonce, info_data(&audit_reply))
+        .map(|entries| repl.farm_names.remove_from(entries));
 
-    let pinned_type = match &request.policy.pinned {
+    let pinned_term = match &request.policy.pinned {
         None => None,
-        Some(pinned) => Some(match pinned_signature(&pinned.statement, &pinned.name) {
-            Err(error) => Err(error),
+        Some(pinned) => Some(match pinned.signature() {
+            Err(error) => Err(error.to_string()),
             Ok(signature) => {
                 let pinned_name = format!("leanfarm_pinned_{}", repl.nonce);
-                let statement = format!("theorem {pinned_name} {signature} := sorry");
+                let preamble = pinned.preamble.as_deref().unwrap_or("");
+                let statement = format!("{preamble}\ntheorem {pinned_name} {signature} := sorry");
                 let pinned_reply = repl.command(&statement, Some(base_env), deadline).await?;
                 if let Some(error) = pinned_reply
                     .messages
@@ -402,7 +412,7 @@ async fn run_body(
                         Ok(entries) => entries
                             .into_iter()
                             .find(|entry| entry.name == pinned_name)
-                            .map(|entry| entry.type_text)
+                            .map(|entry| entry.term)
                             .ok_or_else(|| "the pinned statement was not declared".to_string()),
                         Err(error) => Err(error.to_string()),
                     }
@@ -425,7 +435,7 @@ async fn run_body(
         messages,
         sorries,
         audit,
-        pinned_type,
+        pinned_term,
     })
 }
 
@@ -437,35 +447,11 @@ fn info_data(reply: &CommandReply) -> impl Iterator<Item = &str> {
         .map(|m| m.data.as_str())
 }
 
-/// The part of a pinned statement after `theorem NAME`.
-fn pinned_signature<'a>(statement: &'a str, name: &str) -> Result<&'a str, String> {
-    let trimmed = statement.trim();
-    let after_keyword = trimmed
-        .strip_prefix("theorem")
-        .or_else(|| trimmed.strip_prefix("lemma"))
-        .filter(|rest| rest.starts_with(char::is_whitespace))
-        .ok_or_else(|| "the pinned statement must start with `theorem NAME`".to_string())?
-        .trim_start();
-    let signature = after_keyword
-        .strip_prefix(name)
-        .filter(|rest| {
-            rest.is_empty()
-                || rest.starts_with(char::is_whitespace)
-                || rest.starts_with(['(', '{', '[', ':'])
-        })
-        .ok_or_else(|| format!("the pinned statement must declare `{name}`"))?;
-    let signature = signature.split(":=").next().unwrap_or(signature).trim();
-    if signature.is_empty() {
-        return Err("the pinned statement has no type".to_string());
-    }
-    Ok(signature)
-}
-
 fn shift_messages(messages: &[ReplMessage], line_offset: u32) -> Vec<VerdictMessage> {
     messages
         .iter()
         .map(|message| VerdictMessage {
-            severity: message.severity.as_str().to_string(),
+            severity: severity(message.severity),
             line: message.pos.line + line_offset,
             column: message.pos.column,
             end_line: message.end_pos.map(|pos| pos.line + line_offset),
@@ -475,42 +461,42 @@ fn shift_messages(messages: &[ReplMessage], line_offset: u32) -> Vec<VerdictMess
         .collect()
 }
 
-/// The verdict for a REPL that failed while checking a snippet.
-fn failure_verdict(
+fn severity(severity: Severity) -> leanfarm_core::Severity {
+    match severity {
+        Severity::Error => leanfarm_core::Severity::Error,
+        Severity::Warning => leanfarm_core::Severity::Warning,
+        Severity::Info => leanfarm_core::Severity::Info,
+        Severity::Trace => leanfarm_core::Severity::Trace,
+    }
+}
+
+/// Why a REPL that failed while checking a snippet failed.
+fn failure_reason(
     failure: &ReplFailure,
     report: &ExitReport,
     timeout_seconds: f64,
-) -> (CheckStatus, VerdictReason) {
+) -> VerdictReason {
     if report.oom_killed {
-        return (
-            CheckStatus::ReplError,
-            VerdictReason::new("out_of_memory", "the Lean process ran out of memory"),
+        return VerdictReason::new(
+            ReasonCode::OutOfMemory,
+            "the Lean process ran out of memory",
         );
     }
     match failure {
-        ReplFailure::Timeout => (
-            CheckStatus::TimeoutError,
-            VerdictReason::new(
-                "timeout",
-                format!("the check did not finish within {timeout_seconds} s"),
-            ),
+        ReplFailure::Timeout => VerdictReason::new(
+            ReasonCode::Timeout,
+            format!("the check did not finish within {timeout_seconds} s"),
         ),
-        ReplFailure::Exited { .. } => (
-            CheckStatus::ReplError,
-            VerdictReason::new("repl_crashed", failure.to_string()),
-        ),
-        ReplFailure::Garbage(_) => (
-            CheckStatus::ReplError,
-            VerdictReason::new("repl_garbage", failure.to_string()),
-        ),
-        ReplFailure::ReplyTooLarge(_) => (
-            CheckStatus::ReplError,
-            VerdictReason::new("reply_too_large", failure.to_string()),
-        ),
-        ReplFailure::ErrorReply(_) => (
-            CheckStatus::ReplError,
-            VerdictReason::new("repl_error", failure.to_string()),
-        ),
+        ReplFailure::Exited { .. } => {
+            VerdictReason::new(ReasonCode::ReplCrashed, failure.to_string())
+        }
+        ReplFailure::Garbage(_) => VerdictReason::new(ReasonCode::ReplGarbage, failure.to_string()),
+        ReplFailure::ReplyTooLarge(_) => {
+            VerdictReason::new(ReasonCode::ReplyTooLarge, failure.to_string())
+        }
+        ReplFailure::ErrorReply(_) => {
+            VerdictReason::new(ReasonCode::ReplError, failure.to_string())
+        }
     }
 }
 

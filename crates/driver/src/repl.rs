@@ -66,6 +66,8 @@ pub(crate) struct Repl {
     pub header: String,
     /// The secret of this REPL's audit command.
     pub nonce: String,
+    /// The audit's own constants, left out of every report.
+    pub farm_names: crate::audit::FarmNames,
     /// The environment holding the header and the audit command; every
     /// snippet runs on it, so nothing a snippet declares is seen by the next.
     pub base_env: u64,
@@ -105,6 +107,7 @@ impl Repl {
             max_reply_bytes,
             header: header.to_string(),
             nonce: String::new(),
+            farm_names: Default::default(),
             base_env: 0,
             uses: 0,
             last_used: Instant::now(),

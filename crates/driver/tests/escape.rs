@@ -126,16 +126,16 @@ async fn assert_no_sandboxed_process_left() {
     );
 }
 
-/// No mount under the sandbox's scratch root and no cgroup of this process
-/// is left once its sandboxed processes are torn down.
-fn assert_no_mount_or_cgroup_left(scratch_root: &std::path::Path) {
+/// What is left under the sandbox's scratch root (mounts) and of this
+/// process's cgroups.
+fn mounts_and_cgroups_left(scratch_root: &std::path::Path) -> Vec<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = scratch_root.to_string_lossy();
-    let mounts: Vec<&str> = mountinfo
+    let mut left: Vec<String> = mountinfo
         .lines()
         .filter(|line| line.contains(root.as_ref()))
+        .map(|line| format!("mount {line}"))
         .collect();
-    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     let ours = format!("sandbox-{}-", std::process::id());
     for parent in [
         "/sys/fs/cgroup/memory/leanfarm",
@@ -145,13 +145,28 @@ fn assert_no_mount_or_cgroup_left(scratch_root: &std::path::Path) {
         let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
         };
-        let left: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(&ours))
-            .collect();
-        assert!(left.is_empty(), "cgroups left in {parent}: {left:?}");
+        left.extend(
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(&ours))
+                .map(|name| format!("cgroup {parent}/{name}")),
+        );
     }
+    left
+}
+
+/// No mount under the sandbox's scratch root and no cgroup of this process
+/// is left once its sandboxed processes are torn down. A retired REPL is
+/// torn down in the background, so wait (briefly) for it.
+async fn assert_no_mount_or_cgroup_left(scratch_root: &std::path::Path) {
+    for _ in 0..200 {
+        if mounts_and_cgroups_left(scratch_root).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("left behind: {:?}", mounts_and_cgroups_left(scratch_root));
 }
 
 async fn a_fork_bomb_is_capped_and_leaves_nothing_behind(backend: BackendKind) {
@@ -164,10 +179,10 @@ async fn a_fork_bomb_is_capped_and_leaves_nothing_behind(backend: BackendKind) {
         // With ptrace as its platform, gVisor backs each process with a host
         // task: the bomb reaches the cgroup's task limit and takes the
         // sandbox down with it, which is a crash, not a hang.
-        BackendKind::Gvisor if verdict.status == CheckStatus::ReplError => {
+        BackendKind::Gvisor if verdict.status() == CheckStatus::ReplError => {
             assert_eq!(reason_code(&verdict), "repl_crashed", "{verdict:?}")
         }
-        _ => assert_eq!(verdict.status, CheckStatus::TimeoutError, "{verdict:?}"),
+        _ => assert_eq!(verdict.status(), CheckStatus::TimeoutError, "{verdict:?}"),
     }
     assert_no_sandboxed_process_left().await;
     // The farm still works.
@@ -176,7 +191,7 @@ async fn a_fork_bomb_is_capped_and_leaves_nothing_behind(backend: BackendKind) {
         .check(&request("theorem t : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
 }
 
 async fn a_memory_bomb_is_stopped_by_the_cgroup(backend: BackendKind) {
@@ -190,7 +205,7 @@ async fn a_memory_bomb_is_stopped_by_the_cgroup(backend: BackendKind) {
         .check(&request(&attack("alloc-unbounded")))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::ReplError, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::ReplError, "{verdict:?}");
     assert_eq!(reason_code(&verdict), "out_of_memory", "{verdict:?}");
     assert!(
         verdict
@@ -239,9 +254,9 @@ async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit(backe
         .check(&request(&attack("disk-fill 200")))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::ReplError, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::ReplError, "{verdict:?}");
     assert_eq!(reason_code(&verdict), "repl_crashed", "{verdict:?}");
-    let message = &verdict.reason.as_ref().unwrap().message;
+    let message = &verdict.reason().as_ref().unwrap().message;
     assert!(message.contains("signal 25"), "{message}");
     assert_no_sandboxed_process_left().await;
 }
@@ -262,7 +277,7 @@ async fn descriptor_exhaustion_hits_the_rlimit_and_the_repl_still_answers(backen
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{report}"));
     assert!(opened < 256, "{report}");
-    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
 }
 
 async fn an_output_flood_is_cut_off_without_buffering_it(backend: BackendKind) {
@@ -273,7 +288,7 @@ async fn an_output_flood_is_cut_off_without_buffering_it(backend: BackendKind) {
         .check(&request(&attack("output-flood 64")))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::ReplError, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::ReplError, "{verdict:?}");
     assert_eq!(reason_code(&verdict), "reply_too_large", "{verdict:?}");
     assert_no_sandboxed_process_left().await;
 }
@@ -467,7 +482,7 @@ async fn daemons_and_lingering_children_die_with_the_repl(backend: BackendKind) 
     // nothing may survive it: no process, no mount, no cgroup.
     farm.driver.shutdown().await;
     assert_no_sandboxed_process_left().await;
-    assert_no_mount_or_cgroup_left(farm.scratch.path());
+    assert_no_mount_or_cgroup_left(farm.scratch.path()).await;
 
     // And after a timeout, with a daemon started first.
     let farm = farm_on(backend);
@@ -476,7 +491,7 @@ async fn daemons_and_lingering_children_die_with_the_repl(backend: BackendKind) 
     );
     check.timeout_seconds = 1.0;
     let verdict = farm.driver.check(&check).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::TimeoutError, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::TimeoutError, "{verdict:?}");
     assert_no_sandboxed_process_left().await;
 }
 
@@ -591,7 +606,7 @@ async fn a_repl_that_keeps_a_child_running_is_not_reused(backend: BackendKind) {
         .await
         .unwrap();
     assert!(!verdict.repl_reused, "{verdict:?}");
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
     farm.driver.shutdown().await;
     assert_no_sandboxed_process_left().await;
 }

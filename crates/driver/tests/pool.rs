@@ -50,7 +50,7 @@ async fn nothing_a_snippet_declares_is_seen_by_the_next() {
     for _ in 0..3 {
         let verdict = farm.driver.check(&request(code)).await.unwrap();
         assert_eq!(
-            verdict.status,
+            verdict.status(),
             CheckStatus::Valid,
             "a redeclaration error means state leaked: {verdict:?}"
         );
@@ -77,7 +77,7 @@ async fn a_full_pool_replaces_an_idle_repl() {
         .check(&request("import Aesop\ntheorem a : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
     let stats = farm.driver.stats();
     assert_eq!(stats.evictions, 1);
     assert_eq!(stats.live_repls, 1);
@@ -101,7 +101,7 @@ async fn warm_after(headers: &[&str]) -> Vec<String> {
     for header in headers {
         let code = format!("{header}\ntheorem a : True := trivial");
         let verdict = farm.driver.check(&request(&code)).await.unwrap();
-        assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+        assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
     }
     assert_eq!(farm.driver.stats().live_repls, 2);
     farm.driver.warm_headers()
@@ -176,7 +176,7 @@ async fn a_repl_is_retired_when_its_memory_grows_past_the_cap() {
         .check(&request("-- sim: memory 64\ntheorem a : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
     assert!(
         verdict.peak_memory_bytes.unwrap_or(0) >= 64 << 20,
         "{verdict:?}"
@@ -198,7 +198,7 @@ async fn a_timeout_kills_the_repl_and_the_pool_recovers() {
         check.timeout_seconds = 1.0;
         let verdict = farm.driver.check(&check).await.unwrap();
         assert_eq!(
-            verdict.status,
+            verdict.status(),
             CheckStatus::TimeoutError,
             "{hang}: {verdict:?}"
         );
@@ -209,7 +209,7 @@ async fn a_timeout_kills_the_repl_and_the_pool_recovers() {
         .check(&request("theorem t : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
     let stats = farm.driver.stats();
     assert_eq!(stats.restarts, 3);
     assert_eq!(stats.live_repls, 1);
@@ -233,7 +233,7 @@ async fn crashes_garbage_and_floods_are_repl_errors() {
             .await
             .unwrap();
         assert_eq!(
-            verdict.status,
+            verdict.status(),
             CheckStatus::ReplError,
             "{directive}: {verdict:?}"
         );
@@ -249,7 +249,7 @@ async fn crashes_garbage_and_floods_are_repl_errors() {
         .check(&request("theorem t : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
 }
 
 #[tokio::test]
@@ -262,7 +262,7 @@ async fn running_out_of_memory_is_reported_as_such() {
         ))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::ReplError, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::ReplError, "{verdict:?}");
     assert_eq!(reason_code(&verdict), "out_of_memory", "{verdict:?}");
 }
 
@@ -288,7 +288,7 @@ async fn an_exhausted_pool_answers_busy_after_a_bounded_wait() {
         .check(&request("theorem u : True := trivial"))
         .await;
     assert!(matches!(refused, Err(DriverError::Busy(_))), "{refused:?}");
-    assert_eq!(running.await.unwrap().unwrap().status, CheckStatus::Valid);
+    assert_eq!(running.await.unwrap().unwrap().status(), CheckStatus::Valid);
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn a_cancelled_check_frees_its_slot_and_kills_its_repl() {
         .check(&request("theorem t : True := trivial"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid);
+    assert_eq!(verdict.status(), CheckStatus::Valid);
 }
 
 #[tokio::test]

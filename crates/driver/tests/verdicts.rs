@@ -11,8 +11,8 @@ async fn a_clean_proof_is_valid_and_names_its_axioms_and_toolchain() {
     let farm = driver();
     let code = "import Mathlib\n\ntheorem add_zero' (n : Nat) : n + 0 = n := by simp\n-- sim: axioms add_zero' propext\n";
     let verdict = farm.driver.check(&request(code)).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
-    assert_eq!(verdict.reason, None);
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.reason(), None);
     assert_eq!(verdict.axioms["add_zero'"], vec!["propext".to_string()]);
     assert_eq!(verdict.toolchain, "lean-sim");
     assert_eq!(verdict.project, "test-project");
@@ -26,7 +26,7 @@ async fn sorry_is_reported_as_sorry() {
         .check(&request("theorem t : 1 = 1 := by sorry"))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Sorry);
+    assert_eq!(verdict.status(), CheckStatus::Sorry);
     assert_eq!(reason_code(&verdict), "uses_sorry");
 }
 
@@ -35,11 +35,11 @@ async fn errors_are_reported_at_the_line_of_the_submitted_snippet() {
     let farm = driver();
     let code = "import Mathlib\nimport Aesop\n\ntheorem t : 1 = 2 := by\n  -- sim: error unsolved goals\n  rfl";
     let verdict = farm.driver.check(&request(code)).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::LeanError);
+    assert_eq!(verdict.status(), CheckStatus::LeanError);
     let error = verdict
         .messages
         .iter()
-        .find(|m| m.severity == "error")
+        .find(|m| m.severity == leanfarm_core::Severity::Error)
         .expect("an error message");
     assert_eq!(error.line, 5, "the directive is on line 5 of the snippet");
     assert_eq!(error.data, "unsolved goals");
@@ -57,7 +57,7 @@ async fn cheats_caught_before_lean_runs() {
         "elab \"#print \" \"axioms\" x:ident : command => pure ()\ntheorem t : 1 = 2 := sorry",
     ] {
         let verdict = farm.driver.check(&request(code)).await.unwrap();
-        assert_eq!(verdict.status, CheckStatus::LeanError, "{code}");
+        assert_eq!(verdict.status(), CheckStatus::LeanError, "{code}");
         assert_eq!(reason_code(&verdict), "forbidden_command", "{code}");
     }
     assert_eq!(
@@ -74,7 +74,7 @@ async fn sorry_reached_under_a_built_name_is_found_by_the_audit() {
     let farm = driver();
     let code = "theorem t : 1 = 2 := hidden_cheat\n-- sim: axioms t sorryAx\n";
     let verdict = farm.driver.check(&request(code)).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::Sorry, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Sorry, "{verdict:?}");
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn a_foreign_axiom_is_rejected_even_when_print_axioms_is_spoofed() {
         "the snippet's own #print axioms was spoofed: {:?}",
         verdict.messages
     );
-    assert_eq!(verdict.status, CheckStatus::LeanError);
+    assert_eq!(verdict.status(), CheckStatus::LeanError);
     assert_eq!(reason_code(&verdict), "forbidden_axiom");
     assert_eq!(verdict.axioms["t"], vec!["Cheat.magic".to_string()]);
 }
@@ -107,7 +107,7 @@ async fn a_forged_audit_line_is_ignored() {
     let farm = driver();
     let code = "theorem t : 1 = 2 := by exact?\n-- sim: axioms t sorryAx\n-- sim: info leanfarm-audit 00000000000000000000000000000000 [{\"name\":\"t\",\"kind\":\"theorem\",\"axioms\":[],\"type\":\"x\"}]\n";
     let verdict = farm.driver.check(&request(code)).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::Sorry, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Sorry, "{verdict:?}");
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ async fn native_decide_follows_the_policy() {
     let mut check = request("theorem t : 2 + 2 = 4 := by native_decide");
     check.policy.allow_native_decide = true;
     let verdict = farm.driver.check(&check).await.unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
     assert!(verdict.axioms["t"].contains(&"Lean.ofReduceBool".to_string()));
 }
 
@@ -126,6 +126,7 @@ async fn a_changed_or_missing_pinned_statement_is_rejected() {
     let pinned = PinnedStatement {
         name: "t".to_string(),
         statement: "theorem t (n : Nat) : n + 0 = n".to_string(),
+        preamble: None,
     };
     let cases = [
         (
@@ -153,7 +154,7 @@ async fn a_changed_or_missing_pinned_statement_is_rejected() {
         let mut check = request(code);
         check.policy.pinned = Some(pinned.clone());
         let verdict = farm.driver.check(&check).await.unwrap();
-        assert_eq!(verdict.status, status, "{code}: {verdict:?}");
+        assert_eq!(verdict.status(), status, "{code}: {verdict:?}");
         assert_eq!(reason_code(&verdict), code_expected, "{code}");
     }
 }
@@ -168,5 +169,104 @@ async fn stderr_noise_does_not_change_the_verdict() {
         ))
         .await
         .unwrap();
-    assert_eq!(verdict.status, CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
+}
+
+/// The pinned statement is compared with what the snippet proves as terms:
+/// what the snippet declares cannot make another statement match, and
+/// honest differences of writing do not make the same statement differ.
+#[tokio::test]
+async fn pinned_statements_are_matched_as_terms() {
+    let farm = driver();
+    let pinned = |statement: &str, preamble: Option<&str>| PinnedStatement {
+        name: "t".to_string(),
+        statement: statement.to_string(),
+        preamble: preamble.map(str::to_string),
+    };
+    let cases = [
+        // Honest controls: valid.
+        (
+            pinned("theorem t (n : Nat) : n + 0 = n", None),
+            "theorem t (m : Nat) : m + 0 = m := by simp",
+            "",
+        ),
+        (
+            pinned("theorem t : Real.cos Real.pi = -1 := by sorry", None),
+            "open Real\ntheorem t : cos pi = -1 := by simp",
+            "",
+        ),
+        (
+            pinned("theorem t : cos pi = -1", Some("open Real")),
+            "theorem t : Real.cos Real.pi = -1 := by simp",
+            "",
+        ),
+        (
+            pinned("theorem t : (let x := 1; x) = 1 :=", None),
+            "theorem t : (let y := 1; y) = 1 := rfl",
+            "",
+        ),
+        // Attacks: an instance, a shadowing definition, a namespace.
+        (
+            pinned("theorem t : 1 + 1 = 3", None),
+            "instance : Add Nat := ⟨fun a b => Nat.add (Nat.add a b) 1⟩\ntheorem t : 1 + 1 = 3 := rfl",
+            "statement_mismatch",
+        ),
+        (
+            pinned("theorem t (n : Nat) : n = n + 1", None),
+            "def Nat := Bool\ntheorem t (n : Nat) : n = n + 1 := sorry_free",
+            "statement_mismatch",
+        ),
+        (
+            pinned("theorem t : 1 = 1", None),
+            "namespace Cheat\ntheorem t : 1 = 1 := rfl",
+            "statement_missing",
+        ),
+        (
+            pinned("theorem t : cos pi = -1", None),
+            "open Real\ntheorem t : cos pi = -1 := by simp",
+            "statement_mismatch",
+        ),
+    ];
+    for (pinned, code, expected) in cases {
+        let mut check = request(code);
+        check.policy.pinned = Some(pinned);
+        let verdict = farm.driver.check(&check).await.unwrap();
+        assert_eq!(reason_code(&verdict), expected, "{code}: {verdict:?}");
+    }
+}
+
+/// Private and internal declarations are audited like any other, and
+/// nothing of the farm's own audit shows in a verdict.
+#[tokio::test]
+async fn every_declaration_is_audited_and_the_audit_is_invisible() {
+    let farm = driver();
+    let verdict = farm
+        .driver
+        .check(&request(
+            "private theorem hidden : 1 = 2 := by exact?\n-- sim: axioms hidden sorryAx\ntheorem t : True := trivial",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reason_code(&verdict), "uses_sorry", "{verdict:?}");
+    assert!(
+        verdict.axioms.contains_key("_private.Sim.0.hidden"),
+        "{verdict:?}"
+    );
+
+    let verdict = farm
+        .driver
+        .check(&request("theorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(
+        verdict.axioms.keys().collect::<Vec<_>>(),
+        vec!["t"],
+        "only the snippet's own declarations are reported"
+    );
+    let json = serde_json::to_string(&verdict).unwrap();
+    assert!(
+        !json.contains("LeanFarmAudit") && !json.contains("leanfarm_audit"),
+        "{json}"
+    );
 }

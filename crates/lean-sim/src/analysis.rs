@@ -19,6 +19,8 @@ pub struct Declaration {
     pub signature: String,
     /// `sorry`/`admit` tokens: start and end.
     pub sorries: Vec<(LineCol, LineCol)>,
+    /// Declared `private`: Lean names it `_private.<module>.0.<name>`.
+    pub private: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +51,14 @@ pub enum Item {
         directive: String,
         line: u32,
     },
+    /// `open A B` (not `open A in`): namespaces names resolve through.
+    Open(Vec<String>),
+    /// `namespace A.B`: later names are prefixed with it until its `end`.
+    Namespace(String),
+    /// `section`.
+    Section,
+    /// `end` (of a namespace or a section).
+    End,
 }
 
 const DECLARATION_KEYWORDS: &[&str] = &[
@@ -167,6 +177,27 @@ pub fn analyse(text: &str) -> Vec<Item> {
                 });
                 continue;
             }
+            let scope_item = match first_word {
+                "open" if !code_trimmed.ends_with(" in") => Some(Item::Open(
+                    code_trimmed["open".len()..]
+                        .split_whitespace()
+                        .take_while(|word| !["hiding", "renaming", "in"].contains(word))
+                        .map(str::to_string)
+                        .collect(),
+                )),
+                "namespace" => code_trimmed
+                    .split_whitespace()
+                    .nth(1)
+                    .map(|name| Item::Namespace(name.to_string())),
+                "section" => Some(Item::Section),
+                "end" => Some(Item::End),
+                _ => None,
+            };
+            if let Some(item) = scope_item {
+                flush(&mut current, &mut items);
+                items.push(item);
+                continue;
+            }
             if let Some(declaration) = parse_declaration_start(raw_line, line_number) {
                 flush(&mut current, &mut items);
                 current = Some((declaration, vec![code.to_string()]));
@@ -190,6 +221,7 @@ pub fn analyse(text: &str) -> Vec<Item> {
 fn parse_declaration_start(line: &str, line_number: u32) -> Option<Declaration> {
     let mut rest = line;
     let mut offset = 0usize;
+    let mut private = false;
     let skip = |rest: &mut &str, offset: &mut usize, by: usize| {
         *offset += by;
         *rest = &rest[by..];
@@ -208,6 +240,7 @@ fn parse_declaration_start(line: &str, line_number: u32) -> Option<Declaration> 
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         if MODIFIERS.contains(&word.as_str()) {
+            private |= word == "private";
             skip(&mut rest, &mut offset, word.len());
             continue;
         }
@@ -248,6 +281,7 @@ fn parse_declaration_start(line: &str, line_number: u32) -> Option<Declaration> 
             code: String::new(),
             signature: after_name.to_string(),
             sorries: Vec::new(),
+            private,
         });
     }
 }
@@ -261,7 +295,7 @@ fn finish_declaration(declaration: &mut Declaration) {
         full.push('\n');
         full.push_str(line);
     }
-    let signature = match full.find(":=") {
+    let signature = match top_level_colon_equals(&full) {
         Some(index) => &full[..index],
         None => full.split(" where").next().unwrap_or(&full),
     };
@@ -293,6 +327,23 @@ fn finish_declaration(declaration: &mut Declaration) {
             }
         }
     }
+}
+
+/// The first `:=` outside brackets: where a declaration's value starts (a
+/// `let x := v` inside parentheses belongs to the type).
+fn top_level_colon_equals(text: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut previous = ' ';
+    for (index, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' | '⦃' | '⟨' => depth += 1,
+            ')' | ']' | '}' | '⦄' | '⟩' => depth -= 1,
+            '=' if previous == ':' && depth == 0 => return Some(index - 1),
+            _ => {}
+        }
+        previous = c;
+    }
+    None
 }
 
 /// Identifier-like tokens of some code.

@@ -9,6 +9,7 @@
 mod acts;
 mod analysis;
 mod replay;
+mod terms;
 
 use analysis::{goal_of, tokens, Declaration, Item, LineCol};
 use lean_protocol::{CommandReply, Message, Pos, ProofStepReply, Reply, Request, Severity, Sorry};
@@ -49,9 +50,25 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Constant {
     name: String,
+    /// The keyword that declared it (`theorem`, `instance`, ...).
     kind: String,
     axioms: BTreeSet<String>,
     signature: String,
+    /// The type as a term key (see `terms`): what the farm compares.
+    term: String,
+}
+
+impl Constant {
+    /// The kind Lean's `ConstantInfo` gives a constant declared with this keyword.
+    fn constant_kind(&self) -> &'static str {
+        match self.kind.as_str() {
+            "theorem" | "lemma" => "theorem",
+            "axiom" => "axiom",
+            "opaque" => "opaque",
+            "structure" | "inductive" | "class" => "inductive",
+            _ => "def",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -65,6 +82,24 @@ struct Environment {
 impl Environment {
     fn find(&self, name: &str) -> Option<&Constant> {
         self.constants.iter().find(|constant| constant.name == name)
+    }
+}
+
+/// The namespaces and sections open while a command is elaborated.
+#[derive(Default)]
+struct Scope {
+    /// Namespaces names resolve through (`open`, and the current namespaces).
+    opens: Vec<String>,
+    /// Open `namespace`s (with their names) and `section`s (`None`).
+    blocks: Vec<Option<String>>,
+}
+
+impl Scope {
+    /// A name as declared inside the current namespaces.
+    fn prefixed(&self, name: &str) -> String {
+        let mut full: Vec<&str> = self.blocks.iter().flatten().map(String::as_str).collect();
+        full.push(name);
+        full.join(".")
     }
 }
 
@@ -297,6 +332,7 @@ impl Session {
         let mut sorries = Vec::new();
         let mut fault = Fault::None;
         let mut extra_axioms: Vec<(String, Vec<String>)> = Vec::new();
+        let mut scope = Scope::default();
         for item in &items {
             if let Item::Directive { directive, .. } = item {
                 if let Some(rest) = directive.strip_prefix("axioms ") {
@@ -342,10 +378,22 @@ impl Session {
                     self.declare(
                         declaration,
                         environment,
+                        &scope,
                         &extra_axioms,
                         &mut messages,
                         &mut sorries,
                     );
+                }
+                Item::Open(namespaces) => scope.opens.extend(namespaces),
+                Item::Namespace(name) => {
+                    scope.opens.push(scope.prefixed(&name));
+                    scope.blocks.push(Some(name));
+                }
+                Item::Section => scope.blocks.push(None),
+                Item::End => {
+                    if let Some(Some(_)) = scope.blocks.pop() {
+                        scope.opens.pop();
+                    }
                 }
                 Item::PrintAxioms { name, pos, end } => {
                     let data = match environment.find(&name) {
@@ -383,7 +431,7 @@ impl Session {
                         let nonce = command.trim_start_matches("#leanfarm_audit_");
                         let entries: Vec<serde_json::Value> = environment.constants[*first..]
                             .iter()
-                            .map(|c| serde_json::json!({"name": c.name, "kind": c.kind, "axioms": c.axioms, "type": c.signature}))
+                            .map(|c| serde_json::json!({"name": c.name, "kind": c.constant_kind(), "axioms": c.axioms, "type": c.signature, "term": c.term}))
                             .collect();
                         let data = format!(
                             "leanfarm-audit {nonce} {}",
@@ -452,12 +500,14 @@ impl Session {
 
     fn declare(
         &mut self,
-        declaration: Declaration,
+        mut declaration: Declaration,
         environment: &mut Environment,
+        scope: &Scope,
         extra_axioms: &[(String, Vec<String>)],
         messages: &mut Vec<Message>,
         sorries: &mut Vec<Sorry>,
     ) {
+        declaration.name = declaration.name.map(|name| scope.prefixed(&name));
         if let Some(name) = &declaration.name {
             if environment.find(name).is_some() {
                 let data = format!("'{name}' has already been declared");
@@ -518,14 +568,30 @@ impl Session {
         if declaration.kind == "axiom" {
             axioms.insert(own_name.clone());
         }
-        if let Some(name) = declaration.name {
-            environment.constants.push(Constant {
-                name,
-                kind: declaration.kind,
-                axioms,
-                signature: declaration.signature,
-            });
-        }
+        let visible: Vec<terms::Visible<'_>> = environment
+            .constants
+            .iter()
+            .map(|constant| terms::Visible {
+                name: &constant.name,
+                kind: &constant.kind,
+                signature: &constant.signature,
+            })
+            .collect();
+        let term = terms::term_key(&declaration.signature, &visible, &scope.opens);
+        let name = match (declaration.name, declaration.kind.as_str()) {
+            (Some(name), _) if declaration.private => format!("_private.Sim.0.{name}"),
+            (Some(name), _) => name,
+            // An anonymous instance is named after its class and arguments.
+            (None, "instance") => terms::instance_name(&declaration.signature),
+            (None, _) => return,
+        };
+        environment.constants.push(Constant {
+            name,
+            kind: declaration.kind,
+            axioms,
+            signature: declaration.signature,
+            term,
+        });
     }
 }
 

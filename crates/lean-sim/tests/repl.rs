@@ -174,7 +174,7 @@ fn a_spoofed_print_axioms_lies_but_the_audit_does_not() {
     let audit = command_reply(repl.cmd("#leanfarm_audit_beef", Some(reply.env)));
     assert_eq!(
         audit.messages[0].data,
-        r#"leanfarm-audit beef [{"axioms":["sorryAx"],"kind":"theorem","name":"t","type":": 1 = 2"}]"#
+        r#"leanfarm-audit beef [{"axioms":["sorryAx"],"kind":"theorem","name":"t","term":": 1 = 2","type":": 1 = 2"}]"#
     );
     let unknown = command_reply(repl.cmd("#leanfarm_audit_other", Some(reply.env)));
     assert_eq!(unknown.messages[0].severity, lean_protocol::Severity::Error);

@@ -1,7 +1,7 @@
 //! The store's specification, written once and run against every backend
 //! (`store_suite!`). Each test opens its own fresh store.
 
-use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict, VerdictReason};
+use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
 use leanfarm_store::{
     CompleteOutcome, JobState, KeyScope, ListFilter, NewJob, ReleaseOutcome, Store, TenantRecord,
     WorkerOffer,
@@ -35,9 +35,7 @@ fn jobs(prefix: &str, tenant: &str, count: usize) -> Vec<NewJob> {
 }
 
 fn verdict() -> Verdict {
-    let mut verdict = Verdict::failed(CheckStatus::Valid, VerdictReason::new("", ""));
-    verdict.reason = None;
-    verdict
+    Verdict::valid()
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -139,7 +137,7 @@ async fn claim_renew_complete_once(store: Store) {
     );
     let done = store.get("a00000").await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Done);
-    assert_eq!(done.result.unwrap().status, CheckStatus::Valid);
+    assert_eq!(done.result.unwrap().status(), CheckStatus::Valid);
     assert!(done.finished_at.is_some());
     let counts = store.queue_counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.done), (1, 1, 1));
@@ -677,7 +675,7 @@ async fn a_sqlite_store_survives_reopening() {
             .unwrap()
             .result
             .unwrap()
-            .status,
+            .status(),
         CheckStatus::Valid
     );
 }

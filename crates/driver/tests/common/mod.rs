@@ -118,8 +118,5 @@ pub fn request(code: &str) -> CheckRequest {
 
 /// The code of a verdict's reason; empty for a valid one.
 pub fn reason_code(verdict: &Verdict) -> &str {
-    verdict
-        .reason
-        .as_ref()
-        .map_or("", |reason| reason.code.as_str())
+    verdict.reason().map_or("", |reason| reason.code.as_str())
 }
