@@ -9,10 +9,12 @@
 //! verdict is translated so that the client derives the same status: a
 //! policy rejection becomes an error message naming the rule.
 //!
-//! Replies are typed (`CheckReply`, `VerifyReply`, `ReplResponse`); their
-//! fields are declared in the order the JSON has always listed them
-//! (alphabetical). This module must never change a reply's shape: Kimina's
-//! client parses it.
+//! Replies are typed (`CheckReply`, `VerifyReply`, `ReplResponse`), with
+//! `lean_protocol`'s `Pos` and `Sorry` for the REPL-shaped parts. Their JSON
+//! has the keys, values and nesting the earlier `json!` builder sent (the
+//! tests hold that builder as the reference); only key order inside an
+//! object may differ. This module must never change a reply's shape:
+//! Kimina's client parses it.
 
 use crate::body::parse_body;
 use crate::error::ApiError;
@@ -399,5 +401,281 @@ fn command_response(verdict: &Verdict) -> CommandResponse {
         env: 0,
         messages,
         sorries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The typed replies against the `json!` builder this module used
+    //! before them (kept here, verbatim, as the reference): for every kind
+    //! of verdict, both endpoints send the same JSON.
+
+    use super::*;
+    use leanfarm_core::{VerdictReason, VerdictSorry};
+    use serde_json::json;
+
+    /// Kimina's `(time, error, response)` for one job.
+    fn old_translate(record: &JobRecord, timeout: f64) -> (f64, Option<String>, Option<Value>) {
+        if !is_final(record.state) {
+            return (
+                0.0,
+                Some(format!(
+                    "Lean Farm: the check timed out waiting in the queue (timeout {timeout} s)"
+                )),
+                None,
+            );
+        }
+        let Some(verdict) = &record.result else {
+            let why = record.last_error.as_deref().unwrap_or("unknown error");
+            debug_assert_eq!(record.state, JobState::Dead);
+            return (
+                0.0,
+                Some(format!(
+                    "Lean Farm: the farm gave up after {} attempts: {why}",
+                    record.attempts
+                )),
+                None,
+            );
+        };
+        let time = verdict.timings.body_ms / 1000.0;
+        let reason = verdict
+            .reason
+            .as_ref()
+            .map(|r| r.message.clone())
+            .unwrap_or_default();
+        match verdict.status {
+            CheckStatus::TimeoutError => (
+                time,
+                Some(format!("Lean Farm: the check timed out: {reason}")),
+                None,
+            ),
+            CheckStatus::ServerError => (time, Some(format!("Lean Farm: {reason}")), None),
+            CheckStatus::ReplError => (
+                time,
+                None,
+                Some(json!({ "message": format!("Lean Farm: {reason}") })),
+            ),
+            CheckStatus::Valid | CheckStatus::Sorry | CheckStatus::LeanError => {
+                (time, None, Some(old_command_response(verdict)))
+            }
+        }
+    }
+
+    /// A REPL-style command response carrying the verdict.
+    fn old_command_response(verdict: &Verdict) -> Value {
+        let position = |line: u32, column: u32| json!({ "line": line, "column": column });
+        let mut messages: Vec<Value> = verdict
+            .messages
+            .iter()
+            .map(|message| {
+                let end = match (message.end_line, message.end_column) {
+                    (Some(line), Some(column)) => position(line, column),
+                    _ => Value::Null,
+                };
+                json!({ "severity": message.severity, "pos": position(message.line, message.column), "endPos": end, "data": message.data })
+            })
+            .collect();
+        let mut sorries: Vec<Value> = verdict
+            .sorries
+            .iter()
+            .map(|sorry| json!({ "pos": position(sorry.line, sorry.column), "endPos": position(sorry.line, sorry.column), "goal": sorry.goal }))
+            .collect();
+        let has_error = verdict
+            .messages
+            .iter()
+            .any(|message| message.severity == "error");
+        match verdict.status {
+            CheckStatus::LeanError if !has_error => {
+                // A policy rule, not Lean, rejected the snippet: say so as an error.
+                let reason = verdict
+                    .reason
+                    .as_ref()
+                    .map(|r| format!("Lean Farm: {} ({})", r.message, r.code))
+                    .unwrap_or_default();
+                messages.push(json!({ "severity": "error", "pos": position(1, 0), "endPos": Value::Null, "data": reason }));
+            }
+            CheckStatus::Sorry if sorries.is_empty() => {
+                // `sorryAx` reached without a `sorry` token: the proof still uses sorry.
+                sorries.push(json!({ "pos": position(1, 0), "endPos": position(1, 0), "goal": "(sorryAx is among the axioms)" }));
+            }
+            _ => {}
+        }
+        let mut response = json!({ "env": 0, "messages": messages });
+        if !sorries.is_empty() {
+            response["sorries"] = Value::Array(sorries);
+        }
+        response
+    }
+
+    fn record(state: JobState, result: Option<Verdict>) -> JobRecord {
+        JobRecord {
+            id: "job".into(),
+            tenant: "default".into(),
+            batch_id: None,
+            state,
+            request: request(Some("a".into()), "example".into(), 30.0, None),
+            header_key: String::new(),
+            toolchain: None,
+            project: None,
+            result,
+            attempts: 3,
+            max_attempts: 3,
+            last_error: Some("the sandbox could not start".into()),
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn verdict(
+        status: CheckStatus,
+        messages: Vec<VerdictMessage>,
+        sorries: Vec<VerdictSorry>,
+    ) -> Verdict {
+        let mut verdict = Verdict::failed(status, VerdictReason::new("rule_code", "what happened"));
+        verdict.messages = messages;
+        verdict.sorries = sorries;
+        verdict.timings.body_ms = 1234.0;
+        verdict
+    }
+
+    fn message(severity: &str, end: Option<(u32, u32)>, data: &str) -> VerdictMessage {
+        VerdictMessage {
+            severity: severity.into(),
+            line: 3,
+            column: 4,
+            end_line: end.map(|(line, _)| line),
+            end_column: end.map(|(_, column)| column),
+            data: data.into(),
+        }
+    }
+
+    fn every_kind_of_record() -> Vec<JobRecord> {
+        let error = message("error", Some((3, 9)), "unknown identifier 'x'");
+        let warning = message("warning", None, "declaration uses 'sorry'");
+        let info = message(
+            "information",
+            Some((5, 0)),
+            "an unusual severity passes through",
+        );
+        let sorry = VerdictSorry {
+            line: 7,
+            column: 2,
+            goal: "⊢ True".into(),
+        };
+        vec![
+            record(JobState::Queued, None),
+            record(JobState::Running, None),
+            record(JobState::Dead, None),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::TimeoutError, vec![], vec![])),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::ServerError, vec![], vec![])),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::ReplError, vec![], vec![])),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::Valid, vec![], vec![])),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::Valid, vec![info.clone()], vec![])),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(
+                    CheckStatus::LeanError,
+                    vec![error.clone(), warning.clone()],
+                    vec![],
+                )),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(
+                    CheckStatus::LeanError,
+                    vec![warning.clone()],
+                    vec![],
+                )),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(
+                    CheckStatus::Sorry,
+                    vec![warning.clone()],
+                    vec![sorry.clone()],
+                )),
+            ),
+            record(
+                JobState::Done,
+                Some(verdict(CheckStatus::Sorry, vec![], vec![])),
+            ),
+        ]
+    }
+
+    #[test]
+    fn api_check_results_are_the_json_they_always_were() {
+        for record in every_kind_of_record() {
+            let (time, error, response) = translate(&record, 30.0);
+            let typed = serde_json::to_value(CheckResult {
+                error,
+                id: "a".into(),
+                response,
+                time,
+            })
+            .unwrap();
+            let (time, error, response) = old_translate(&record, 30.0);
+            let reference =
+                json!({ "id": "a", "time": time, "error": error, "response": response });
+            assert_eq!(
+                typed,
+                reference,
+                "for {:?}",
+                record.result.as_ref().map(|v| v.status)
+            );
+        }
+    }
+
+    #[test]
+    fn verify_results_are_the_json_they_always_were() {
+        for custom_id in [json!("proof-1"), json!(17)] {
+            for record in every_kind_of_record() {
+                let (time, error, response) = translate(&record, 30.0);
+                let typed = serde_json::to_value(VerifyResult {
+                    custom_id: custom_id.clone(),
+                    error,
+                    response: response.map(|response| TimedResponse { response, time }),
+                })
+                .unwrap();
+                let (time, error, response) = old_translate(&record, 30.0);
+                let mut reference = json!({ "custom_id": custom_id });
+                if let Some(error) = error {
+                    reference["error"] = Value::String(error);
+                }
+                if let Some(mut response) = response {
+                    response["time"] = json!(time);
+                    reference["response"] = response;
+                }
+                assert_eq!(
+                    typed,
+                    reference,
+                    "for {:?}",
+                    record.result.as_ref().map(|v| v.status)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn health_is_status_ok() {
+        assert_eq!(
+            serde_json::to_value(Health { status: "ok" }).unwrap(),
+            json!({ "status": "ok" })
+        );
     }
 }
