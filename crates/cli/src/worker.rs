@@ -3,7 +3,7 @@
 use crate::config::{self, CheckerArgs};
 use crate::CliError;
 use clap::Args;
-use leanfarm_server::worker::{self, Queue, RemoteQueue};
+use leanfarm_worker::HttpQueue;
 use std::path::PathBuf;
 use tokio::sync::watch;
 
@@ -35,14 +35,15 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         format!("worker-{}-{}", host.trim(), std::process::id())
     });
     let worker_config = config::worker_config(&args.checker, worker_id.clone());
-    let queue = Queue::Remote(RemoteQueue::new(&args.server, &args.token));
+    let queue = HttpQueue::new(&args.server, &args.token)
+        .map_err(|error| CliError::Startup(error.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     eprintln!(
         "leanfarm: worker {worker_id} with {slots} slots, leasing from {}",
         args.server
     );
     tracing::info!(worker_id, slots, server = %args.server, "worker started");
-    let work = tokio::spawn(worker::run(queue, driver, worker_config, stopped));
+    let work = tokio::spawn(leanfarm_worker::run(queue, driver, worker_config, stopped));
     config::shutdown_signal().await;
     tracing::info!("shutting down: no new leases; draining running checks");
     let _ = stop.send(true);

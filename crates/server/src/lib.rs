@@ -5,19 +5,31 @@
 //! a store poll as fallback (another process may finish the job). It keeps
 //! no state a second replica could not rebuild from the store.
 //!
+//! Module map: `routes` wires every endpoint; `api` (the `/v1` API and
+//! probes), `kimina` (Kimina's endpoints) and `remote` (the worker API) are
+//! the handlers; `submit` is the submission logic `api` and `kimina` share;
+//! `completion` is what follows a stored verdict, for `remote` and for
+//! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
+//! `error` and `metrics` serve them all. No two modules import each other.
+//!
 //! This module must never change a job's state except through `Store`.
 
 mod api;
 pub mod auth;
+mod body;
+mod completion;
 mod error;
+mod in_process_queue;
 mod kimina;
 mod metrics;
 mod remote;
-pub mod worker;
+mod routes;
+mod submit;
 
 pub use error::ApiError;
+pub use in_process_queue::InProcessQueue;
+pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
-pub use worker::WorkerConfig;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -99,7 +111,7 @@ impl AppState {
 
 /// The router of the whole API.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    api::routes(state)
+    routes::router(state)
 }
 
 /// A running farm: the API on a bound listener plus the workers.
@@ -126,8 +138,8 @@ impl Farm {
             shutdown_receiver.clone(),
         ));
         let workers = match state.driver.clone() {
-            Some(driver) => tokio::spawn(worker::run(
-                worker::Queue::Local(Arc::clone(&state)),
+            Some(driver) => tokio::spawn(leanfarm_worker::run(
+                InProcessQueue::new(Arc::clone(&state)),
                 driver,
                 worker,
                 shutdown_receiver.clone(),

@@ -2,9 +2,12 @@
 //! leases, and complete or release them over HTTP, with a worker token and
 //! no database or bucket credentials of their own. Each call is one store
 //! operation; the server does what follows a stored verdict (metrics,
-//! artifacts, waking the requests that wait for it).
+//! artifacts, waking the requests that wait for it) through
+//! `completion::verdict_stored`, as for the in-process workers. The wire
+//! types are `leanfarm_worker::protocol`'s, shared with the worker's client.
 
-use crate::api::parse_body;
+use crate::body::parse_body;
+use crate::completion::verdict_stored;
 use crate::error::ApiError;
 use crate::{auth, AppState};
 use axum::body::Bytes;
@@ -12,9 +15,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use leanfarm_core::Verdict;
-use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
-use serde::{Deserialize, Serialize};
+use leanfarm_store::{CompleteOutcome, Lease, WorkerOffer};
+use leanfarm_worker::protocol::{
+    CompleteRequest, CompleteResponse, LeaseRequest, LeaseResponse, ReleaseRequest,
+    ReleaseResponse, RenewRequest, RenewResponse,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,81 +28,6 @@ const MAX_LEASE_SECONDS: f64 = 600.0;
 const MIN_LEASE_SECONDS: f64 = 1.0;
 const MAX_WAIT_SECONDS: f64 = 30.0;
 const MAX_JOBS_PER_LEASE: usize = 256;
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaseRequest {
-    pub worker_id: String,
-    /// Jobs wanted (free slots).
-    pub max: usize,
-    pub lease_seconds: f64,
-    /// Headers the worker holds warm REPLs for; their jobs go to it first.
-    #[serde(default)]
-    pub warm_headers: Vec<String>,
-    /// How long to wait on the server for work when there is none.
-    #[serde(default)]
-    pub wait_seconds: f64,
-    /// The worker's toolchain and project names: jobs that require others
-    /// are not leased to it.
-    #[serde(default)]
-    pub toolchain: Option<String>,
-    #[serde(default)]
-    pub project: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct LeaseResponse {
-    pub leases: Vec<Lease>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaseRef {
-    pub job_id: String,
-    pub lease_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenewRequest {
-    pub leases: Vec<LeaseRef>,
-    pub lease_seconds: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct RenewResponse {
-    /// Per lease, whether the worker still holds it.
-    pub held: Vec<bool>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
-    pub job_id: String,
-    pub lease_id: String,
-    pub verdict: Verdict,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct CompleteResponse {
-    /// `stored`, or `stale` when the lease was lost (nothing was written).
-    pub outcome: CompleteOutcome,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseRequest {
-    pub job_id: String,
-    pub lease_id: String,
-    /// The infrastructure failure (never a Lean verdict).
-    pub error: String,
-    pub retry_after_seconds: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct ReleaseResponse {
-    pub outcome: ReleaseOutcome,
-}
 
 fn lease_duration(seconds: f64) -> Result<Duration, ApiError> {
     if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&seconds) {
@@ -190,7 +120,7 @@ pub(crate) async fn complete(
                 header_key: record.header_key,
                 expires_at: 0,
             };
-            crate::worker::finished(&state, &lease, request.verdict, seconds);
+            verdict_stored(&state, &lease, request.verdict, seconds);
         }
     }
     Ok(Json(CompleteResponse { outcome }))

@@ -1,0 +1,221 @@
+//! What every submission path shares (`/v1/checks` and the Kimina
+//! endpoints): validation, the target check, the queue limits, enqueueing
+//! in one transaction, and waiting for the verdicts.
+//!
+//! It knows nothing of any endpoint's request or response shape, and must
+//! never change a job's state except through `Store`.
+
+use crate::error::ApiError;
+use crate::AppState;
+use leanfarm_core::CheckRequest;
+use leanfarm_driver::Driver;
+use leanfarm_store::{JobRecord, JobState, NewJob, WorkerSeen};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// Attempts before a job that keeps failing for infrastructure reasons is dead-lettered.
+const MAX_ATTEMPTS: u32 = 3;
+/// How often a waiting request re-reads the store when no in-process notice came.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Which workers may run a submission's jobs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Target {
+    pub toolchain: Option<String>,
+    pub project: Option<String>,
+}
+
+/// A worker counts as able to run a target if it claimed within this window.
+pub(crate) const WORKER_SEEN_WINDOW: Duration = Duration::from_secs(300);
+
+impl Target {
+    fn describe(toolchain: Option<&str>, project: Option<&str>) -> String {
+        match (toolchain, project) {
+            (Some(toolchain), Some(project)) => {
+                format!("toolchain `{toolchain}` with project `{project}`")
+            }
+            (Some(toolchain), None) => format!("toolchain `{toolchain}`"),
+            (None, Some(project)) => format!("project `{project}`"),
+            (None, None) => "any toolchain".to_string(),
+        }
+    }
+
+    /// Refuse a target that no worker can run: the in-process workers, or a
+    /// worker that claimed within `WORKER_SEEN_WINDOW`. A job no worker can
+    /// run would wait forever.
+    async fn check_served(&self, state: &AppState) -> Result<(), ApiError> {
+        let (toolchain, project) = (self.toolchain.as_deref(), self.project.as_deref());
+        if toolchain.is_none() && project.is_none() {
+            return Ok(());
+        }
+        // The in-process workers count from the start, before their first claim.
+        let local = state.driver.as_ref().map(|driver| WorkerSeen {
+            worker_id: "in-process".to_string(),
+            toolchain: Some(driver.toolchain().name.clone()),
+            project: Some(driver.toolchain().project_name.clone()),
+            seen_at: leanfarm_store::now_millis(),
+        });
+        if local
+            .as_ref()
+            .is_some_and(|worker| worker.can_run(toolchain, project))
+        {
+            return Ok(());
+        }
+        let workers = workers_seen_lately(state).await?;
+        if workers
+            .iter()
+            .any(|worker| worker.can_run(toolchain, project))
+        {
+            return Ok(());
+        }
+        let mut offered: Vec<String> = workers
+            .iter()
+            .chain(&local)
+            .map(|worker| Target::describe(worker.toolchain.as_deref(), worker.project.as_deref()))
+            .collect();
+        offered.sort();
+        offered.dedup();
+        Err(ApiError::NoWorkerForTarget {
+            wanted: Target::describe(toolchain, project),
+            window_seconds: WORKER_SEEN_WINDOW.as_secs(),
+            offered: if offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                offered.join("; ")
+            },
+        })
+    }
+}
+
+/// The workers that claimed within `WORKER_SEEN_WINDOW`.
+pub(crate) async fn workers_seen_lately(state: &AppState) -> Result<Vec<WorkerSeen>, ApiError> {
+    let since = leanfarm_store::now_millis() - WORKER_SEEN_WINDOW.as_millis() as i64;
+    Ok(state.store.workers_seen(since).await?)
+}
+
+pub(crate) fn is_final(state: JobState) -> bool {
+    matches!(state, JobState::Done | JobState::Dead)
+}
+
+/// Validate, enqueue (one transaction), and wait up to `wait` for the results.
+pub(crate) async fn submit_and_wait(
+    state: &AppState,
+    tenant: &str,
+    target: &Target,
+    requests: Vec<CheckRequest>,
+    wait: Duration,
+) -> Result<(String, Vec<JobRecord>), ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
+    validate(state, &requests)?;
+    target.check_served(state).await?;
+    let queued = state.queued_jobs.load(Ordering::Relaxed);
+    if queued + requests.len() as u64 > state.limits.max_queued_jobs {
+        state.metrics.request_rejected();
+        return Err(ApiError::QueueFull { queued });
+    }
+    if let Some(limits) = state.store.get_tenant(tenant).await? {
+        let open = state.store.tenant_open_jobs(tenant).await?;
+        if open + requests.len() as u64 > limits.max_queued {
+            state.metrics.request_rejected();
+            return Err(ApiError::TenantQueueFull {
+                tenant: tenant.to_string(),
+                open,
+                limit: limits.max_queued,
+            });
+        }
+    }
+    let batch_id = uuid::Uuid::now_v7().to_string();
+    let jobs: Vec<NewJob> = requests
+        .into_iter()
+        .map(|request| NewJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant: tenant.to_string(),
+            batch_id: Some(batch_id.clone()),
+            header_key: Driver::header_key(&request.code),
+            request,
+            max_attempts: MAX_ATTEMPTS,
+            toolchain: target.toolchain.clone(),
+            project: target.project.clone(),
+        })
+        .collect();
+    let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();
+    // Subscribe before enqueueing so no completion can be missed.
+    let completions = state.completions.subscribe();
+    state.store.enqueue(jobs).await?;
+    state.enqueued.notify_waiters();
+    state.enqueued.notify_one();
+    let records = wait_for(state, &ids, completions, wait).await?;
+    Ok((batch_id, records))
+}
+
+fn validate(state: &AppState, requests: &[CheckRequest]) -> Result<(), ApiError> {
+    let limits = &state.limits;
+    if requests.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if requests.len() > limits.max_batch {
+        return Err(ApiError::BatchTooLarge {
+            size: requests.len(),
+            limit: limits.max_batch,
+        });
+    }
+    for (index, request) in requests.iter().enumerate() {
+        let id = request
+            .custom_id
+            .clone()
+            .unwrap_or_else(|| format!("#{index}"));
+        if request.code.len() > limits.max_snippet_bytes {
+            return Err(ApiError::SnippetTooLarge {
+                id,
+                size: request.code.len(),
+                limit: limits.max_snippet_bytes,
+            });
+        }
+        if request.code.contains('\0') {
+            return Err(ApiError::NulByte(id));
+        }
+        let timeout = request.timeout_seconds;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= limits.max_timeout_seconds) {
+            return Err(ApiError::InvalidTimeout {
+                limit: limits.max_timeout_seconds,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Wait until every job is final or `wait` runs out; returns the records in order.
+async fn wait_for(
+    state: &AppState,
+    ids: &[String],
+    mut completions: broadcast::Receiver<String>,
+    wait: Duration,
+) -> Result<Vec<JobRecord>, ApiError> {
+    let deadline = Instant::now() + wait;
+    let mut pending: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut next_poll = Instant::now() + WAIT_POLL;
+    while !pending.is_empty() && Instant::now() < deadline {
+        tokio::select! {
+            received = completions.recv() => match received {
+                Ok(job_id) => { pending.remove(job_id.as_str()); }
+                Err(broadcast::error::RecvError::Lagged(_)) => next_poll = Instant::now(),
+                Err(broadcast::error::RecvError::Closed) => next_poll = Instant::now(),
+            },
+            _ = tokio::time::sleep_until(next_poll.min(deadline).into()) => {}
+        }
+        if Instant::now() >= next_poll {
+            let records = state.store.get_many(ids).await?;
+            pending.retain(|id| {
+                records
+                    .iter()
+                    .any(|record| record.id == *id && !is_final(record.state))
+            });
+            next_poll = Instant::now() + WAIT_POLL;
+        }
+    }
+    Ok(state.store.get_many(ids).await?)
+}

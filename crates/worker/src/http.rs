@@ -1,0 +1,145 @@
+//! `HttpQueue`: the `JobQueue` of `leanfarm worker`, a client of a farm's
+//! `/v1/worker/*` endpoints with a worker token.
+//!
+//! It holds no database or bucket credentials and must never need them:
+//! the server does what follows a stored verdict (metrics, artifacts,
+//! waking the requests that wait for it).
+
+use crate::protocol::{
+    CompleteRequest, CompleteResponse, LeaseRef, LeaseRequest, LeaseResponse, ReleaseRequest,
+    ReleaseResponse, RenewRequest, RenewResponse,
+};
+use crate::queue::{JobQueue, QueueError};
+use leanfarm_core::Verdict;
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
+use std::time::{Duration, Instant};
+
+/// How long a lease request waits on the server for work.
+pub const LEASE_WAIT_SECONDS: f64 = 10.0;
+
+/// How long any one call to the farm may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a lease that waited on the server and found nothing, the pause
+/// before asking again.
+const PAUSE_AFTER_EMPTY_LEASE: Duration = Duration::from_millis(50);
+
+/// A client of the `/v1/worker/*` endpoints.
+pub struct HttpQueue {
+    client: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl HttpQueue {
+    /// A client of the farm at `base_url` (e.g. `http://leanfarm:8000`).
+    pub fn new(base_url: &str, token: &str) -> Result<HttpQueue, QueueError> {
+        let client = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(QueueError::Client)?;
+        Ok(HttpQueue {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    async fn call<Body: serde::Serialize, Answer: serde::de::DeserializeOwned>(
+        &self,
+        path: &'static str,
+        body: &Body,
+    ) -> Result<Answer, QueueError> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| QueueError::Unreachable { path, source })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(QueueError::Refused {
+                path,
+                status: status.as_u16(),
+                body,
+            });
+        }
+        response
+            .json()
+            .await
+            .map_err(|source| QueueError::UnreadableAnswer { path, source })
+    }
+}
+
+impl JobQueue for HttpQueue {
+    async fn lease(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+        offer: WorkerOffer,
+    ) -> Result<Vec<Lease>, QueueError> {
+        let request = LeaseRequest {
+            worker_id: worker_id.to_string(),
+            max,
+            lease_seconds: lease.as_secs_f64(),
+            warm_headers: offer.warm_headers,
+            wait_seconds: LEASE_WAIT_SECONDS,
+            toolchain: offer.toolchain,
+            project: offer.project,
+        };
+        let answer: LeaseResponse = self.call("/v1/worker/lease", &request).await?;
+        Ok(answer.leases)
+    }
+
+    async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool, QueueError> {
+        let request = RenewRequest {
+            leases: vec![LeaseRef {
+                job_id: lease.job_id.clone(),
+                lease_id: lease.lease_id.clone(),
+            }],
+            lease_seconds: duration.as_secs_f64(),
+        };
+        let answer: RenewResponse = self.call("/v1/worker/renew", &request).await?;
+        Ok(answer.held.first() == Some(&true))
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        verdict: &Verdict,
+        _started: Instant,
+    ) -> Result<CompleteOutcome, QueueError> {
+        let request = CompleteRequest {
+            job_id: lease.job_id.clone(),
+            lease_id: lease.lease_id.clone(),
+            verdict: verdict.clone(),
+        };
+        let answer: CompleteResponse = self.call("/v1/worker/complete", &request).await?;
+        Ok(answer.outcome)
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<ReleaseOutcome, QueueError> {
+        let request = ReleaseRequest {
+            job_id: lease.job_id.clone(),
+            lease_id: lease.lease_id.clone(),
+            error: error.to_string(),
+            retry_after_seconds: retry_after.as_secs_f64(),
+        };
+        let answer: ReleaseResponse = self.call("/v1/worker/release", &request).await?;
+        Ok(answer.outcome)
+    }
+
+    /// The lease already waited on the server; pause only briefly.
+    async fn wait_for_work(&self, _poll_interval: Duration) {
+        tokio::time::sleep(PAUSE_AFTER_EMPTY_LEASE).await;
+    }
+}
