@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(crate) fn verdict_stored(state: &Arc<AppState>, lease: &Lease, verdict: Verdict, seconds: f64) {
     state
         .metrics
-        .job_finished(&lease.tenant, verdict.status, seconds);
+        .job_finished(&lease.tenant, verdict.status(), seconds);
     let _ = state.completions.send(lease.job_id.clone());
     tokio::spawn(write_artifacts(Arc::clone(state), lease.clone(), verdict));
 }

@@ -172,7 +172,7 @@ impl ReplMessage {
                 line: message.line,
                 column: message.column,
             },
-            severity: message.severity.clone(),
+            severity: message.severity.as_str().to_string(),
         }
     }
 }
@@ -333,11 +333,10 @@ fn translate(record: &JobRecord, timeout: f64) -> (f64, Option<String>, Option<R
     };
     let time = verdict.timings.body_ms / 1000.0;
     let reason = verdict
-        .reason
-        .as_ref()
+        .reason()
         .map(|r| r.message.clone())
         .unwrap_or_default();
-    match verdict.status {
+    match verdict.status() {
         CheckStatus::TimeoutError => (
             time,
             Some(format!("Lean Farm: the check timed out: {reason}")),
@@ -375,13 +374,12 @@ fn command_response(verdict: &Verdict) -> CommandResponse {
     let has_error = verdict
         .messages
         .iter()
-        .any(|message| message.severity == error);
-    match verdict.status {
+        .any(|message| message.severity == leanfarm_core::Severity::Error);
+    match verdict.status() {
         CheckStatus::LeanError if !has_error => {
             // A policy rule, not Lean, rejected the snippet: say so as an error.
             let reason = verdict
-                .reason
-                .as_ref()
+                .reason()
                 .map(|r| format!("Lean Farm: {} ({})", r.message, r.code))
                 .unwrap_or_default();
             messages.push(ReplMessage {
@@ -411,6 +409,7 @@ mod tests {
     //! of verdict, both endpoints send the same JSON.
 
     use super::*;
+    use leanfarm_core::ReasonCode;
     use leanfarm_core::{VerdictReason, VerdictSorry};
     use serde_json::json;
 
@@ -439,11 +438,10 @@ mod tests {
         };
         let time = verdict.timings.body_ms / 1000.0;
         let reason = verdict
-            .reason
-            .as_ref()
+            .reason()
             .map(|r| r.message.clone())
             .unwrap_or_default();
-        match verdict.status {
+        match verdict.status() {
             CheckStatus::TimeoutError => (
                 time,
                 Some(format!("Lean Farm: the check timed out: {reason}")),
@@ -483,13 +481,12 @@ mod tests {
         let has_error = verdict
             .messages
             .iter()
-            .any(|message| message.severity == "error");
-        match verdict.status {
+            .any(|message| message.severity == leanfarm_core::Severity::Error);
+        match verdict.status() {
             CheckStatus::LeanError if !has_error => {
                 // A policy rule, not Lean, rejected the snippet: say so as an error.
                 let reason = verdict
-                    .reason
-                    .as_ref()
+                    .reason()
                     .map(|r| format!("Lean Farm: {} ({})", r.message, r.code))
                     .unwrap_or_default();
                 messages.push(json!({ "severity": "error", "pos": position(1, 0), "endPos": Value::Null, "data": reason }));
@@ -532,7 +529,18 @@ mod tests {
         messages: Vec<VerdictMessage>,
         sorries: Vec<VerdictSorry>,
     ) -> Verdict {
-        let mut verdict = Verdict::failed(status, VerdictReason::new("rule_code", "what happened"));
+        let code = match status {
+            CheckStatus::Valid => None,
+            CheckStatus::Sorry => Some(ReasonCode::UsesSorry),
+            CheckStatus::LeanError => Some(ReasonCode::ForbiddenAxiom),
+            CheckStatus::ReplError => Some(ReasonCode::ReplCrashed),
+            CheckStatus::TimeoutError => Some(ReasonCode::Timeout),
+            CheckStatus::ServerError => unreachable!("no reason code means server_error"),
+        };
+        let mut verdict = match code {
+            None => Verdict::valid(),
+            Some(code) => Verdict::rejected(VerdictReason::new(code, "what happened")),
+        };
         verdict.messages = messages;
         verdict.sorries = sorries;
         verdict.timings.body_ms = 1234.0;
@@ -541,7 +549,7 @@ mod tests {
 
     fn message(severity: &str, end: Option<(u32, u32)>, data: &str) -> VerdictMessage {
         VerdictMessage {
-            severity: severity.into(),
+            severity: serde_json::from_value(json!(severity)).unwrap(),
             line: 3,
             column: 4,
             end_line: end.map(|(line, _)| line),
@@ -553,11 +561,7 @@ mod tests {
     fn every_kind_of_record() -> Vec<JobRecord> {
         let error = message("error", Some((3, 9)), "unknown identifier 'x'");
         let warning = message("warning", None, "declaration uses 'sorry'");
-        let info = message(
-            "information",
-            Some((5, 0)),
-            "an unusual severity passes through",
-        );
+        let info = message("info", Some((5, 0)), "an info message passes through");
         let sorry = VerdictSorry {
             line: 7,
             column: 2,
@@ -570,10 +574,6 @@ mod tests {
             record(
                 JobState::Done,
                 Some(verdict(CheckStatus::TimeoutError, vec![], vec![])),
-            ),
-            record(
-                JobState::Done,
-                Some(verdict(CheckStatus::ServerError, vec![], vec![])),
             ),
             record(
                 JobState::Done,
@@ -636,7 +636,7 @@ mod tests {
                 typed,
                 reference,
                 "for {:?}",
-                record.result.as_ref().map(|v| v.status)
+                record.result.as_ref().map(|v| v.status())
             );
         }
     }
@@ -665,7 +665,7 @@ mod tests {
                     typed,
                     reference,
                     "for {:?}",
-                    record.result.as_ref().map(|v| v.status)
+                    record.result.as_ref().map(|v| v.status())
                 );
             }
         }

@@ -4,7 +4,7 @@
 //! job in the metrics, wake the requests waiting for it, and write its
 //! artifacts; a stale completion does none of these.
 
-use leanfarm_core::{CheckRequest, CheckStatus, Verdict, VerdictReason};
+use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_server::auth::{new_token, token_digest};
 use leanfarm_server::{AppState, Farm, InProcessQueue, Limits, WorkerConfig};
 use leanfarm_store::{ArtifactStore, CompleteOutcome, KeyScope, Lease, NewJob, Store, WorkerOffer};
@@ -56,10 +56,10 @@ async fn lease_one(queue: &impl JobQueue) -> Lease {
 }
 
 fn verdict() -> Verdict {
-    Verdict::failed(
-        CheckStatus::LeanError,
-        VerdictReason::new("lean_error", "unknown identifier"),
-    )
+    Verdict::rejected(VerdictReason::new(
+        ReasonCode::LeanError,
+        "unknown identifier",
+    ))
 }
 
 fn tenant_count(state: &AppState) -> String {

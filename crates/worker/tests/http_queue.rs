@@ -2,7 +2,7 @@
 //! with the worker token and the documented body, each answer is read back,
 //! and each way a call can fail is its own `QueueError`.
 
-use leanfarm_core::{CheckRequest, CheckStatus, Verdict, VerdictReason};
+use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
 use leanfarm_worker::{HttpQueue, JobQueue, QueueError, LEASE_WAIT_SECONDS};
 use serde_json::{json, Value};
@@ -149,7 +149,7 @@ async fn complete_sends_the_verdict_and_reads_the_outcome() {
     let (url, mut received) =
         scripted_farm(vec![(200, json!({ "outcome": "stale" }).to_string())]).await;
     let queue = HttpQueue::new(&url, "t").unwrap();
-    let verdict = Verdict::failed(CheckStatus::LeanError, VerdictReason::new("code", "why"));
+    let verdict = Verdict::rejected(VerdictReason::new(ReasonCode::LeanError, "why"));
     let outcome = queue
         .complete(&lease(), &verdict, Instant::now())
         .await

@@ -1,7 +1,7 @@
 //! The worker API's JSON, as workers and servers of any build exchange it:
 //! field names, defaults, and the refusal of unknown fields.
 
-use leanfarm_core::{CheckStatus, Verdict, VerdictReason};
+use leanfarm_core::{ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::{CompleteOutcome, ReleaseOutcome};
 use leanfarm_worker::protocol::{
     CompleteRequest, CompleteResponse, LeaseRef, LeaseRequest, LeaseResponse, ReleaseRequest,
@@ -82,7 +82,7 @@ fn requests_refuse_unknown_fields() {
         "{error}"
     );
 
-    let verdict = Verdict::failed(CheckStatus::ServerError, VerdictReason::new("x", "y"));
+    let verdict = Verdict::rejected(VerdictReason::new(ReasonCode::ReplCrashed, "y"));
     let mut complete = serde_json::to_value(CompleteRequest {
         job_id: "j".into(),
         lease_id: "l".into(),
@@ -91,6 +91,13 @@ fn requests_refuse_unknown_fields() {
     .unwrap();
     assert_eq!(keys(&complete), ["job_id", "lease_id", "verdict"]);
     serde_json::from_value::<CompleteRequest>(complete.clone()).expect("its own JSON reads");
+    let mut forged = complete.clone();
+    forged["verdict"]["status"] = json!("valid");
+    let error = serde_json::from_value::<CompleteRequest>(forged).unwrap_err();
+    assert!(
+        error.to_string().contains("does not go with reason"),
+        "a valid status with a reason is refused: {error}"
+    );
     complete["tenant"] = json!("t");
     let error = serde_json::from_value::<CompleteRequest>(complete).unwrap_err();
     assert!(
