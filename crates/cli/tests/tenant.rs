@@ -131,17 +131,17 @@ fn keys_lists_scope_creation_expiry_and_state_but_never_the_token() {
     assert!(!rows.iter().any(|row| row[0] == other_id));
 
     let farm = key_rows(&store, &["--farm"]);
-    let scopes: Vec<(&str, &str)> = farm
+    let mut scopes: Vec<(&str, &str)> = farm
         .iter()
         .map(|row| (row[0].as_str(), row[1].as_str()))
         .collect();
-    assert_eq!(
-        scopes,
-        [
-            (operator_id.as_str(), "operator"),
-            (farm_worker_id.as_str(), "worker")
-        ]
-    );
+    scopes.sort();
+    let mut expected = [
+        (operator_id.as_str(), "operator"),
+        (farm_worker_id.as_str(), "worker"),
+    ];
+    expected.sort();
+    assert_eq!(scopes, expected);
 
     for args in [&["keys", "acme"][..], &["keys", "--farm"], &["list"]] {
         let output = tenant(&store, args);
@@ -245,8 +245,8 @@ async fn an_expired_token_is_refused_by_the_farm() {
     let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
     leanfarm(&["tenant", "--store", &store, "set", "acme"]);
     let mut server = Server::start(data.path(), &["--slots", "0", "--require-auth"]);
-    let (_, lasting) = key(&store, &["key", "acme"]);
-    let (_, brief) = key(&store, &["key", "acme", "--expires-in", "2s"]);
+    let (lasting_id, lasting) = key(&store, &["key", "acme"]);
+    let (brief_id, brief) = key(&store, &["key", "acme", "--expires-in", "2s"]);
     server.token = Some(brief.clone());
     let (status, body) = server.get_json("/v1/checks").await;
     assert_eq!(status, 200, "{body}");
@@ -256,9 +256,15 @@ async fn an_expired_token_is_refused_by_the_farm() {
     server.token = Some(lasting);
     let (status, body) = server.get_json("/v1/checks").await;
     assert_eq!(status, 200, "{body}");
-    let rows = key_rows(&store, &["acme"]);
-    assert_eq!(
-        rows.iter().map(|row| row[4].as_str()).collect::<Vec<_>>(),
-        ["active", "expired"]
-    );
+    let mut states: Vec<(String, String)> = key_rows(&store, &["acme"])
+        .into_iter()
+        .map(|row| (row[0].clone(), row[4].clone()))
+        .collect();
+    states.sort();
+    let mut expected = vec![
+        (lasting_id, "active".to_string()),
+        (brief_id, "expired".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(states, expected);
 }
