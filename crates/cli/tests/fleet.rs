@@ -118,6 +118,7 @@ async fn a_remote_worker_checks_jobs_and_tokens_keep_the_sides_apart() {
     );
 
     // Another tenant sees none of these jobs.
+    leanfarm(&["tenant", "--store", &db.url, "set", "other"]);
     let other = leanfarm(&[
         "tenant", "--store", &db.url, "key", "other", "--scope", "user",
     ]);

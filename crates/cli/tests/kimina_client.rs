@@ -28,6 +28,7 @@ fn the_kimina_client_works_unchanged() {
     // With tokens required, the client's api_key is the tenant's token.
     let data = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
+    common::leanfarm(&["tenant", "--store", &store, "set", "kimina"]);
     let token = common::leanfarm(&["tenant", "--store", &store, "key", "kimina"]);
     let server = Server::start(data.path(), &["--slots", "2", "--require-auth"]);
     run_client(&server.url, Some(&token));

@@ -5,7 +5,14 @@
 //! PostgreSQL (at scale), chosen by URL. The queue lives in the same database
 //! as the jobs, so a job and its state change together in one transaction.
 //!
-//! This crate knows nothing about HTTP, Lean processes or sandboxes.
+//! Tokens: every token is a `user`, `worker` or `operator` token and belongs
+//! either to one tenant or to the farm (`KeyOwner`). Operator tokens are
+//! made only by `create_operator_key`, which only `leanfarm tenant` calls; a
+//! worker acting for one tenant (`WorkerAuthority::Tenant`) can lease,
+//! renew, complete and release only that tenant's jobs.
+//!
+//! This crate knows nothing about HTTP, Lean processes or sandboxes; it never
+//! holds a token itself, only the SHA-256 of one.
 
 pub mod artifacts;
 mod postgres;
@@ -37,6 +44,38 @@ pub enum StoreError {
     Query(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A tenant name that is not a short slug (see `validate_tenant_name`).
+    #[error("invalid tenant name `{0}`: expected 1 to 63 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit")]
+    InvalidTenantName(String),
+    /// A key was asked for a tenant the store does not know.
+    #[error("no tenant `{0}`: create it first (`leanfarm tenant set {0}`)")]
+    UnknownTenant(String),
+    /// A worker acting for one tenant touched another tenant's job; nothing
+    /// was changed.
+    #[error("job {job_id} does not belong to tenant {tenant}")]
+    NotYours { job_id: String, tenant: String },
+}
+
+/// Longest tenant name, in characters.
+pub const MAX_TENANT_NAME_CHARS: usize = 63;
+
+/// Check that a tenant name is a short slug: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+pub fn validate_tenant_name(name: &str) -> Result<(), StoreError> {
+    let mut characters = name.chars();
+    let starts_well = characters
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit());
+    let rest_is_slug = characters.all(|character| {
+        character.is_ascii_lowercase()
+            || character.is_ascii_digit()
+            || character == '_'
+            || character == '-'
+    });
+    if starts_well && rest_is_slug && name.len() <= MAX_TENANT_NAME_CHARS {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidTenantName(name.to_string()))
+    }
 }
 
 /// Where a job is in its life.
@@ -188,17 +227,119 @@ pub struct QueueCounts {
 }
 
 /// What a bearer credential may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyScope {
-    /// Submit and read checks of its tenant.
+    /// Submit and read checks of its tenant. Always belongs to a tenant.
     User,
-    /// Lease, heartbeat and complete jobs; nothing else.
+    /// Lease, heartbeat, complete and release jobs: every tenant's when it
+    /// belongs to the farm, only its tenant's when it belongs to a tenant.
     Worker,
-    /// Everything, including tenant administration.
-    Admin,
+    /// The farm itself. Always belongs to the farm; made only by
+    /// `Store::create_operator_key`, never through the API.
+    Operator,
 }
 
+impl KeyScope {
+    /// The farm-wide `admin` scope of old, now `Operator`; kept so that code
+    /// written against the old scopes still compiles while it moves over.
+    #[allow(non_upper_case_globals)]
+    pub const Admin: KeyScope = KeyScope::Operator;
+}
+
+/// The scopes a tenant's own key may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantKeyScope {
+    User,
+    Worker,
+}
+
+impl From<TenantKeyScope> for KeyScope {
+    fn from(scope: TenantKeyScope) -> KeyScope {
+        match scope {
+            TenantKeyScope::User => KeyScope::User,
+            TenantKeyScope::Worker => KeyScope::Worker,
+        }
+    }
+}
+
+/// Who a token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOwner {
+    /// The farm (stored as a NULL tenant, so no tenant name can stand for it).
+    Farm,
+    Tenant(String),
+}
+
+/// Whose jobs a worker may lease, renew, complete and release.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerAuthority {
+    /// Every tenant's: the farm's own workers.
+    Farm,
+    /// Only this tenant's.
+    Tenant(String),
+}
+
+impl WorkerAuthority {
+    /// The one tenant this worker is restricted to, if any.
+    fn tenant(&self) -> Option<&str> {
+        match self {
+            WorkerAuthority::Farm => None,
+            WorkerAuthority::Tenant(tenant) => Some(tenant),
+        }
+    }
+}
+
+/// A token as the store keeps it (never the token itself).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub owner: KeyOwner,
+    pub scope: KeyScope,
+    pub revoked: bool,
+    pub created_at: UnixMillis,
+    /// After this time the token no longer authenticates; `None`: never expires.
+    pub expires_at: Option<UnixMillis>,
+}
+
+impl KeyRecord {
+    /// Whether the token has expired at `now`.
+    pub fn is_expired_at(&self, now: UnixMillis) -> bool {
+        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+    }
+
+    /// What this token may do on the worker API: a worker token acts for its
+    /// owner, an operator token for the farm; a user token may not.
+    pub fn worker_authority(&self) -> Option<WorkerAuthority> {
+        match (self.scope, &self.owner) {
+            (KeyScope::User, _) => None,
+            (KeyScope::Operator, _) | (KeyScope::Worker, KeyOwner::Farm) => {
+                Some(WorkerAuthority::Farm)
+            }
+            (KeyScope::Worker, KeyOwner::Tenant(tenant)) => {
+                Some(WorkerAuthority::Tenant(tenant.clone()))
+            }
+        }
+    }
+}
+
+/// What a token lookup found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Authentication {
+    /// A live token: not revoked, not expired.
+    Valid(KeyRecord),
+    /// No token has this digest.
+    Unknown,
+    Revoked(KeyRecord),
+    Expired(KeyRecord),
+}
+
+/// A token as `Store::find_api_key` reports it, in the shape of the old
+/// farm-wide model: the farm's tokens have an empty tenant, and an expired
+/// token is reported as revoked. Superseded by `Store::authenticate`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiKeyRecord {
     pub key_id: String,
@@ -294,11 +435,30 @@ impl Store {
     }
 
     /// Lease up to `max` runnable jobs for `worker_id` in one transaction,
-    /// among those the worker's toolchain and project can run. Jobs whose
-    /// header the worker holds warm go first; tenants are
-    /// served fairly and never beyond their `max_running`; jobs whose lease
-    /// expired are leased again. The worker and what it offers are recorded
-    /// (see `workers_seen`).
+    /// among those the worker's toolchain and project can run and, for a
+    /// worker acting for one tenant, only that tenant's. Jobs whose header
+    /// the worker holds warm go first; tenants are served fairly and never
+    /// beyond their `max_running`; jobs whose lease expired are leased again.
+    /// The worker and what it offers are recorded (see `workers_seen`).
+    pub async fn claim_as(
+        &self,
+        authority: &WorkerAuthority,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+        offer: &WorkerOffer,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.record_worker(worker_id, offer).await?;
+        let only_tenant = authority.tenant().map(str::to_string);
+        match &self.backend {
+            Backend::Sqlite(store) => store.claim(only_tenant, worker_id, max, lease, offer).await,
+            Backend::Postgres(store) => {
+                store.claim(only_tenant, worker_id, max, lease, offer).await
+            }
+        }
+    }
+
+    /// `claim_as` for the farm's own workers (every tenant's jobs).
     pub async fn claim(
         &self,
         worker_id: &str,
@@ -306,11 +466,8 @@ impl Store {
         lease: Duration,
         offer: &WorkerOffer,
     ) -> Result<Vec<Lease>, StoreError> {
-        self.record_worker(worker_id, offer).await?;
-        match &self.backend {
-            Backend::Sqlite(store) => store.claim(worker_id, max, lease, offer).await,
-            Backend::Postgres(store) => store.claim(worker_id, max, lease, offer).await,
-        }
+        self.claim_as(&WorkerAuthority::Farm, worker_id, max, lease, offer)
+            .await
     }
 
     /// Write the worker's row unless this process wrote the same offer lately.
@@ -350,33 +507,89 @@ impl Store {
         }
     }
 
-    /// Extend leases still held; returns, per lease, whether it is still held.
+    /// Extend leases still held; returns, per lease, whether it is still
+    /// held. A worker acting for one tenant that names another tenant's job
+    /// gets `StoreError::NotYours` and no lease is extended.
+    pub async fn renew_as(
+        &self,
+        authority: &WorkerAuthority,
+        leases: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let only_tenant = authority.tenant().map(str::to_string);
+        match &self.backend {
+            Backend::Sqlite(store) => store.renew(only_tenant, leases, lease).await,
+            Backend::Postgres(store) => store.renew(only_tenant, leases, lease).await,
+        }
+    }
+
+    /// `renew_as` for the farm's own workers.
     pub async fn renew(
         &self,
         leases: &[(String, String)],
         lease: Duration,
     ) -> Result<Vec<bool>, StoreError> {
+        self.renew_as(&WorkerAuthority::Farm, leases, lease).await
+    }
+
+    /// Record the verdict of a leased job, once. A worker acting for one
+    /// tenant gets `StoreError::NotYours` for another tenant's job, even with
+    /// that job's current lease id, and nothing is written.
+    pub async fn complete_as(
+        &self,
+        authority: &WorkerAuthority,
+        job_id: &str,
+        lease_id: &str,
+        verdict: &Verdict,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let only_tenant = authority.tenant().map(str::to_string);
         match &self.backend {
-            Backend::Sqlite(store) => store.renew(leases, lease).await,
-            Backend::Postgres(store) => store.renew(leases, lease).await,
+            Backend::Sqlite(store) => store.complete(only_tenant, job_id, lease_id, verdict).await,
+            Backend::Postgres(store) => {
+                store.complete(only_tenant, job_id, lease_id, verdict).await
+            }
         }
     }
 
-    /// Record the verdict of a leased job, once.
+    /// `complete_as` for the farm's own workers.
     pub async fn complete(
         &self,
         job_id: &str,
         lease_id: &str,
         verdict: &Verdict,
     ) -> Result<CompleteOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.complete(job_id, lease_id, verdict).await,
-            Backend::Postgres(store) => store.complete(job_id, lease_id, verdict).await,
-        }
+        self.complete_as(&WorkerAuthority::Farm, job_id, lease_id, verdict)
+            .await
     }
 
     /// Hand a job back after an infrastructure failure (never a Lean verdict):
     /// requeued after `retry_after`, or dead-lettered when out of attempts.
+    /// A worker acting for one tenant gets `StoreError::NotYours` for another
+    /// tenant's job, and nothing changes.
+    pub async fn release_as(
+        &self,
+        authority: &WorkerAuthority,
+        job_id: &str,
+        lease_id: &str,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let only_tenant = authority.tenant().map(str::to_string);
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .release(only_tenant, job_id, lease_id, error, retry_after)
+                    .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .release(only_tenant, job_id, lease_id, error, retry_after)
+                    .await
+            }
+        }
+    }
+
+    /// `release_as` for the farm's own workers.
     pub async fn release(
         &self,
         job_id: &str,
@@ -384,10 +597,8 @@ impl Store {
         error: &str,
         retry_after: Duration,
     ) -> Result<ReleaseOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.release(job_id, lease_id, error, retry_after).await,
-            Backend::Postgres(store) => store.release(job_id, lease_id, error, retry_after).await,
-        }
+        self.release_as(&WorkerAuthority::Farm, job_id, lease_id, error, retry_after)
+            .await
     }
 
     pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -428,7 +639,10 @@ impl Store {
         }
     }
 
+    /// Create a tenant or change its limits; the name must be a slug
+    /// (`validate_tenant_name`).
     pub async fn upsert_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
+        validate_tenant_name(&tenant.name)?;
         match &self.backend {
             Backend::Sqlite(store) => store.upsert_tenant(tenant).await,
             Backend::Postgres(store) => store.upsert_tenant(tenant).await,
@@ -442,36 +656,169 @@ impl Store {
         }
     }
 
-    /// Store a key by the SHA-256 of its secret; returns its key id.
-    pub async fn create_api_key(
+    /// Every tenant with its limits, by name.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.list_tenants().await,
+            Backend::Postgres(store) => store.list_tenants().await,
+        }
+    }
+
+    /// Store a key of one tenant (a user, or a worker of only that tenant's
+    /// jobs) by the SHA-256 of its secret; returns its key id. The tenant
+    /// must exist (`StoreError::UnknownTenant`) and its name be a slug.
+    pub async fn create_tenant_key(
         &self,
         tenant: &str,
+        scope: TenantKeyScope,
+        secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
+    ) -> Result<String, StoreError> {
+        validate_tenant_name(tenant)?;
+        self.create_key(
+            KeyOwner::Tenant(tenant.to_string()),
+            scope.into(),
+            secret_sha256_hex,
+            expires_at,
+        )
+        .await
+    }
+
+    /// Store a farm worker token (it may lease every tenant's jobs); returns
+    /// its key id.
+    pub async fn create_farm_worker_key(
+        &self,
+        secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
+    ) -> Result<String, StoreError> {
+        self.create_key(
+            KeyOwner::Farm,
+            KeyScope::Worker,
+            secret_sha256_hex,
+            expires_at,
+        )
+        .await
+    }
+
+    /// Store an operator token (the farm itself); returns its key id. Only
+    /// `leanfarm tenant`, run where the store is reachable, calls this: the
+    /// HTTP API must never mint an operator token.
+    pub async fn create_operator_key(
+        &self,
+        secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
+    ) -> Result<String, StoreError> {
+        self.create_key(
+            KeyOwner::Farm,
+            KeyScope::Operator,
+            secret_sha256_hex,
+            expires_at,
+        )
+        .await
+    }
+
+    async fn create_key(
+        &self,
+        owner: KeyOwner,
         scope: KeyScope,
         secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
     ) -> Result<String, StoreError> {
+        let tenant = match owner {
+            KeyOwner::Farm => None,
+            KeyOwner::Tenant(tenant) => Some(tenant),
+        };
         match &self.backend {
-            Backend::Sqlite(store) => store.create_api_key(tenant, scope, secret_sha256_hex).await,
+            Backend::Sqlite(store) => {
+                store
+                    .create_key(tenant, scope, secret_sha256_hex, expires_at)
+                    .await
+            }
             Backend::Postgres(store) => {
-                store.create_api_key(tenant, scope, secret_sha256_hex).await
+                store
+                    .create_key(tenant, scope, secret_sha256_hex, expires_at)
+                    .await
             }
         }
     }
 
-    /// Look a key up by the SHA-256 of its secret (revoked keys are returned with `revoked`).
+    /// Look a token up by the SHA-256 of its secret: `Valid` only if it is
+    /// neither revoked nor expired.
+    pub async fn authenticate(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Authentication, StoreError> {
+        let Some(key) = self.find_key(secret_sha256_hex).await? else {
+            return Ok(Authentication::Unknown);
+        };
+        Ok(if key.revoked {
+            Authentication::Revoked(key)
+        } else if key.is_expired_at(now_millis()) {
+            Authentication::Expired(key)
+        } else {
+            Authentication::Valid(key)
+        })
+    }
+
+    async fn find_key(&self, secret_sha256_hex: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.find_key(secret_sha256_hex).await,
+            Backend::Postgres(store) => store.find_key(secret_sha256_hex).await,
+        }
+    }
+
+    /// The old lookup, kept while the API moves to `authenticate`: an
+    /// expired token is reported as revoked (so it never authenticates), and
+    /// the farm's tokens have an empty tenant.
     pub async fn find_api_key(
         &self,
         secret_sha256_hex: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let now = now_millis();
+        Ok(self
+            .find_key(secret_sha256_hex)
+            .await?
+            .map(|key| ApiKeyRecord {
+                revoked: key.revoked || key.is_expired_at(now),
+                tenant: match key.owner {
+                    KeyOwner::Farm => String::new(),
+                    KeyOwner::Tenant(tenant) => tenant,
+                },
+                key_id: key.key_id,
+                scope: key.scope,
+                created_at: key.created_at,
+            }))
+    }
+
+    /// The keys of one owner (revoked and expired ones too), oldest first.
+    pub async fn list_keys(&self, owner: &KeyOwner) -> Result<Vec<KeyRecord>, StoreError> {
+        let tenant = match owner {
+            KeyOwner::Farm => None,
+            KeyOwner::Tenant(tenant) => Some(tenant.clone()),
+        };
         match &self.backend {
-            Backend::Sqlite(store) => store.find_api_key(secret_sha256_hex).await,
-            Backend::Postgres(store) => store.find_api_key(secret_sha256_hex).await,
+            Backend::Sqlite(store) => store.list_keys(tenant).await,
+            Backend::Postgres(store) => store.list_keys(tenant).await,
         }
     }
 
+    /// Revoke a key by its key id; false if there is no such key.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.revoke_api_key(key_id).await,
             Backend::Postgres(store) => store.revoke_api_key(key_id).await,
+        }
+    }
+
+    /// Revoke a key by the SHA-256 of its token; returns its key id, or
+    /// `None` if no key has this digest.
+    pub async fn revoke_token(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.revoke_token(secret_sha256_hex).await,
+            Backend::Postgres(store) => store.revoke_token(secret_sha256_hex).await,
         }
     }
 }

@@ -7,11 +7,11 @@
 //! again; a database that cannot be reached is `StoreError::Unavailable`.
 
 use crate::rows::{
-    encode_requests, encode_verdict, now_millis, parse_request, parse_scope, queue_counts,
-    scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+    encode_requests, encode_verdict, now_millis, parse_request, queue_counts, scope_name,
+    state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    ApiKeyRecord, CompleteOutcome, JobRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
+    CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
     ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_job_requirements.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_workers.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_scoped_tokens.sql"),
+    ),
 ];
 
 /// Connections kept per store (per process).
@@ -128,6 +132,39 @@ fn read_raw(row: &Row) -> RawJob {
         row.get(13),
         row.get(14),
     )
+}
+
+fn read_key(row: &Row) -> RawKey {
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    )
+}
+
+/// For a worker restricted to `only_tenant`: `NotYours` if the job exists
+/// and belongs to another tenant.
+async fn refuse_other_tenants_job(
+    tx: &Transaction<'_>,
+    only_tenant: Option<&str>,
+    job_id: &str,
+) -> Result<(), Failure> {
+    let Some(only_tenant) = only_tenant else {
+        return Ok(());
+    };
+    let row = tx
+        .query_opt("SELECT tenant FROM jobs WHERE id = $1", &[&job_id])
+        .await?;
+    match row.map(|row| row.get::<_, String>(0)) {
+        Some(owner) if owner != only_tenant => Err(Failure::Store(StoreError::NotYours {
+            job_id: job_id.to_string(),
+            tenant: only_tenant.to_string(),
+        })),
+        _ => Ok(()),
+    }
 }
 
 /// Failures inside a transaction: the database's, or the store's own.
@@ -299,6 +336,7 @@ impl PostgresStore {
 
     pub(crate) async fn claim(
         &self,
+        only_tenant: Option<String>,
         worker_id: &str,
         max: usize,
         lease: Duration,
@@ -308,7 +346,8 @@ impl PostgresStore {
         let offer: Arc<WorkerOffer> = Arc::new(offer.clone());
         let lease_millis = lease.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
-            let (worker_id, offer) = (worker_id.clone(), Arc::clone(&offer));
+            let (worker_id, offer, only_tenant) =
+                (worker_id.clone(), Arc::clone(&offer), only_tenant.clone());
             Box::pin(async move {
                 let now = now_millis();
                 let mut expired = TenantDeltas::default();
@@ -323,8 +362,9 @@ impl PostgresStore {
                         "SELECT q.tenant, q.running, coalesce(t.max_running, 9223372036854775807)
                          FROM tenant_queue q LEFT JOIN tenants t ON t.name = q.tenant
                          WHERE q.queued > 0 AND (t.max_running IS NULL OR q.running < t.max_running)
+                         AND ($2::TEXT IS NULL OR q.tenant = $2)
                          ORDER BY q.running, q.last_claimed, q.tenant LIMIT $1",
-                        &[&((max as i64).max(1) * 4 + 16)],
+                        &[&((max as i64).max(1) * 4 + 16), &only_tenant],
                     )
                     .await?
                     .iter()
@@ -414,17 +454,19 @@ impl PostgresStore {
 
     pub(crate) async fn renew(
         &self,
+        only_tenant: Option<String>,
         leases: &[(String, String)],
         lease: Duration,
     ) -> Result<Vec<bool>, StoreError> {
         let leases = Arc::new(leases.to_vec());
         let lease_millis = lease.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
-            let leases = Arc::clone(&leases);
+            let (leases, only_tenant) = (Arc::clone(&leases), only_tenant.clone());
             Box::pin(async move {
                 let expires_at = now_millis() + lease_millis;
                 let mut held = Vec::with_capacity(leases.len());
                 for (job_id, lease_id) in leases.iter() {
+                    refuse_other_tenants_job(tx, only_tenant.as_deref(), job_id).await?;
                     let changed = tx
                         .execute(
                             "UPDATE jobs SET lease_expires_at = $3 WHERE id = $1 AND lease_id = $2 AND state = 'running'",
@@ -441,6 +483,7 @@ impl PostgresStore {
 
     pub(crate) async fn complete(
         &self,
+        only_tenant: Option<String>,
         job_id: &str,
         lease_id: &str,
         verdict: &Verdict,
@@ -449,7 +492,9 @@ impl PostgresStore {
         let result = encode_verdict(verdict)?;
         self.transaction(Box::new(move |tx| {
             let (job_id, lease_id, result) = (job_id.clone(), lease_id.clone(), result.clone());
+            let only_tenant = only_tenant.clone();
             Box::pin(async move {
+                refuse_other_tenants_job(tx, only_tenant.as_deref(), &job_id).await?;
                 let row = tx
                     .query_opt(
                         "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL
@@ -470,6 +515,7 @@ impl PostgresStore {
 
     pub(crate) async fn release(
         &self,
+        only_tenant: Option<String>,
         job_id: &str,
         lease_id: &str,
         error: &str,
@@ -480,7 +526,9 @@ impl PostgresStore {
         let retry_millis = retry_after.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
             let (job_id, lease_id, error) = (job_id.clone(), lease_id.clone(), error.clone());
+            let only_tenant = only_tenant.clone();
             Box::pin(async move {
+                refuse_other_tenants_job(tx, only_tenant.as_deref(), &job_id).await?;
                 let now = now_millis();
                 let row = tx
                     .query_opt(
@@ -601,38 +649,90 @@ impl PostgresStore {
         }))
     }
 
-    pub(crate) async fn create_api_key(
-        &self,
-        tenant: &str,
-        scope: KeyScope,
-        secret_sha256_hex: &str,
-    ) -> Result<String, StoreError> {
-        let key_id = uuid::Uuid::new_v4().simple().to_string();
-        self.query(
-            "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&key_id, &tenant, &scope_name(scope), &secret_sha256_hex, &now_millis()],
-        )
-        .await?;
-        Ok(key_id)
+    pub(crate) async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let rows = self
+            .query("SELECT name, max_queued, max_running, requests_per_second, created_at FROM tenants ORDER BY name", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| TenantRecord {
+                name: row.get(0),
+                max_queued: row.get::<_, i64>(1) as u64,
+                max_running: row.get::<_, i64>(2) as u64,
+                requests_per_second: row.get(3),
+                created_at: row.get(4),
+            })
+            .collect())
     }
 
-    pub(crate) async fn find_api_key(
+    /// Insert a key; a tenant's key only if the tenant exists, in the same
+    /// statement.
+    pub(crate) async fn create_key(
+        &self,
+        tenant: Option<String>,
+        scope: KeyScope,
+        secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
+    ) -> Result<String, StoreError> {
+        let key_id = uuid::Uuid::new_v4().simple().to_string();
+        let inserted = self
+            .query(
+                "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at, expires_at)
+                 SELECT $1, $2, $3, $4, $5, $6
+                 WHERE $2::TEXT IS NULL OR EXISTS (SELECT 1 FROM tenants WHERE name = $2)
+                 RETURNING 1",
+                &[&key_id, &tenant, &scope_name(scope), &secret_sha256_hex, &now_millis(), &expires_at],
+            )
+            .await?;
+        match tenant {
+            Some(tenant) if inserted.is_empty() => Err(StoreError::UnknownTenant(tenant)),
+            _ => Ok(key_id),
+        }
+    }
+
+    pub(crate) async fn find_key(
         &self,
         secret_sha256_hex: &str,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+    ) -> Result<Option<KeyRecord>, StoreError> {
         let rows = self
-            .query("SELECT key_id, tenant, scope, revoked, created_at FROM api_keys WHERE secret_sha256 = $1", &[&secret_sha256_hex])
+            .query(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_sha256 = $1"),
+                &[&secret_sha256_hex],
+            )
             .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        Ok(Some(ApiKeyRecord {
-            key_id: row.get(0),
-            tenant: row.get(1),
-            scope: parse_scope(row.get(2))?,
-            revoked: row.get(3),
-            created_at: row.get(4),
-        }))
+        rows.first()
+            .map(|row| to_key_record(read_key(row)))
+            .transpose()
+    }
+
+    pub(crate) async fn list_keys(
+        &self,
+        tenant: Option<String>,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant IS NOT DISTINCT FROM $1 ORDER BY created_at, key_id"
+                ),
+                &[&tenant],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| to_key_record(read_key(row)))
+            .collect()
+    }
+
+    pub(crate) async fn revoke_token(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "UPDATE api_keys SET revoked = true WHERE secret_sha256 = $1 RETURNING key_id",
+                &[&secret_sha256_hex],
+            )
+            .await?;
+        Ok(rows.first().map(|row| row.get(0)))
     }
 
     pub(crate) async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {

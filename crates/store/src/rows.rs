@@ -1,7 +1,9 @@
 //! What both backends share: names of states and scopes as stored, the
 //! JSON text of requests and verdicts, and the decoding of rows.
 
-use crate::{JobRecord, JobState, KeyScope, NewJob, QueueCounts, StoreError, UnixMillis};
+use crate::{
+    JobRecord, JobState, KeyOwner, KeyRecord, KeyScope, NewJob, QueueCounts, StoreError, UnixMillis,
+};
 use leanfarm_core::{CheckRequest, Verdict};
 
 /// Columns of a job row, in the order `RawJob` holds them.
@@ -38,7 +40,7 @@ pub(crate) fn scope_name(scope: KeyScope) -> &'static str {
     match scope {
         KeyScope::User => "user",
         KeyScope::Worker => "worker",
-        KeyScope::Admin => "admin",
+        KeyScope::Operator => "operator",
     }
 }
 
@@ -46,9 +48,27 @@ pub(crate) fn parse_scope(text: &str) -> Result<KeyScope, StoreError> {
     match text {
         "user" => Ok(KeyScope::User),
         "worker" => Ok(KeyScope::Worker),
-        "admin" => Ok(KeyScope::Admin),
+        "operator" => Ok(KeyScope::Operator),
         other => Err(StoreError::Corrupt(format!("unknown key scope `{other}`"))),
     }
+}
+
+/// Columns of a key row, in the order `RawKey` holds them.
+pub(crate) const KEY_COLUMNS: &str = "key_id, tenant, scope, revoked, created_at, expires_at";
+
+/// A key row: key id, tenant (`None`: the farm's), scope, revoked, created, expiry.
+pub(crate) type RawKey = (String, Option<String>, String, bool, i64, Option<i64>);
+
+pub(crate) fn to_key_record(raw: RawKey) -> Result<KeyRecord, StoreError> {
+    let (key_id, tenant, scope, revoked, created_at, expires_at) = raw;
+    Ok(KeyRecord {
+        key_id,
+        owner: tenant.map_or(KeyOwner::Farm, KeyOwner::Tenant),
+        scope: parse_scope(&scope)?,
+        revoked,
+        created_at,
+        expires_at,
+    })
 }
 
 pub(crate) type RawJob = (

@@ -4,11 +4,11 @@
 //! together or not at all.
 
 use crate::rows::{
-    encode_requests, encode_verdict, now_millis, parse_request, parse_scope, queue_counts,
-    scope_name, state_name, to_record, RawJob, JOB_COLUMNS,
+    encode_requests, encode_verdict, now_millis, parse_request, queue_counts, scope_name,
+    state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    ApiKeyRecord, CompleteOutcome, JobRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
+    CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
     ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use leanfarm_core::Verdict;
@@ -23,6 +23,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_job_requirements.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_workers.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_scoped_tokens.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -150,6 +154,7 @@ impl SqliteStore {
 
     pub(crate) async fn claim(
         &self,
+        only_tenant: Option<String>,
         worker_id: &str,
         max: usize,
         lease: Duration,
@@ -165,7 +170,7 @@ impl SqliteStore {
             let mut leases = Vec::new();
             let mut skipped_tenants: Vec<String> = Vec::new();
             while leases.len() < max {
-                let Some(tenant) = next_tenant(&transaction, &skipped_tenants)? else { break };
+                let Some(tenant) = next_tenant(&transaction, only_tenant.as_deref(), &skipped_tenants)? else { break };
                 let Some((job_id, attempts, request, header_key)) = next_job(&transaction, &tenant, now, &offer)? else {
                     // Its queued jobs are all waiting out a backoff.
                     skipped_tenants.push(tenant);
@@ -250,6 +255,7 @@ impl SqliteStore {
 
     pub(crate) async fn renew(
         &self,
+        only_tenant: Option<String>,
         leases: &[(String, String)],
         lease: Duration,
     ) -> Result<Vec<bool>, StoreError> {
@@ -260,6 +266,7 @@ impl SqliteStore {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
             let mut held = Vec::with_capacity(leases.len());
             for (job_id, lease_id) in &leases {
+                refuse_other_tenants_job(&transaction, only_tenant.as_deref(), job_id)?;
                 let changed = transaction
                     .prepare_cached("UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
                     .map_err(query_error)?
@@ -275,6 +282,7 @@ impl SqliteStore {
 
     pub(crate) async fn complete(
         &self,
+        only_tenant: Option<String>,
         job_id: &str,
         lease_id: &str,
         verdict: &Verdict,
@@ -283,6 +291,7 @@ impl SqliteStore {
         let result = encode_verdict(verdict)?;
         self.run(move |connection| {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            refuse_other_tenants_job(&transaction, only_tenant.as_deref(), &job_id)?;
             let tenant: Option<String> = transaction
                 .prepare_cached("SELECT tenant FROM jobs WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
                 .map_err(query_error)?
@@ -308,6 +317,7 @@ impl SqliteStore {
 
     pub(crate) async fn release(
         &self,
+        only_tenant: Option<String>,
         job_id: &str,
         lease_id: &str,
         error: &str,
@@ -319,6 +329,7 @@ impl SqliteStore {
         self.run(move |connection| {
             let now = now_millis();
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            refuse_other_tenants_job(&transaction, only_tenant.as_deref(), &job_id)?;
             let row: Option<(String, u32, u32)> = transaction
                 .prepare_cached("SELECT tenant, attempts, max_attempts FROM jobs WHERE id = ?1 AND lease_id = ?2 AND state = 'running'")
                 .map_err(query_error)?
@@ -459,41 +470,116 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn create_api_key(
+    pub(crate) async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.run(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT name, max_queued, max_running, requests_per_second, created_at FROM tenants ORDER BY name")
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(TenantRecord {
+                        name: row.get(0)?,
+                        max_queued: row.get::<_, i64>(1)? as u64,
+                        max_running: row.get::<_, i64>(2)? as u64,
+                        requests_per_second: row.get(3)?,
+                        created_at: row.get(4)?,
+                    })
+                })
+                .map_err(query_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
+        })
+        .await
+    }
+
+    /// Insert a key; a tenant's key only if the tenant exists, in the same
+    /// transaction.
+    pub(crate) async fn create_key(
         &self,
-        tenant: &str,
+        tenant: Option<String>,
         scope: KeyScope,
         secret_sha256_hex: &str,
+        expires_at: Option<UnixMillis>,
     ) -> Result<String, StoreError> {
-        let (tenant, secret) = (tenant.to_string(), secret_sha256_hex.to_string());
+        let secret = secret_sha256_hex.to_string();
         self.run(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            if let Some(tenant) = &tenant {
+                let known = transaction
+                    .query_row("SELECT 1 FROM tenants WHERE name = ?1", params![tenant], |_| Ok(()))
+                    .optional()
+                    .map_err(query_error)?
+                    .is_some();
+                if !known {
+                    return Err(StoreError::UnknownTenant(tenant.clone()));
+                }
+            }
             let key_id = uuid::Uuid::new_v4().simple().to_string();
-            connection
+            transaction
                 .execute(
-                    "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![key_id, tenant, scope_name(scope), secret, now_millis()],
+                    "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![key_id, tenant, scope_name(scope), secret, now_millis(), expires_at],
                 )
                 .map_err(query_error)?;
+            transaction.commit().map_err(query_error)?;
             Ok(key_id)
         })
         .await
     }
 
-    pub(crate) async fn find_api_key(
+    pub(crate) async fn find_key(
         &self,
         secret_sha256_hex: &str,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+    ) -> Result<Option<KeyRecord>, StoreError> {
         let secret = secret_sha256_hex.to_string();
         self.run(move |connection| {
-            let row: Option<(String, String, String, bool, i64)> = connection
-                .query_row("SELECT key_id, tenant, scope, revoked, created_at FROM api_keys WHERE secret_sha256 = ?1", params![secret], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                })
+            let raw = connection
+                .query_row(
+                    &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_sha256 = ?1"),
+                    params![secret],
+                    read_key,
+                )
                 .optional()
                 .map_err(query_error)?;
-            let Some((key_id, tenant, scope, revoked, created_at)) = row else { return Ok(None) };
-            let scope = parse_scope(&scope)?;
-            Ok(Some(ApiKeyRecord { key_id, tenant, scope, revoked, created_at }))
+            raw.map(to_key_record).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn list_keys(
+        &self,
+        tenant: Option<String>,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant IS ?1 ORDER BY created_at, key_id"
+                ))
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![tenant], read_key)
+                .map_err(query_error)?;
+            rows.map(|raw| to_key_record(raw.map_err(query_error)?))
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke_token(
+        &self,
+        secret_sha256_hex: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let secret = secret_sha256_hex.to_string();
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "UPDATE api_keys SET revoked = 1 WHERE secret_sha256 = ?1 RETURNING key_id",
+                    params![secret],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(query_error)
         })
         .await
     }
@@ -510,6 +596,42 @@ impl SqliteStore {
                 .map_err(query_error)
         })
         .await
+    }
+}
+
+fn read_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawKey> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+/// For a worker restricted to `only_tenant`: `NotYours` if the job exists
+/// and belongs to another tenant.
+fn refuse_other_tenants_job(
+    transaction: &Transaction<'_>,
+    only_tenant: Option<&str>,
+    job_id: &str,
+) -> Result<(), StoreError> {
+    let Some(only_tenant) = only_tenant else {
+        return Ok(());
+    };
+    let owner: Option<String> = transaction
+        .prepare_cached("SELECT tenant FROM jobs WHERE id = ?1")
+        .map_err(query_error)?
+        .query_row(params![job_id], |row| row.get(0))
+        .optional()
+        .map_err(query_error)?;
+    match owner {
+        Some(owner) if owner != only_tenant => Err(StoreError::NotYours {
+            job_id: job_id.to_string(),
+            tenant: only_tenant.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -586,19 +708,22 @@ fn expire_leases(transaction: &Transaction<'_>, now: UnixMillis) -> Result<(), S
 
 /// The tenant to serve next: fewest running jobs, then least recently
 /// served, among those below their running limit.
+/// With `only_tenant`, that tenant or none.
 fn next_tenant(
     transaction: &Transaction<'_>,
+    only_tenant: Option<&str>,
     skipped: &[String],
 ) -> Result<Option<String>, StoreError> {
     let mut statement = transaction
         .prepare_cached(
             "SELECT q.tenant FROM tenant_queue q LEFT JOIN tenants t ON t.name = q.tenant
              WHERE q.queued > 0 AND (t.max_running IS NULL OR q.running < t.max_running)
+             AND (?2 IS NULL OR q.tenant = ?2)
              ORDER BY q.running, q.last_claimed, q.tenant LIMIT ?1",
         )
         .map_err(query_error)?;
     let rows = statement
-        .query_map(params![skipped.len() as i64 + 1], |row| {
+        .query_map(params![skipped.len() as i64 + 1, only_tenant], |row| {
             row.get::<_, String>(0)
         })
         .map_err(query_error)?;

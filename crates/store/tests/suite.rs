@@ -3,8 +3,8 @@
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
 use leanfarm_store::{
-    CompleteOutcome, JobState, KeyScope, ListFilter, NewJob, ReleaseOutcome, Store, TenantRecord,
-    WorkerOffer,
+    Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
+    ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -346,35 +346,401 @@ async fn concurrent_workers_complete_every_job_exactly_once(store: Store) {
     assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 0);
 }
 
-async fn tenants_and_api_keys(store: Store) {
-    let tenant = TenantRecord {
+fn tenant(name: &str) -> TenantRecord {
+    TenantRecord {
+        name: name.into(),
+        max_queued: 100,
+        max_running: 100,
+        requests_per_second: 100.0,
+        created_at: 1,
+    }
+}
+
+async fn tenants_and_their_keys(store: Store) {
+    let acme = TenantRecord {
         name: "acme".into(),
         max_queued: 10,
         max_running: 2,
         requests_per_second: 5.0,
         created_at: 1,
     };
-    store.upsert_tenant(&tenant).await.unwrap();
-    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(tenant));
+    store.upsert_tenant(&acme).await.unwrap();
+    store.upsert_tenant(&tenant("beta-2")).await.unwrap();
+    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(acme.clone()));
     assert_eq!(store.get_tenant("nobody").await.unwrap(), None);
-    let key_id = store
-        .create_api_key("acme", KeyScope::Worker, "ab12")
+    assert_eq!(
+        store.list_tenants().await.unwrap(),
+        vec![acme, tenant("beta-2")]
+    );
+    let user = store
+        .create_tenant_key("acme", TenantKeyScope::User, "ab12", None)
         .await
         .unwrap();
-    let key = store.find_api_key("ab12").await.unwrap().unwrap();
+    let worker = store
+        .create_tenant_key("acme", TenantKeyScope::Worker, "cd34", Some(i64::MAX))
+        .await
+        .unwrap();
+    store
+        .create_tenant_key("beta-2", TenantKeyScope::User, "ef56", None)
+        .await
+        .unwrap();
+    let Authentication::Valid(key) = store.authenticate("ab12").await.unwrap() else {
+        panic!("a fresh user key authenticates");
+    };
     assert_eq!(
         (
             key.key_id.as_str(),
-            key.tenant.as_str(),
+            &key.owner,
             key.scope,
-            key.revoked
+            key.revoked,
+            key.expires_at
         ),
-        (key_id.as_str(), "acme", KeyScope::Worker, false)
+        (
+            user.as_str(),
+            &KeyOwner::Tenant("acme".into()),
+            KeyScope::User,
+            false,
+            None
+        )
     );
-    assert!(store.revoke_api_key(&key_id).await.unwrap());
+    assert_eq!(key.worker_authority(), None, "a user key leases nothing");
+    let Authentication::Valid(key) = store.authenticate("cd34").await.unwrap() else {
+        panic!("a fresh worker key authenticates");
+    };
+    assert_eq!(
+        (key.key_id.as_str(), key.scope, key.expires_at),
+        (worker.as_str(), KeyScope::Worker, Some(i64::MAX))
+    );
+    assert_eq!(
+        key.worker_authority(),
+        Some(WorkerAuthority::Tenant("acme".into()))
+    );
+    assert_eq!(
+        store.authenticate("ffff").await.unwrap(),
+        Authentication::Unknown
+    );
+    let listed: HashSet<(String, KeyScope)> = store
+        .list_keys(&KeyOwner::Tenant("acme".into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| (key.key_id, key.scope))
+        .collect();
+    assert_eq!(
+        listed,
+        HashSet::from([(user, KeyScope::User), (worker, KeyScope::Worker)]),
+        "acme's keys, and no other tenant's"
+    );
+    assert!(store.list_keys(&KeyOwner::Farm).await.unwrap().is_empty());
+}
+
+async fn the_farm_owns_operator_and_farm_worker_keys(store: Store) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    let operator = store.create_operator_key("op01", None).await.unwrap();
+    let farm_worker = store.create_farm_worker_key("fw01", None).await.unwrap();
+    store
+        .create_tenant_key("acme", TenantKeyScope::Worker, "tw01", None)
+        .await
+        .unwrap();
+    let Authentication::Valid(key) = store.authenticate("op01").await.unwrap() else {
+        panic!("an operator key authenticates");
+    };
+    assert_eq!(
+        (&key.owner, key.scope),
+        (&KeyOwner::Farm, KeyScope::Operator)
+    );
+    assert_eq!(key.worker_authority(), Some(WorkerAuthority::Farm));
+    let Authentication::Valid(key) = store.authenticate("fw01").await.unwrap() else {
+        panic!("a farm worker key authenticates");
+    };
+    assert_eq!((&key.owner, key.scope), (&KeyOwner::Farm, KeyScope::Worker));
+    assert_eq!(key.worker_authority(), Some(WorkerAuthority::Farm));
+    let farm: HashSet<(String, KeyScope)> = store
+        .list_keys(&KeyOwner::Farm)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| (key.key_id, key.scope))
+        .collect();
+    assert_eq!(
+        farm,
+        HashSet::from([
+            (operator, KeyScope::Operator),
+            (farm_worker, KeyScope::Worker)
+        ])
+    );
+    // Every scope a tenant's key can have is a tenant's, never the operator's.
+    for (digest, scope) in [("t1", TenantKeyScope::User), ("t2", TenantKeyScope::Worker)] {
+        store
+            .create_tenant_key("acme", scope, digest, None)
+            .await
+            .unwrap();
+        let Authentication::Valid(key) = store.authenticate(digest).await.unwrap() else {
+            panic!("a fresh key authenticates");
+        };
+        assert_eq!(key.owner, KeyOwner::Tenant("acme".into()));
+        assert_ne!(key.scope, KeyScope::Operator);
+    }
+    // The old lookup shows the farm's keys with no tenant.
+    let legacy = store.find_api_key("op01").await.unwrap().unwrap();
+    assert_eq!(
+        (legacy.tenant.as_str(), legacy.scope, legacy.revoked),
+        ("", KeyScope::Operator, false)
+    );
+}
+
+async fn keys_for_unknown_tenants_and_bad_names_are_refused(store: Store) {
+    let unknown = store
+        .create_tenant_key("ghost", TenantKeyScope::User, "aa01", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, StoreError::UnknownTenant(name) if name == "ghost"),
+        "{unknown}"
+    );
+    assert_eq!(
+        unknown.to_string(),
+        "no tenant `ghost`: create it first (`leanfarm tenant set ghost`)"
+    );
+    assert_eq!(
+        store.authenticate("aa01").await.unwrap(),
+        Authentication::Unknown
+    );
+    for bad in [
+        "",
+        "Acme",
+        "-acme",
+        "_acme",
+        "ac me",
+        "acme/x",
+        "acmé",
+        &"a".repeat(64),
+    ] {
+        let refused = store.upsert_tenant(&tenant(bad)).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::InvalidTenantName(name) if name == bad),
+            "{bad}: {refused}"
+        );
+        let refused = store
+            .create_tenant_key(bad, TenantKeyScope::Worker, "aa02", None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::InvalidTenantName(_)),
+            "{bad}: {refused}"
+        );
+        assert!(leanfarm_store::validate_tenant_name(bad).is_err(), "{bad}");
+    }
+    assert!(store.list_tenants().await.unwrap().is_empty());
+    for good in ["default", "a", "0day", "acme_corp-2", &"a".repeat(63)] {
+        store.upsert_tenant(&tenant(good)).await.unwrap();
+        store
+            .create_tenant_key(good, TenantKeyScope::User, &format!("digest-{good}"), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.list_tenants().await.unwrap().len(), 5);
+}
+
+async fn an_expired_token_does_not_authenticate(store: Store) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    let now = leanfarm_store::now_millis();
+    store
+        .create_tenant_key("acme", TenantKeyScope::User, "past", Some(now - 1))
+        .await
+        .unwrap();
+    store
+        .create_operator_key("past-operator", Some(now - 60_000))
+        .await
+        .unwrap();
+    store
+        .create_tenant_key("acme", TenantKeyScope::User, "soon", Some(now + 400))
+        .await
+        .unwrap();
+    for digest in ["past", "past-operator"] {
+        assert!(
+            matches!(
+                store.authenticate(digest).await.unwrap(),
+                Authentication::Expired(_)
+            ),
+            "{digest}"
+        );
+        assert!(
+            store.find_api_key(digest).await.unwrap().unwrap().revoked,
+            "the old lookup never lets an expired token through"
+        );
+    }
+    assert!(matches!(
+        store.authenticate("soon").await.unwrap(),
+        Authentication::Valid(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        store.authenticate("soon").await.unwrap(),
+        Authentication::Expired(_)
+    ));
+}
+
+async fn revoke_by_key_id_or_by_token(store: Store) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    let by_id = store
+        .create_tenant_key("acme", TenantKeyScope::User, "ab12", None)
+        .await
+        .unwrap();
+    let by_token = store.create_farm_worker_key("cd34", None).await.unwrap();
+    assert!(store.revoke_api_key(&by_id).await.unwrap());
+    assert!(matches!(
+        store.authenticate("ab12").await.unwrap(),
+        Authentication::Revoked(key) if key.key_id == by_id
+    ));
     assert!(store.find_api_key("ab12").await.unwrap().unwrap().revoked);
-    assert!(store.find_api_key("ffff").await.unwrap().is_none());
+    assert!(matches!(
+        store.authenticate("cd34").await.unwrap(),
+        Authentication::Valid(_)
+    ));
+    assert_eq!(store.revoke_token("cd34").await.unwrap(), Some(by_token));
+    assert!(matches!(
+        store.authenticate("cd34").await.unwrap(),
+        Authentication::Revoked(_)
+    ));
+    assert_eq!(store.revoke_token("ffff").await.unwrap(), None);
     assert!(!store.revoke_api_key("no-such-key").await.unwrap());
+    let listed = store
+        .list_keys(&KeyOwner::Tenant("acme".into()))
+        .await
+        .unwrap();
+    assert!(listed[0].revoked, "listed as revoked");
+}
+
+async fn a_tenant_worker_touches_only_its_tenants_jobs(store: Store) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    store.upsert_tenant(&tenant("other")).await.unwrap();
+    store.enqueue(jobs("o", "other", 3)).await.unwrap();
+    let acme = WorkerAuthority::Tenant("acme".into());
+    // Only other's jobs are queued: acme's worker gets none of them.
+    assert!(store
+        .claim_as(&acme, "acme-w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
+    store.enqueue(jobs("a", "acme", 2)).await.unwrap();
+    let mine = store
+        .claim_as(&acme, "acme-w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(),
+        ["a00000", "a00001"]
+    );
+    // The farm's worker leases another tenant's job, with a valid lease id.
+    let theirs = store
+        .claim_as(
+            &WorkerAuthority::Farm,
+            "farm-w",
+            1,
+            LEASE,
+            &WorkerOffer::default(),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(theirs.tenant, "other");
+    let not_yours = |error: StoreError| {
+        assert!(
+            matches!(&error, StoreError::NotYours { job_id, tenant } if job_id == &theirs.job_id && tenant == "acme"),
+            "{error}"
+        );
+    };
+    let pair = (theirs.job_id.clone(), theirs.lease_id.clone());
+    not_yours(
+        store
+            .renew_as(&acme, std::slice::from_ref(&pair), LEASE)
+            .await
+            .unwrap_err(),
+    );
+    // Mixed with its own lease: nothing is renewed.
+    let own = (mine[0].job_id.clone(), mine[0].lease_id.clone());
+    not_yours(
+        store
+            .renew_as(&acme, &[own.clone(), pair.clone()], LEASE)
+            .await
+            .unwrap_err(),
+    );
+    not_yours(
+        store
+            .complete_as(&acme, &theirs.job_id, &theirs.lease_id, &verdict())
+            .await
+            .unwrap_err(),
+    );
+    not_yours(
+        store
+            .release_as(&acme, &theirs.job_id, &theirs.lease_id, "x", Duration::ZERO)
+            .await
+            .unwrap_err(),
+    );
+    let untouched = store.get(&theirs.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (untouched.state, untouched.result),
+        (JobState::Running, None)
+    );
+    // The farm's worker still holds it and completes it.
+    assert_eq!(
+        store
+            .renew_as(&WorkerAuthority::Farm, &[pair], LEASE)
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store
+            .complete_as(
+                &WorkerAuthority::Farm,
+                &theirs.job_id,
+                &theirs.lease_id,
+                &verdict()
+            )
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+    // Its own jobs: renewed, completed and released as any worker's.
+    assert_eq!(store.renew_as(&acme, &[own], LEASE).await.unwrap(), [true]);
+    assert_eq!(
+        store
+            .complete_as(&acme, &mine[0].job_id, &mine[0].lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+    assert_eq!(
+        store
+            .release_as(
+                &acme,
+                &mine[1].job_id,
+                &mine[1].lease_id,
+                "sandbox failed",
+                Duration::ZERO
+            )
+            .await
+            .unwrap(),
+        ReleaseOutcome::Requeued
+    );
+    // A job that does not exist is stale, as for any worker.
+    assert_eq!(
+        store
+            .complete_as(&acme, "missing", "lease", &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    // The farm's worker leases every tenant's jobs.
+    let farm = store
+        .claim("farm-w", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let tenants: HashSet<&str> = farm.iter().map(|l| l.tenant.as_str()).collect();
+    assert_eq!(tenants, HashSet::from(["acme", "other"]));
+    assert_eq!(farm.len(), 3);
 }
 
 async fn a_tenant_never_runs_more_than_its_limit(store: Store) {
@@ -540,7 +906,12 @@ macro_rules! store_suite {
             case!(warm_headers_are_preferred);
             case!(a_small_tenant_is_not_starved_by_a_big_one);
             case!(concurrent_workers_complete_every_job_exactly_once);
-            case!(tenants_and_api_keys);
+            case!(tenants_and_their_keys);
+            case!(the_farm_owns_operator_and_farm_worker_keys);
+            case!(keys_for_unknown_tenants_and_bad_names_are_refused);
+            case!(an_expired_token_does_not_authenticate);
+            case!(revoke_by_key_id_or_by_token);
+            case!(a_tenant_worker_touches_only_its_tenants_jobs);
             case!(a_tenant_never_runs_more_than_its_limit);
             case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
             case!(claims_record_what_each_worker_offers);
@@ -611,6 +982,12 @@ impl Drop for TestDatabase {
 }
 
 async fn open_postgres() -> (Store, TestDatabase) {
+    let (url, database) = empty_postgres_database().await;
+    (Store::open(&url).await.unwrap(), database)
+}
+
+/// A new, empty database (no migrations applied): its url and its guard.
+async fn empty_postgres_database() -> (String, TestDatabase) {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let client = admin().await;
     // Databases left by test runs that died.
@@ -642,10 +1019,96 @@ async fn open_postgres() -> (Store, TestDatabase) {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
-    let store = Store::open(&with_database(&postgres_admin_url(), &name))
+    (
+        with_database(&postgres_admin_url(), &name),
+        TestDatabase { name },
+    )
+}
+
+/// Keys as the schema before scoped tokens held them: a farm-wide admin, a
+/// worker of a made-up tenant, a user of a tenant with no record, and a
+/// revoked user key.
+const KEYS_BEFORE_SCOPES: &str =
+    "INSERT INTO api_keys (key_id, tenant, scope, secret_sha256, revoked, created_at) VALUES
+    ('k-admin', 'acme', 'admin', 'd-admin', FALSE, 1),
+    ('k-worker', 'fleet', 'worker', 'd-worker', FALSE, 2),
+    ('k-user', 'acme', 'user', 'd-user', FALSE, 3),
+    ('k-revoked', 'acme', 'user', 'd-revoked', TRUE, 4)";
+
+/// After the migration: admin is the farm's operator, the worker a farm
+/// worker, the user key still acme's, the revoked key still revoked.
+async fn keys_survive_the_scoped_tokens_migration(store: &Store) {
+    let valid = |authentication: Authentication| match authentication {
+        Authentication::Valid(key) => (key.key_id, key.owner, key.scope),
+        other => panic!("still valid after the migration: {other:?}"),
+    };
+    assert_eq!(
+        valid(store.authenticate("d-admin").await.unwrap()),
+        ("k-admin".into(), KeyOwner::Farm, KeyScope::Operator)
+    );
+    assert_eq!(
+        valid(store.authenticate("d-worker").await.unwrap()),
+        ("k-worker".into(), KeyOwner::Farm, KeyScope::Worker)
+    );
+    assert_eq!(
+        valid(store.authenticate("d-user").await.unwrap()),
+        (
+            "k-user".into(),
+            KeyOwner::Tenant("acme".into()),
+            KeyScope::User
+        )
+    );
+    assert!(matches!(
+        store.authenticate("d-revoked").await.unwrap(),
+        Authentication::Revoked(key) if key.key_id == "k-revoked"
+    ));
+    assert_eq!(store.list_keys(&KeyOwner::Farm).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_keys_survive_the_scoped_tokens_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(concat!(
+                include_str!("../migrations/sqlite/0001_init.sql"),
+                include_str!("../migrations/sqlite/0002_job_requirements.sql"),
+                include_str!("../migrations/sqlite/0003_workers.sql"),
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);"
+            ))
+            .unwrap();
+        connection.execute_batch(KEYS_BEFORE_SCOPES).unwrap();
+    }
+    let store = Store::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    (store, TestDatabase { name })
+    keys_survive_the_scoped_tokens_migration(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_keys_survive_the_scoped_tokens_migration() {
+    let (url, _database) = empty_postgres_database().await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(concat!(
+            include_str!("../migrations/postgres/0001_init.sql"),
+            include_str!("../migrations/postgres/0002_job_requirements.sql"),
+            include_str!("../migrations/postgres/0003_workers.sql"),
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);"
+        ))
+        .await
+        .unwrap();
+    client.batch_execute(KEYS_BEFORE_SCOPES).await.unwrap();
+    drop(client);
+    let store = Store::open(&url).await.unwrap();
+    keys_survive_the_scoped_tokens_migration(&store).await;
 }
 
 #[tokio::test]

@@ -329,13 +329,11 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A user token (tenant `acme`) and a worker token (tenant `fleet`).
+/// A user token (tenant `acme`) and a farm worker token.
 pub fn tokens(store: &str) -> (String, String) {
     leanfarm(&["tenant", "--store", store, "set", "acme", "--rps", "1000"]);
     let user = leanfarm(&["tenant", "--store", store, "key", "acme", "--scope", "user"]);
-    let worker = leanfarm(&[
-        "tenant", "--store", store, "key", "fleet", "--scope", "worker",
-    ]);
+    let worker = leanfarm(&["tenant", "--store", store, "farm-key", "--scope", "worker"]);
     (user, worker)
 }
 
