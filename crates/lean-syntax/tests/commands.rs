@@ -12,6 +12,9 @@ fn summary(source: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `set_option`'s name and value.
+type OptionAndValue<'a> = Option<(&'a str, Option<&'a str>)>;
+
 fn keywords(command: &Command) -> String {
     command
         .heads
@@ -82,7 +85,7 @@ fn set_option_exposes_name_value_and_the_command_after_in() {
     let source = "set_option maxHeartbeats 400000 in\nset_option debug.skipKernelTC true in\n@[simp] theorem t : True := trivial\nset_option pp.all true";
     let read = commands(source).unwrap();
     assert_eq!(read.len(), 2);
-    let chain: Vec<(&str, Option<(&str, Option<&str>)>)> = read[0]
+    let chain: Vec<(&str, OptionAndValue)> = read[0]
         .heads
         .iter()
         .map(|head| {
