@@ -33,6 +33,7 @@
 //! What this module must never do: hide a token from every command. Every
 //! token of the source belongs to exactly one [`Command`]'s `token_range`.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use crate::lexer::{lex, LexError, Position, Token, TokenKind};
@@ -275,6 +276,8 @@ struct Splitter<'a> {
     /// token count when it is never closed); computed once so that no walk
     /// over a group is repeated.
     group_ends: Vec<usize>,
+    /// [`COMMAND_KEYWORDS`], for a lookup per identifier.
+    command_keywords: HashSet<&'static str>,
 }
 
 impl<'a> Splitter<'a> {
@@ -283,6 +286,7 @@ impl<'a> Splitter<'a> {
             source,
             tokens,
             group_ends: vec![tokens.len(); tokens.len()],
+            command_keywords: COMMAND_KEYWORDS.iter().copied().collect(),
         };
         let mut open_groups = Vec::new();
         for index in 0..tokens.len() {
@@ -318,6 +322,13 @@ impl<'a> Splitter<'a> {
     fn is_identifier_in(&self, index: usize, words: &[&str]) -> bool {
         self.tokens.get(index).is_some_and(|token| {
             token.kind == TokenKind::Identifier && words.contains(&token.text(self.source))
+        })
+    }
+
+    fn is_command_keyword(&self, index: usize) -> bool {
+        self.tokens.get(index).is_some_and(|token| {
+            token.kind == TokenKind::Identifier
+                && self.command_keywords.contains(token.text(self.source))
         })
     }
 
@@ -389,13 +400,13 @@ impl<'a> Splitter<'a> {
                 if matches!(word, "local" | "scoped") {
                     let next = self.skip_scoped_namespace(index + 1);
                     return next < self.tokens.len()
-                        && (self.is_identifier_in(next, COMMAND_KEYWORDS)
+                        && (self.is_command_keyword(next)
                             || self.is_identifier_in(next, MODIFIERS));
                 }
                 if word == "deriving" {
                     return self.is_word(index + 1, "instance");
                 }
-                if COMMAND_KEYWORDS.contains(&word) {
+                if self.command_keywords.contains(word) {
                     return true;
                 }
                 token.start.column == 0
@@ -413,7 +424,7 @@ impl<'a> Splitter<'a> {
         match token.kind {
             TokenKind::HashKeyword | TokenKind::ModuleDoc => true,
             TokenKind::Identifier => {
-                self.is_identifier_in(index, COMMAND_KEYWORDS)
+                self.is_command_keyword(index)
                     && !self.is_identifier_in(index, &["local", "scoped", "deriving"])
                     && !self.continues_previous(index)
             }
@@ -453,9 +464,7 @@ impl<'a> Splitter<'a> {
                 index += 1;
             } else if self.is_identifier_in(index, &["local", "scoped"]) {
                 let next = self.skip_scoped_namespace(index + 1);
-                if !(self.is_identifier_in(next, COMMAND_KEYWORDS)
-                    || self.is_identifier_in(next, MODIFIERS))
-                {
+                if !(self.is_command_keyword(next) || self.is_identifier_in(next, MODIFIERS)) {
                     break;
                 }
                 prefix.modifiers.push(self.text(index).to_string());
@@ -549,7 +558,7 @@ impl<'a> Splitter<'a> {
         let keyword_is_known = matches!(
             keyword_kind,
             Some(TokenKind::HashKeyword) | Some(TokenKind::ModuleDoc)
-        ) || self.is_identifier_in(keyword_token, COMMAND_KEYWORDS);
+        ) || self.is_command_keyword(keyword_token);
         let set_option = (keyword == "set_option").then(|| SetOption {
             name: self.text(keyword_token + 1).to_string(),
             value: self

@@ -179,13 +179,14 @@ fn is_lean_whitespace(character: char) -> bool {
 const INTERPOLATING_KEYWORDS: [&str; 2] = ["throwError", "dbg_trace"];
 
 /// Multi-character symbols, matched longest first. A character that starts
-/// none of them is a one-character symbol. `∑'` and `∏'` are here so that the
-/// `'` is not read as the start of a character literal, as Lean's token table
-/// (Mathlib's big operators) would not.
-const MULTI_CHARACTER_SYMBOLS: [&str; 43] = [
-    "...", "..", ":=", "::", "=>", "->", "<-", "<->", "<;>", "<|>", "<|", "|>.", "|>", "@[", "#[",
-    "%[", "$[", "`(", "++", "&&", "||", "==", "!=", "<=", ">=", "^^^", "&&&", "|||", ">>>", "<<<",
-    ">>=", ">>", "<<", "<*>", "<*", "*>", "<$>", "∑'", "∏'", "⁻¹", "%$", "?_", "=?",
+/// none of them is a one-character symbol. Mathlib's tokens that end in `'`
+/// (`∑'`, `∏'`, the preimage `⁻¹'`, the image `''`) are here so that the `'`
+/// is not read as the start of a character literal, as Lean's token table
+/// would not.
+const MULTI_CHARACTER_SYMBOLS: [&str; 45] = [
+    "''", "⁻¹'", "...", "..", ":=", "::", "=>", "->", "<-", "<->", "<;>", "<|>", "<|", "|>.", "|>",
+    "@[", "#[", "%[", "$[", "`(", "++", "&&", "||", "==", "!=", "<=", ">=", "^^^", "&&&", "|||",
+    ">>>", "<<<", ">>=", ">>", "<<", "<*>", "<*", "*>", "<$>", "∑'", "∏'", "⁻¹", "%$", "?_", "=?",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -238,7 +239,11 @@ impl<'source> Lexer<'source> {
     }
 
     fn peek(&self) -> Option<char> {
-        self.source[self.offset..].chars().next()
+        match self.source.as_bytes().get(self.offset) {
+            None => None,
+            Some(byte) if byte.is_ascii() => Some(*byte as char),
+            Some(_) => self.source[self.offset..].chars().next(),
+        }
     }
 
     fn peek_nth(&self, skip: usize) -> Option<char> {
@@ -777,6 +782,13 @@ impl<'source> Lexer<'source> {
     fn symbol(&mut self) {
         let rest = &self.source[self.offset..];
         let first_byte = rest.as_bytes()[0];
+        if !MULTI_CHARACTER_SYMBOLS
+            .iter()
+            .any(|symbol| symbol.as_bytes()[0] == first_byte)
+        {
+            self.bump();
+            return;
+        }
         let longest = MULTI_CHARACTER_SYMBOLS
             .iter()
             .filter(|symbol| symbol.as_bytes()[0] == first_byte && rest.starts_with(**symbol))

@@ -404,8 +404,14 @@ fn positions_count_codepoints_from_column_zero() {
 }
 
 #[test]
-fn big_operator_primes_are_part_of_the_symbol() {
+fn mathlib_tokens_ending_in_a_quote_are_symbols_not_char_literals() {
     assert_eq!(texts("∑' i, f i"), vec!["∑'", "i", ",", "f", "i"]);
+    assert_eq!(texts("∏' i, f i"), vec!["∏'", "i", ",", "f", "i"]);
+    assert_eq!(
+        texts("f '' s ∪ f ⁻¹' t"),
+        vec!["f", "''", "s", "∪", "f", "⁻¹'", "t"]
+    );
+    assert_eq!(texts("(f⁻¹) x"), vec!["(", "f", "⁻¹", ")", "x"]);
 }
 
 #[test]
