@@ -36,7 +36,8 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::lexer::{lex, LexError, Position, Token, TokenKind};
+use crate::header::Header;
+use crate::lexer::{lex, LexError, Lexer, Position, Token, TokenKind};
 
 /// Lean 4 and Mathlib words that start a command.
 pub const COMMAND_KEYWORDS: &[&str] = &[
@@ -253,7 +254,20 @@ pub struct Body {
 
 /// Lexes `source` and splits it into commands.
 pub fn body(source: &str) -> Result<Body, LexError> {
-    let tokens = lex(source)?;
+    body_of_tokens(source, lex(source)?)
+}
+
+/// Lexes and splits `source` from its header's `body_start` on: the imports
+/// are not commands, and positions stay those of the whole source.
+pub fn body_after_header(source: &str, header: &Header) -> Result<Body, LexError> {
+    // `body_start` always lies on a character boundary of the source the
+    // header was read from; for another source, start at its beginning.
+    let lexer = Lexer::starting_at(source, header.body_start.min(source.len()))
+        .unwrap_or_else(|| Lexer::new(source));
+    body_of_tokens(source, lexer.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn body_of_tokens(source: &str, tokens: Vec<Token>) -> Result<Body, LexError> {
     let splitter = Splitter::new(source, &tokens);
     let commands = splitter.commands();
     let attributes = splitter.all_attributes();

@@ -228,6 +228,24 @@ impl<'source> Lexer<'source> {
         }
     }
 
+    /// A lexer that starts at byte `offset` of `source` (for example a
+    /// header's `body_start`), with Lean positions still counted from the
+    /// start of `source`. `None` when `offset` is not a character boundary.
+    pub fn starting_at(source: &'source str, offset: usize) -> Option<Self> {
+        if !source.is_char_boundary(offset) {
+            return None;
+        }
+        let before = &source[..offset];
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        let mut lexer = Lexer::new(source);
+        lexer.offset = offset;
+        lexer.position = Position {
+            line: before.matches('\n').count() as u32 + 1,
+            column: source[line_start..offset].chars().count() as u32,
+        };
+        Some(lexer)
+    }
+
     /// Byte offset of the next character not yet consumed.
     pub fn offset(&self) -> usize {
         self.offset

@@ -9,7 +9,8 @@
 //!   `m!"..."`, `f!"..."`, any `ident!"..."`, `throwError "..."`) is lexed as
 //!   code, and its tokens are in the list with `interpolation_depth > 0`.
 //! - [`header`]: the imports before the first command.
-//! - [`body`]/[`commands`]: the commands, split by a conservative heuristic,
+//! - [`body`]/[`commands`] (and [`body_after_header`], which starts at the
+//!   header's end and keeps whole-source positions): the commands, split by a conservative heuristic,
 //!   with their modifiers, attributes, keyword, `set_option` option and value,
 //!   and the chain of commands joined by ` in `; and every attribute anywhere.
 //!
@@ -41,8 +42,8 @@ pub use chars::{
     is_identifier_first, is_identifier_rest, is_letter_like, is_subscript_alphanumeric,
 };
 pub use commands::{
-    body, commands, Attribute, Body, Command, CommandHead, SetOption, COMMAND_KEYWORDS,
-    CONTINUATION_WORDS, MODIFIERS,
+    body, body_after_header, commands, Attribute, Body, Command, CommandHead, SetOption,
+    COMMAND_KEYWORDS, CONTINUATION_WORDS, MODIFIERS,
 };
 pub use header::{header, name_components, Header, HeaderError, Import};
 pub use lexer::{lex, LexError, LexErrorKind, Lexer, Position, Token, TokenKind};

@@ -183,3 +183,42 @@ fn an_import_hidden_in_a_comment_or_string_is_not_an_import() {
         vec!["A", "C"]
     );
 }
+
+#[test]
+fn the_body_after_the_header_keeps_whole_source_positions() {
+    let source =
+        "import Mathlib\nimport Aesop\n\n/-- doc -/\ntheorem α₁ : True := trivial\n#eval 1";
+    let read = header(source).unwrap();
+    let body = lean_syntax::body_after_header(source, &read).unwrap();
+    let keywords: Vec<&str> = body
+        .commands
+        .iter()
+        .map(|command| command.heads[0].keyword.as_str())
+        .collect();
+    assert_eq!(keywords, vec!["theorem", "#eval"]);
+    let alpha = body
+        .tokens
+        .iter()
+        .find(|token| token.text(source) == "α₁")
+        .unwrap();
+    assert_eq!(alpha.start, Position { line: 5, column: 8 });
+    assert_eq!(body.commands[1].start, Position { line: 6, column: 0 });
+    // A hidden command on an import line is the body's first command.
+    let source =
+        "import Mathlib /- x -/ set_option debug.skipKernelTC true in\ntheorem t : False := sorry";
+    let body = lean_syntax::body_after_header(source, &header(source).unwrap()).unwrap();
+    assert_eq!(body.commands.len(), 1);
+    let option = body.commands[0].heads[0].set_option.clone().unwrap();
+    assert_eq!(
+        (option.name.as_str(), option.value.as_deref()),
+        ("debug.skipKernelTC", Some("true"))
+    );
+    assert_eq!(body.commands[0].innermost().keyword, "theorem");
+}
+
+#[test]
+fn a_lexer_cannot_start_inside_a_character() {
+    assert!(lean_syntax::Lexer::starting_at("α", 1).is_none());
+    assert!(lean_syntax::Lexer::starting_at("α", 2).is_some());
+    assert!(lean_syntax::Lexer::starting_at("α", 3).is_none());
+}
