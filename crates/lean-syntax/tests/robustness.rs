@@ -132,6 +132,16 @@ fn check_everything(source: &str) {
             read.body_start_position,
             position_of(source, read.body_start)
         );
+        if let Ok(after) = lean_syntax::body_after_header(source, &read) {
+            for token in &after.tokens {
+                assert!(token.span.start >= read.body_start, "{source:?}");
+                assert_eq!(
+                    token.start,
+                    position_of(source, token.span.start),
+                    "{source:?}"
+                );
+            }
+        }
     }
 }
 
