@@ -100,6 +100,15 @@ impl Token {
             && self.text(source) == word
     }
 
+    /// Whether this is a plain string literal holding a `{`: it may be the
+    /// argument of an interpolating syntax this lexer does not recognise
+    /// (`throwErrorAt stx "..."`, `trace[cls] "..."`, a library's own), whose
+    /// `{...}` Lean would elaborate as code. A screen that must not miss code
+    /// refuses such strings.
+    pub fn may_hide_interpolated_code(&self, source: &str) -> bool {
+        self.kind == TokenKind::String && self.text(source).contains('{')
+    }
+
     /// Whether this token is the symbol `symbol` exactly.
     pub fn is_symbol(&self, source: &str, symbol: &str) -> bool {
         self.kind == TokenKind::Symbol && self.text(source) == symbol

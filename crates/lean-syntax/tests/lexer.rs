@@ -429,3 +429,17 @@ fn symbols_take_the_longest_known_match() {
 fn non_breaking_space_is_not_whitespace_to_lean() {
     assert_eq!(texts("a\u{a0}b"), vec!["a", "\u{a0}", "b"]);
 }
+
+#[test]
+fn plain_strings_with_braces_are_flagged_as_possible_interpolations() {
+    // `throwErrorAt` takes an interpolated string after a term; the lexer
+    // cannot know, so it flags the string for the screen.
+    let source = r#"throwErrorAt stx "{(by_elab evil)}" "no braces" s!"{x}""#;
+    let lexed = lex(source).unwrap();
+    let flagged: Vec<&str> = lexed
+        .iter()
+        .filter(|token| token.may_hide_interpolated_code(source))
+        .map(|token| token.text(source))
+        .collect();
+    assert_eq!(flagged, vec![r#""{(by_elab evil)}""#]);
+}
