@@ -20,8 +20,9 @@
 //!
 //! Exceptions, where a command word continues the current command: `open
 //! scoped`/`open private`, `class inductive`/`class abbrev`, `deriving
-//! instance`, and attribute names that are command words (`instance`,
-//! `class`, `export`, `macro`) right after `[`, `@[`, `,`, `local`, `scoped`
+//! instance`, and, inside an attribute list (`@[...]`, `attribute [...]`),
+//! attribute names that are command words (`instance`, `class`, `export`,
+//! `macro`, `local`, `scoped`) right after `[`, `@[`, `,`, `local`, `scoped`
 //! or `-`.
 //!
 //! The `in` combinator: after `set_option`, `open`, `variable`, `omit`,
@@ -292,6 +293,9 @@ struct Splitter<'a> {
     group_ends: Vec<usize>,
     /// [`COMMAND_KEYWORDS`], for a lookup per identifier.
     command_keywords: HashSet<&'static str>,
+    /// Whether each token is inside an attribute list (`@[...]`,
+    /// `attribute [...]`), where command words may be attribute names.
+    inside_attribute_list: Vec<bool>,
 }
 
 impl<'a> Splitter<'a> {
@@ -301,6 +305,7 @@ impl<'a> Splitter<'a> {
             tokens,
             group_ends: vec![tokens.len(); tokens.len()],
             command_keywords: COMMAND_KEYWORDS.iter().copied().collect(),
+            inside_attribute_list: Vec::new(),
         };
         let mut open_groups = Vec::new();
         for index in 0..tokens.len() {
@@ -312,6 +317,23 @@ impl<'a> Splitter<'a> {
                 }
             }
         }
+        // Nesting depth of attribute lists, by differences: linear however
+        // the lists nest.
+        let mut depth_changes = vec![0isize; tokens.len() + 1];
+        for index in 0..tokens.len() {
+            if splitter.opens_attribute_list(index) {
+                depth_changes[index + 1] += 1;
+                depth_changes[splitter.group_ends[index]] -= 1;
+            }
+        }
+        let mut depth = 0isize;
+        splitter.inside_attribute_list = depth_changes[..tokens.len()]
+            .iter()
+            .map(|change| {
+                depth += change;
+                depth > 0
+            })
+            .collect();
         splitter
     }
 
@@ -384,7 +406,8 @@ impl<'a> Splitter<'a> {
             || (self.is_word(previous, "class")
                 && matches!(word, "inductive" | "abbrev" | "structure"))
             || (self.is_word(previous, "deriving") && word == "instance")
-            || (ATTRIBUTE_NAMES_THAT_ARE_COMMAND_WORDS.contains(&word)
+            || (self.inside_attribute_list[index]
+                && ATTRIBUTE_NAMES_THAT_ARE_COMMAND_WORDS.contains(&word)
                 && (matches!(self.text(previous), "[" | "@[" | "," | "-")
                     || self.is_identifier_in(previous, &["local", "scoped"])))
     }

@@ -281,3 +281,21 @@ fn lexical_errors_are_reported_not_split_around() {
     assert!(commands("").unwrap().is_empty());
     assert!(commands("-- only a comment").unwrap().is_empty());
 }
+
+#[test]
+fn attribute_name_exceptions_hold_only_inside_attribute_lists() {
+    // Lean fails to parse `local` inside the anonymous constructor and then
+    // parses `local macro ...` as a command.
+    assert_eq!(
+        keyword_list("example : T := ⟨a, local macro \"x\" : term => `(1)⟩"),
+        vec!["example", "macro"]
+    );
+    assert_eq!(
+        keyword_list("example : T := ⟨a, instance : Foo := evil⟩"),
+        vec!["example", "instance"]
+    );
+    assert_eq!(
+        keyword_list("@[simp, instance] def x := 1\nattribute [local instance] x"),
+        vec!["def", "attribute"]
+    );
+}
