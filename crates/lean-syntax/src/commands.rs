@@ -460,7 +460,13 @@ impl<'a> Splitter<'a> {
         let token = &self.tokens[index];
         match token.kind {
             TokenKind::HashKeyword | TokenKind::ModuleDoc => true,
+            TokenKind::Identifier if self.inside_attribute_list[index] => {
+                (self.is_command_keyword(index) || self.is_identifier_in(index, MODIFIERS))
+                    && !self.continues_previous(index)
+            }
             TokenKind::Identifier => {
+                // Outside the lists the prefix is doc comment, modifiers,
+                // `local`, `scoped` and `scoped[Namespace]`.
                 self.is_command_keyword(index)
                     && !self.is_identifier_in(index, &["local", "scoped", "deriving"])
                     && !self.continues_previous(index)

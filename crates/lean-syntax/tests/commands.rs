@@ -232,6 +232,28 @@ fn a_command_word_inside_an_attribute_list_cuts_the_prefix() {
         })
         .collect();
     assert_eq!(heads, vec![("", false), ("#eval", true), ("theorem", true)]);
+    let read = commands("@[simp private def evil := 1] theorem t : True := trivial").unwrap();
+    let heads: Vec<(&str, Vec<std::string::String>)> = read
+        .iter()
+        .map(|command| {
+            (
+                command.heads[0].keyword.as_str(),
+                command.heads[0].modifiers.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        heads,
+        vec![
+            ("", vec![]),
+            ("def", vec!["private".into()]),
+            ("theorem", vec![])
+        ]
+    );
+    // Modifiers after the attribute list are the command's own.
+    let read = commands("@[simp] private noncomputable def x := 1").unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].heads[0].modifiers, vec!["private", "noncomputable"]);
 }
 
 #[test]
