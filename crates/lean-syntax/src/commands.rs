@@ -120,6 +120,16 @@ pub const COMMAND_KEYWORDS: &[&str] = &[
     "deriving",
     "local",
     "scoped",
+    "variable?",
+    "declare_aesop_rule_sets",
+    "add_aesop_rules",
+    "erase_aesop_rules",
+    "extend_docs",
+    "register_tactic_tag",
+    "tactic_extension",
+    "register_linter_set",
+    "declare_command_config_elab",
+    "builtin_declare_syntax_cat",
 ];
 
 /// Declaration modifiers: they start a command wherever they appear.
