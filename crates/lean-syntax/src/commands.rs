@@ -5,7 +5,8 @@
 //! commands: a screen that refuses unknown commands then refuses rather than
 //! misses. A new command starts at a token that is
 //!
-//! - a `#` keyword (`#eval`, `#print`, ...), a module doc `/-! -/`, or `@[`;
+//! - a `#` keyword (`#eval`, `#print`, ...; not the term notations `#s`,
+//!   `#α`: one character or a non-ASCII one), a module doc `/-! -/`, or `@[`;
 //! - a declaration modifier (`private`, `protected`, `noncomputable`,
 //!   `partial`, `unsafe`, `nonrec`, `public`, `meta`), or `local`/`scoped`
 //!   followed by a command keyword;
@@ -405,6 +406,14 @@ impl<'a> Splitter<'a> {
             || (index > 0 && self.is_symbol(index, "[") && self.is_word(index - 1, "attribute"))
     }
 
+    /// Whether a `#` keyword may be a command. Every Lean and Mathlib `#`
+    /// command is `#` and at least two ASCII-initial characters; `#s`
+    /// (`Finset.card`) and `#α` (`Cardinal.mk`) are Mathlib term notations.
+    fn is_hash_command(&self, index: usize) -> bool {
+        let word = &self.text(index)[1..];
+        word.starts_with(|first: char| first.is_ascii_alphabetic()) && word.chars().count() >= 2
+    }
+
     /// Whether a command word at `index` continues the tokens before it.
     fn continues_previous(&self, index: usize) -> bool {
         if index == 0 {
@@ -426,7 +435,8 @@ impl<'a> Splitter<'a> {
     fn starts_command(&self, index: usize) -> bool {
         let token = &self.tokens[index];
         match token.kind {
-            TokenKind::HashKeyword | TokenKind::ModuleDoc => true,
+            TokenKind::HashKeyword => self.is_hash_command(index),
+            TokenKind::ModuleDoc => true,
             TokenKind::Symbol => self.is_symbol(index, "@["),
             TokenKind::DocComment => {
                 let keyword = self.skip_prefix(index).keyword;
@@ -469,7 +479,8 @@ impl<'a> Splitter<'a> {
     fn breaks_prefix(&self, index: usize) -> bool {
         let token = &self.tokens[index];
         match token.kind {
-            TokenKind::HashKeyword | TokenKind::ModuleDoc => true,
+            TokenKind::HashKeyword => self.is_hash_command(index),
+            TokenKind::ModuleDoc => true,
             TokenKind::Identifier if self.inside_attribute_list[index] => {
                 (self.is_command_keyword(index) || self.is_identifier_in(index, MODIFIERS))
                     && !self.continues_previous(index)

@@ -321,3 +321,11 @@ fn attribute_name_exceptions_hold_only_inside_attribute_lists() {
         vec!["def", "attribute"]
     );
 }
+
+#[test]
+fn cardinality_notations_are_not_hash_commands() {
+    assert_eq!(
+        keyword_list("theorem c (s t : Finset ℕ) (h : s ⊆ t) : #s ≤ #t := Finset.card_le_card h\ntheorem d : #α = #β := rfl\n#check c"),
+        vec!["theorem", "theorem", "#check"]
+    );
+}
