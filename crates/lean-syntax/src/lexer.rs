@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::chars::{
     is_identifier_first, is_identifier_rest, IDENTIFIER_ESCAPE_BEGIN, IDENTIFIER_ESCAPE_END,
@@ -197,6 +198,19 @@ const MULTI_CHARACTER_SYMBOLS: [&str; 45] = [
     "@[", "#[", "%[", "$[", "`(", "++", "&&", "||", "==", "!=", "<=", ">=", "^^^", "&&&", "|||",
     ">>>", "<<<", ">>=", ">>", "<<", "<*>", "<*", "*>", "<$>", "∑'", "∏'", "⁻¹", "%$", "?_", "=?",
 ];
+
+/// [`MULTI_CHARACTER_SYMBOLS`] by their first byte, built once.
+fn symbols_starting_with(first_byte: u8) -> &'static [&'static str] {
+    static BY_FIRST_BYTE: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
+    let table = BY_FIRST_BYTE.get_or_init(|| {
+        let mut table = vec![Vec::new(); 256];
+        for symbol in MULTI_CHARACTER_SYMBOLS {
+            table[usize::from(symbol.as_bytes()[0])].push(symbol);
+        }
+        table
+    });
+    &table[usize::from(first_byte)]
+}
 
 #[derive(Debug, Clone, Copy)]
 struct OpenInterpolation {
@@ -809,16 +823,9 @@ impl<'source> Lexer<'source> {
     fn symbol(&mut self) {
         let rest = &self.source[self.offset..];
         let first_byte = rest.as_bytes()[0];
-        if !MULTI_CHARACTER_SYMBOLS
+        let longest = symbols_starting_with(first_byte)
             .iter()
-            .any(|symbol| symbol.as_bytes()[0] == first_byte)
-        {
-            self.bump();
-            return;
-        }
-        let longest = MULTI_CHARACTER_SYMBOLS
-            .iter()
-            .filter(|symbol| symbol.as_bytes()[0] == first_byte && rest.starts_with(**symbol))
+            .filter(|symbol| rest.starts_with(**symbol))
             .map(|symbol| symbol.chars().count())
             .max()
             .unwrap_or(1);
