@@ -127,7 +127,6 @@ pub enum LexErrorKind {
     UnterminatedIdentifierEscape,
     InvalidEscape,
     InvalidHexadecimalEscape,
-    StringGapWithoutNewline,
     StringGapWithSecondNewline,
     MissingDigits,
     MissingExponentDigits,
@@ -144,7 +143,6 @@ impl LexErrorKind {
             LexErrorKind::UnterminatedIdentifierEscape => "unterminated identifier escape",
             LexErrorKind::InvalidEscape => "invalid escape sequence",
             LexErrorKind::InvalidHexadecimalEscape => "invalid hexadecimal digit in escape",
-            LexErrorKind::StringGapWithoutNewline => "expecting newline in string gap",
             LexErrorKind::StringGapWithSecondNewline => {
                 "unexpected additional newline in string gap"
             }
@@ -612,29 +610,18 @@ impl<'source> Lexer<'source> {
         Ok(())
     }
 
-    /// Lean's `stringGapFn`, at the newline after `\`: whitespace holding
-    /// exactly one newline.
+    /// Lean's `stringGapFn`, at the newline after `\`: the newline, then
+    /// spaces, but no second newline. (Lean's "expecting newline" case cannot
+    /// arise: a gap is only entered at a newline.)
     fn string_gap(&mut self) -> Result<(), LexError> {
-        let mut seen_newline = false;
+        self.bump();
         loop {
             match self.peek() {
-                None => return Ok(()),
-                Some('\n') => {
-                    if seen_newline {
-                        return Err(self.error_here(LexErrorKind::StringGapWithSecondNewline));
-                    }
-                    seen_newline = true;
-                    self.bump();
-                }
+                Some('\n') => return Err(self.error_here(LexErrorKind::StringGapWithSecondNewline)),
                 Some(character) if is_lean_whitespace(character) => {
                     self.bump();
                 }
-                Some(_) => {
-                    if seen_newline {
-                        return Ok(());
-                    }
-                    return Err(self.error_here(LexErrorKind::StringGapWithoutNewline));
-                }
+                _ => return Ok(()),
             }
         }
     }
