@@ -156,7 +156,10 @@ fn a_string_gap_is_a_backslash_newline_and_indentation() {
         LexErrorKind::StringGapWithSecondNewline
     );
     assert_eq!(error_kind("'\\\n'"), LexErrorKind::InvalidEscape);
-    assert_eq!(error_kind("\"gap at the end \\\n  "), LexErrorKind::UnterminatedString);
+    assert_eq!(
+        error_kind("\"gap at the end \\\n  "),
+        LexErrorKind::UnterminatedString
+    );
 }
 
 #[test]
