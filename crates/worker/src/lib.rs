@@ -31,7 +31,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// How long a lease lasts without a heartbeat.
     pub lease: Duration,
-    /// How often the store is polled when no enqueue was seen in-process.
+    /// After a lease found no work, at most how long to wait before the
+    /// next (`JobQueue::wait_for_work`); also the pause after a failed lease.
     pub poll_interval: Duration,
     /// Wait before a job released after an infrastructure failure runs again.
     pub retry_backoff: Duration,

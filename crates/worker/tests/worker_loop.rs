@@ -1,0 +1,392 @@
+//! The worker loop against a scripted `JobQueue` and a real driver running
+//! lean-sim (this test binary re-executes itself as lean-sim): a verdict is
+//! completed once, a Lean error is a verdict too, a completion that fails is
+//! tried again, a check the farm cannot run is released with the backoff, a
+//! lost lease abandons the job, and shutdown hands running jobs back.
+//!
+//! `harness = false`: `main` runs the tests, or acts as lean-sim when the
+//! driver starts it with `lean-sim` as its first argument.
+
+use leanfarm_core::{CheckRequest, CheckStatus, Verdict};
+use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
+use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
+use leanfarm_worker::{JobQueue, QueueError, WorkerConfig};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A queue that hands out the leases it was given and records what the loop did.
+#[derive(Default)]
+struct ScriptedQueue {
+    waiting: Mutex<VecDeque<Lease>>,
+    completed: Mutex<Vec<(String, Verdict)>>,
+    complete_calls: AtomicUsize,
+    /// Completions that fail before one succeeds.
+    failing_completions: AtomicUsize,
+    released: Mutex<Vec<(String, String, Duration)>>,
+    renewals: AtomicUsize,
+    /// Whether a renewal finds the lease still held.
+    lease_lost: AtomicBool,
+    checks_started: AtomicUsize,
+    checks_finished: AtomicUsize,
+}
+
+impl ScriptedQueue {
+    fn with_jobs(codes: &[&str]) -> Arc<ScriptedQueue> {
+        let queue = ScriptedQueue::default();
+        for (index, code) in codes.iter().enumerate() {
+            queue.waiting.lock().unwrap().push_back(lease(index, code));
+        }
+        Arc::new(queue)
+    }
+
+    fn completed(&self) -> Vec<(String, Verdict)> {
+        self.completed.lock().unwrap().clone()
+    }
+
+    fn released(&self) -> Vec<(String, String, Duration)> {
+        self.released.lock().unwrap().clone()
+    }
+}
+
+fn lease(index: usize, code: &str) -> Lease {
+    let request: CheckRequest =
+        serde_json::from_value(serde_json::json!({ "code": code, "timeout_seconds": 20.0 }))
+            .unwrap();
+    Lease {
+        job_id: format!("job-{index}"),
+        lease_id: format!("lease-{index}"),
+        attempt: 1,
+        tenant: "default".into(),
+        request,
+        header_key: String::new(),
+        expires_at: 0,
+    }
+}
+
+/// The queue as the loop owns it: a shared handle on the script.
+struct Shared(Arc<ScriptedQueue>);
+
+impl JobQueue for Shared {
+    async fn lease(
+        &self,
+        _worker_id: &str,
+        max: usize,
+        _lease: Duration,
+        offer: WorkerOffer,
+    ) -> Result<Vec<Lease>, QueueError> {
+        assert_eq!(offer.toolchain.as_deref(), Some("lean-sim"));
+        assert_eq!(offer.project.as_deref(), Some("loop-test"));
+        let mut waiting = self.0.waiting.lock().unwrap();
+        let count = max.min(waiting.len());
+        Ok(waiting.drain(..count).collect())
+    }
+
+    async fn renew(&self, _lease: &Lease, _duration: Duration) -> Result<bool, QueueError> {
+        self.0.renewals.fetch_add(1, Ordering::SeqCst);
+        Ok(!self.0.lease_lost.load(Ordering::SeqCst))
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        verdict: &Verdict,
+        _started: Instant,
+    ) -> Result<CompleteOutcome, QueueError> {
+        self.0.complete_calls.fetch_add(1, Ordering::SeqCst);
+        let failing = &self.0.failing_completions;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(QueueError::Refused {
+                path: "/v1/worker/complete",
+                status: 503,
+                body: "store unavailable".into(),
+            });
+        }
+        self.0
+            .completed
+            .lock()
+            .unwrap()
+            .push((lease.job_id.clone(), verdict.clone()));
+        Ok(CompleteOutcome::Stored)
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<ReleaseOutcome, QueueError> {
+        self.0.released.lock().unwrap().push((
+            lease.job_id.clone(),
+            error.to_string(),
+            retry_after,
+        ));
+        Ok(ReleaseOutcome::Requeued)
+    }
+
+    async fn wait_for_work(&self, poll_interval: Duration) {
+        tokio::time::sleep(poll_interval).await;
+    }
+
+    fn check_started(&self) {
+        self.0.checks_started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn check_finished(&self) {
+        self.0.checks_finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    loop_task: tokio::task::JoinHandle<()>,
+    _scratch: tempfile::TempDir,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.loop_task)
+            .await
+            .expect("the loop drains and returns")
+            .unwrap();
+    }
+}
+
+fn config(lease: Duration, drain_deadline: Duration) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: "loop-test".into(),
+        lease,
+        poll_interval: Duration::from_millis(20),
+        retry_backoff: Duration::from_millis(1500),
+        drain_deadline,
+    }
+}
+
+/// Start the loop with a driver whose REPL is `repl_program` (lean-sim: this binary).
+fn start(queue: &Arc<ScriptedQueue>, config: WorkerConfig, repl_program: PathBuf) -> Running {
+    let scratch = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(SandboxConfig {
+        backend: BackendKind::None,
+        memory_limit_bytes: 512 << 20,
+        pids_limit: 64,
+        cpu_limit_cores: 1.0,
+        file_size_limit_bytes: 64 << 20,
+        scratch_size_bytes: 64 << 20,
+        open_files_limit: 256,
+        read_only_mounts: Vec::new(),
+        scratch_root: scratch.path().to_path_buf(),
+        allow_degraded: false,
+    })
+    .unwrap();
+    let toolchain = ToolchainConfig {
+        name: "lean-sim".into(),
+        repl_program,
+        repl_args: vec!["lean-sim".into(), "repl".into()],
+        project_name: "loop-test".into(),
+        env: Vec::new(),
+    };
+    let pool = PoolConfig {
+        slots: 2,
+        max_repls: 2,
+        max_uses_per_repl: 100,
+        max_repl_memory_bytes: 1 << 30,
+        acquire_timeout: Duration::from_secs(10),
+        prestart_headers: Vec::new(),
+        max_reply_bytes: 1 << 20,
+    };
+    let driver = Driver::new(toolchain, pool, Arc::new(sandbox));
+    let (stop, stopped) = watch::channel(false);
+    let loop_task = tokio::spawn(leanfarm_worker::run(
+        Shared(Arc::clone(queue)),
+        driver,
+        config,
+        stopped,
+    ));
+    Running {
+        stop,
+        loop_task,
+        _scratch: scratch,
+    }
+}
+
+fn lean_sim() -> PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_verdict_is_completed_once() {
+    let queue = ScriptedQueue::with_jobs(&[
+        "theorem one : True := trivial",
+        "theorem two : True := by\n  -- sim: error unknown identifier 'x'\n  trivial",
+    ]);
+    let running = start(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+    );
+    until("both jobs are completed", || queue.completed().len() == 2).await;
+    running.stop().await;
+    let mut completed = queue.completed();
+    completed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(completed[0].0, "job-0");
+    assert_eq!(completed[0].1.status, CheckStatus::Valid);
+    // A Lean error is a verdict, completed like any other, never released.
+    assert_eq!(completed[1].0, "job-1");
+    assert_eq!(completed[1].1.status, CheckStatus::LeanError);
+    assert_eq!(queue.complete_calls.load(Ordering::SeqCst), 2);
+    assert!(queue.released().is_empty());
+    assert_eq!(queue.checks_started.load(Ordering::SeqCst), 2);
+    assert_eq!(queue.checks_finished.load(Ordering::SeqCst), 2);
+}
+
+async fn a_completion_that_fails_is_tried_again() {
+    let queue = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    queue.failing_completions.store(2, Ordering::SeqCst);
+    let running = start(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+    );
+    until("the job is completed", || queue.completed().len() == 1).await;
+    running.stop().await;
+    assert_eq!(queue.complete_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(queue.completed()[0].1.status, CheckStatus::Valid);
+    assert!(queue.released().is_empty());
+}
+
+async fn a_check_the_farm_cannot_run_is_released_with_the_backoff() {
+    let queue = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    let missing = PathBuf::from("/nonexistent/lean-sim");
+    let running = start(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        missing,
+    );
+    until("the job is released", || queue.released().len() == 1).await;
+    running.stop().await;
+    let (job_id, error, retry_after) = queue.released().remove(0);
+    assert_eq!(job_id, "job-0");
+    assert!(!error.is_empty());
+    assert_eq!(retry_after, Duration::from_millis(1500));
+    assert!(queue.completed().is_empty());
+}
+
+async fn a_lost_lease_abandons_the_job() {
+    let queue =
+        ScriptedQueue::with_jobs(&["theorem slow : True := by\n  -- sim: sleep 3000\n  trivial"]);
+    queue.lease_lost.store(true, Ordering::SeqCst);
+    // Renewed every 100 ms; the first renewal finds the lease lost.
+    let running = start(
+        &queue,
+        config(Duration::from_millis(300), Duration::from_secs(5)),
+        lean_sim(),
+    );
+    until("the lease is renewed", || {
+        queue.renewals.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    until("the check is abandoned", || {
+        queue.checks_finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    running.stop().await;
+    assert!(
+        queue.completed().is_empty(),
+        "a lost lease's verdict is not sent"
+    );
+    assert!(queue.released().is_empty(), "a lost lease is not released");
+}
+
+async fn shutdown_hands_running_jobs_back() {
+    let queue =
+        ScriptedQueue::with_jobs(&["theorem slow : True := by\n  -- sim: sleep 10000\n  trivial"]);
+    let running = start(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_millis(200)),
+        lean_sim(),
+    );
+    until("the check is running", || {
+        queue.checks_started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    running.stop().await;
+    let released = queue.released();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0].0, "job-0");
+    assert_eq!(released[0].1, "worker shut down");
+    assert_eq!(released[0].2, Duration::ZERO);
+    assert!(queue.completed().is_empty());
+}
+
+type Test = (
+    &'static str,
+    fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+);
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("lean-sim") {
+        args.remove(0);
+        std::process::exit(lean_sim::main_with_args(args));
+    }
+    let tests: [Test; 5] = [
+        ("a_verdict_is_completed_once", || {
+            Box::pin(a_verdict_is_completed_once())
+        }),
+        ("a_completion_that_fails_is_tried_again", || {
+            Box::pin(a_completion_that_fails_is_tried_again())
+        }),
+        (
+            "a_check_the_farm_cannot_run_is_released_with_the_backoff",
+            || Box::pin(a_check_the_farm_cannot_run_is_released_with_the_backoff()),
+        ),
+        ("a_lost_lease_abandons_the_job", || {
+            Box::pin(a_lost_lease_abandons_the_job())
+        }),
+        ("shutdown_hands_running_jobs_back", || {
+            Box::pin(shutdown_hands_running_jobs_back())
+        }),
+    ];
+    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    let mut failed = Vec::new();
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter.as_str())) {
+            continue;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(test())));
+        drop(runtime);
+        println!(
+            "test {name} ... {}",
+            if outcome.is_ok() { "ok" } else { "FAILED" }
+        );
+        if outcome.is_err() {
+            failed.push(name);
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("failed: {}", failed.join(", "));
+        std::process::exit(1);
+    }
+}
