@@ -1,15 +1,19 @@
 //! Who is calling: bearer tokens, looked up by the SHA-256 of the token (the
 //! store never holds a token itself), and per-tenant request rates.
 //!
-//! Scopes keep the two sides apart: a `user` key submits and reads its
-//! tenant's checks, a `worker` token leases and completes jobs, an `admin`
-//! key may do both. Without `require_auth`, requests that carry no token are
-//! the `default` tenant's; a token that is present is always checked.
+//! Every token belongs to a tenant or to the farm (docs/api.md, "Tokens").
+//! A tenant's `user` token submits and reads that tenant's checks; a worker
+//! token leases, renews and completes jobs: a tenant's only that tenant's, the
+//! farm's any tenant's; an `operator` token (made only with `leanfarm tenant`,
+//! never through the API) acts on the worker API for the farm and has no
+//! tenant on the user API. Revoked and expired tokens do not authenticate.
+//! Without `require_auth`, requests that carry no token are the `default`
+//! tenant's; a token that is present is always checked.
 
 use crate::error::ApiError;
 use crate::AppState;
 use axum::http::HeaderMap;
-use leanfarm_store::KeyScope;
+use leanfarm_store::{Authentication, KeyOwner, KeyRecord, KeyScope, WorkerAuthority};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,15 +50,14 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// The caller's tenant and scope, from its token.
-async fn caller(state: &AppState, token: &str) -> Result<(String, KeyScope), ApiError> {
-    let key = state
-        .store
-        .find_api_key(&token_digest(token))
-        .await?
-        .filter(|key| !key.revoked)
-        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
-    Ok((key.tenant, key.scope))
+/// The caller's key, from its token.
+async fn caller(state: &AppState, token: &str) -> Result<KeyRecord, ApiError> {
+    match state.store.authenticate(&token_digest(token)).await? {
+        Authentication::Valid(key) => Ok(key),
+        Authentication::Unknown => Err(ApiError::Unauthorized("unknown token".into())),
+        Authentication::Revoked(_) => Err(ApiError::Unauthorized("revoked token".into())),
+        Authentication::Expired(_) => Err(ApiError::Unauthorized("expired token".into())),
+    }
 }
 
 /// The tenant a user request acts for.
@@ -64,29 +67,39 @@ pub(crate) async fn user_tenant(state: &AppState, headers: &HeaderMap) -> Result
             return Err(ApiError::Unauthorized("this farm requires a token".into()))
         }
         None => DEFAULT_TENANT.to_string(),
-        Some(token) => match caller(state, token).await? {
-            (tenant, KeyScope::User | KeyScope::Admin) => tenant,
-            (_, KeyScope::Worker) => {
-                return Err(ApiError::Forbidden(
-                    "a worker token cannot use the user API".into(),
-                ))
+        Some(token) => {
+            let key = caller(state, token).await?;
+            match (key.scope, key.owner) {
+                (KeyScope::User, KeyOwner::Tenant(tenant)) => tenant,
+                (KeyScope::Worker, _) => {
+                    return Err(ApiError::Forbidden(
+                        "a worker token cannot use the user API".into(),
+                    ))
+                }
+                (KeyScope::Operator, _) | (KeyScope::User, KeyOwner::Farm) => {
+                    return Err(ApiError::Forbidden(
+                        "an operator token acts for the farm, not for a tenant: use a tenant's user token".into(),
+                    ))
+                }
             }
-        },
+        }
     };
     state.rates.admit(state, &tenant).await?;
     Ok(tenant)
 }
 
-/// Check that a request comes from a worker (or an admin).
-pub(crate) async fn worker(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Check that a request comes from a worker (or an operator), and whose jobs
+/// it may touch.
+pub(crate) async fn worker(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<WorkerAuthority, ApiError> {
     let token = bearer(headers)?
         .ok_or_else(|| ApiError::Unauthorized("the worker API requires a worker token".into()))?;
-    match caller(state, token).await? {
-        (_, KeyScope::Worker | KeyScope::Admin) => Ok(()),
-        (_, KeyScope::User) => Err(ApiError::Forbidden(
-            "a user key cannot use the worker API".into(),
-        )),
-    }
+    caller(state, token)
+        .await?
+        .worker_authority()
+        .ok_or_else(|| ApiError::Forbidden("a user token cannot use the worker API".into()))
 }
 
 /// Token buckets per tenant, refilled at the tenant's `requests_per_second`

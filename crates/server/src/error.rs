@@ -92,6 +92,9 @@ impl From<leanfarm_store::StoreError> for ApiError {
     fn from(error: leanfarm_store::StoreError) -> Self {
         match error {
             leanfarm_store::StoreError::Unavailable(why) => ApiError::StoreUnavailable(why),
+            not_yours @ leanfarm_store::StoreError::NotYours { .. } => {
+                ApiError::Forbidden(not_yours.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -43,7 +43,7 @@ pub(crate) async fn lease(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
-    auth::worker(&state, &headers).await?;
+    let authority = auth::worker(&state, &headers).await?;
     let request: LeaseRequest = parse_body(&state, &body)?;
     let duration = lease_duration(request.lease_seconds)?;
     let max = request.max.clamp(1, MAX_JOBS_PER_LEASE);
@@ -63,7 +63,7 @@ pub(crate) async fn lease(
         }
         let leases = state
             .store
-            .claim(&request.worker_id, max, duration, &offer)
+            .claim_as(&authority, &request.worker_id, max, duration, &offer)
             .await?;
         if !leases.is_empty() || Instant::now() >= deadline {
             return Ok(Json(LeaseResponse { leases }));
@@ -82,7 +82,7 @@ pub(crate) async fn renew(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RenewResponse>, ApiError> {
-    auth::worker(&state, &headers).await?;
+    let authority = auth::worker(&state, &headers).await?;
     let request: RenewRequest = parse_body(&state, &body)?;
     let duration = lease_duration(request.lease_seconds)?;
     let pairs: Vec<(String, String)> = request
@@ -90,7 +90,7 @@ pub(crate) async fn renew(
         .into_iter()
         .map(|lease| (lease.job_id, lease.lease_id))
         .collect();
-    let held = state.store.renew(&pairs, duration).await?;
+    let held = state.store.renew_as(&authority, &pairs, duration).await?;
     Ok(Json(RenewResponse { held }))
 }
 
@@ -99,11 +99,16 @@ pub(crate) async fn complete(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
-    auth::worker(&state, &headers).await?;
+    let authority = auth::worker(&state, &headers).await?;
     let request: CompleteRequest = parse_body(&state, &body)?;
     let outcome = state
         .store
-        .complete(&request.job_id, &request.lease_id, &request.verdict)
+        .complete_as(
+            &authority,
+            &request.job_id,
+            &request.lease_id,
+            &request.verdict,
+        )
         .await?;
     if outcome == CompleteOutcome::Stored {
         if let Some(record) = state.store.get(&request.job_id).await? {
@@ -131,7 +136,7 @@ pub(crate) async fn release(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
-    auth::worker(&state, &headers).await?;
+    let authority = auth::worker(&state, &headers).await?;
     let request: ReleaseRequest = parse_body(&state, &body)?;
     if !(request.retry_after_seconds.is_finite() && request.retry_after_seconds >= 0.0) {
         return Err(ApiError::InvalidRequest(
@@ -140,7 +145,8 @@ pub(crate) async fn release(
     }
     let outcome = state
         .store
-        .release(
+        .release_as(
+            &authority,
             &request.job_id,
             &request.lease_id,
             &request.error,

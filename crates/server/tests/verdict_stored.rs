@@ -7,7 +7,7 @@
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_server::auth::{new_token, token_digest};
 use leanfarm_server::{AppState, Farm, InProcessQueue, Limits, WorkerConfig};
-use leanfarm_store::{ArtifactStore, CompleteOutcome, KeyScope, Lease, NewJob, Store, WorkerOffer};
+use leanfarm_store::{ArtifactStore, CompleteOutcome, Lease, NewJob, Store, WorkerOffer};
 use leanfarm_worker::{HttpQueue, JobQueue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,7 +146,7 @@ async fn a_remote_completion_does_what_follows_a_stored_verdict() {
     let token = new_token();
     state
         .store
-        .create_api_key(TENANT, KeyScope::Worker, &token_digest(&token))
+        .create_farm_worker_key(&token_digest(&token), None)
         .await
         .unwrap();
     enqueue_one(&state, "job-remote").await;
@@ -178,5 +178,79 @@ async fn a_remote_completion_does_what_follows_a_stored_verdict() {
         .await
         .unwrap();
     assert_stale_completion_has_no_effect(&state, again, &mut completions).await;
+    farm.stop().await;
+}
+
+/// A tenant's worker token leases, renews and completes only its tenant's
+/// jobs: another tenant's job is not leased to it, and a lease it learned
+/// some other way is refused with 403 and changes nothing.
+#[tokio::test]
+async fn a_tenant_worker_token_touches_only_its_tenants_jobs() {
+    let state = state().await;
+    for tenant in [TENANT, "other"] {
+        state
+            .store
+            .upsert_tenant(&leanfarm_store::TenantRecord {
+                name: tenant.to_string(),
+                max_queued: 1000,
+                max_running: 10,
+                requests_per_second: 0.0,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let other_worker = new_token();
+    state
+        .store
+        .create_tenant_key(
+            "other",
+            leanfarm_store::TenantKeyScope::Worker,
+            &token_digest(&other_worker),
+            None,
+        )
+        .await
+        .unwrap();
+    let farm_worker = new_token();
+    state
+        .store
+        .create_farm_worker_key(&token_digest(&farm_worker), None)
+        .await
+        .unwrap();
+    enqueue_one(&state, "job-acme").await;
+    let worker = WorkerConfig {
+        worker_id: "unused".into(),
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(250),
+        retry_backoff: Duration::from_secs(1),
+        drain_deadline: Duration::from_secs(1),
+    };
+    let farm = Farm::start(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), worker)
+        .await
+        .unwrap();
+    let url = format!("http://{}", farm.local_addr);
+    let other = HttpQueue::new(&url, &other_worker).unwrap();
+    let leases = other
+        .lease(
+            "other-worker",
+            4,
+            Duration::from_secs(60),
+            WorkerOffer::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        leases.is_empty(),
+        "another tenant's job was leased: {leases:?}"
+    );
+
+    let lease = lease_one(&HttpQueue::new(&url, &farm_worker).unwrap()).await;
+    let forged = other
+        .complete(&lease, &Verdict::valid(), Instant::now())
+        .await;
+    let error = forged.expect_err("a forged completion must be refused");
+    assert!(error.to_string().contains("403"), "{error}");
+    let record = state.store.get("job-acme").await.unwrap().unwrap();
+    assert!(record.result.is_none(), "the forged verdict was stored");
     farm.stop().await;
 }

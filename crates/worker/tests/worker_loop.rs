@@ -246,10 +246,10 @@ async fn a_verdict_is_completed_once() {
     let mut completed = queue.completed();
     completed.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(completed[0].0, "job-0");
-    assert_eq!(completed[0].1.status, CheckStatus::Valid);
+    assert_eq!(completed[0].1.status(), CheckStatus::Valid);
     // A Lean error is a verdict, completed like any other, never released.
     assert_eq!(completed[1].0, "job-1");
-    assert_eq!(completed[1].1.status, CheckStatus::LeanError);
+    assert_eq!(completed[1].1.status(), CheckStatus::LeanError);
     assert_eq!(queue.complete_calls.load(Ordering::SeqCst), 2);
     assert!(queue.released().is_empty());
     assert_eq!(queue.checks_started.load(Ordering::SeqCst), 2);
@@ -267,7 +267,7 @@ async fn a_completion_that_fails_is_tried_again() {
     until("the job is completed", || queue.completed().len() == 1).await;
     running.stop().await;
     assert_eq!(queue.complete_calls.load(Ordering::SeqCst), 3);
-    assert_eq!(queue.completed()[0].1.status, CheckStatus::Valid);
+    assert_eq!(queue.completed()[0].1.status(), CheckStatus::Valid);
     assert!(queue.released().is_empty());
 }
 
