@@ -6,7 +6,7 @@
 //! That framing is implemented once, in `framing` (`FrameReader`,
 //! `encode_frame`), for every reader and writer of the protocol.
 //! Every reply type keeps fields it does not know in `extra`, so a reply
-//! re-serialises to exactly what Lean printed.
+//! re-serialises to the JSON value Lean printed, field by field.
 //!
 //! This crate parses and prints; it knows nothing of processes or policies.
 
