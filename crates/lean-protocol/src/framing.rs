@@ -64,8 +64,10 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    /// A reader of frames of at most `max_frame_bytes` bytes (counting the
-    /// line breaks inside a frame, not the blank line that ends it).
+    /// A reader of frames of at most `max_frame_bytes` bytes, counting the
+    /// line breaks inside a frame and any whitespace on the blank line that
+    /// ends it, but not that line's own newline (so `{}\n\n` is 3 bytes).
+    /// Whatever pieces the bytes arrive in, the outcome is the same.
     pub fn new(max_frame_bytes: usize) -> Self {
         FrameReader {
             max_frame_bytes,
@@ -104,7 +106,8 @@ impl FrameReader {
     }
 
     /// Feed one line (text holding no line break but, perhaps, a last one;
-    /// a missing one is supplied). Returns the outcome when the line completes (or fails) a frame.
+    /// a missing one is supplied). Returns the outcome when the line
+    /// completes (or fails) a frame.
     pub fn push_line(&mut self, line: &str) -> Option<Result<String, FrameError>> {
         let mut first_outcome = None;
         let mut rest = line.as_bytes();
@@ -167,20 +170,28 @@ impl FrameReader {
                 line_has_content,
             } => {
                 let piece_has_content = !piece.iter().all(u8::is_ascii_whitespace);
-                if ends_line && !*line_has_content && !piece_has_content {
-                    self.frame.truncate(*line_start);
-                    let frame = std::mem::take(&mut self.frame);
-                    self.state = State::BetweenFrames;
-                    return Some(Ok(String::from_utf8_lossy(&frame).into_owned()));
-                }
-                if self.frame.len() + piece.len() > self.max_frame_bytes {
+                let ends_frame = ends_line && !*line_has_content && !piece_has_content;
+                // The newline of the blank line that ends a frame is not counted.
+                let counted_bytes = piece.len() - usize::from(ends_frame);
+                if self.frame.len() + counted_bytes > self.max_frame_bytes {
                     self.frame = Vec::new();
-                    self.state = State::SkippingFrame {
-                        line_has_content: !ends_line,
+                    self.state = if ends_frame {
+                        State::BetweenFrames
+                    } else {
+                        State::SkippingFrame {
+                            line_has_content: !ends_line
+                                && (*line_has_content || piece_has_content),
+                        }
                     };
                     return Some(Err(FrameError::TooLarge {
                         max_frame_bytes: self.max_frame_bytes,
                     }));
+                }
+                if ends_frame {
+                    self.frame.truncate(*line_start);
+                    let frame = std::mem::take(&mut self.frame);
+                    self.state = State::BetweenFrames;
+                    return Some(Ok(String::from_utf8_lossy(&frame).into_owned()));
                 }
                 self.frame.extend_from_slice(piece);
                 if ends_line {
@@ -379,6 +390,20 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_line_too_long_for_the_cap_still_ends_the_oversized_frame() {
+        let input = format!("{{\"a\": 1}}\n{}\n{{\"b\": 2}}\n\n", " ".repeat(20));
+        assert_eq!(
+            frames(&input, 16),
+            vec![
+                Err(FrameError::TooLarge {
+                    max_frame_bytes: 16
+                }),
+                Ok("{\"b\": 2}\n".to_string())
+            ]
+        );
+    }
+
+    #[test]
     fn an_endless_line_is_never_buffered_beyond_the_cap() {
         let mut reader = FrameReader::new(1000);
         let chunk = vec![b'x'; 4096];
@@ -484,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic_and_never_exceed_the_cap() {
+    fn arbitrary_bytes_never_panic_exceed_the_cap_or_depend_on_their_pieces() {
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             state ^= state << 13;
@@ -499,12 +524,22 @@ mod tests {
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
             let cap = 1 + (next() % 64) as usize;
-            let mut reader = FrameReader::new(cap);
-            if round % 2 == 0 {
-                reader = reader.require_object_start();
-            }
+            let new_reader = || {
+                let reader = FrameReader::new(cap);
+                if round % 2 == 0 {
+                    reader.require_object_start()
+                } else {
+                    reader
+                }
+            };
             let piece_size = 1 + (next() % 16) as usize;
-            let (outcomes, end) = read_all(&mut reader, &bytes, piece_size);
+            let (outcomes, end) = read_all(&mut new_reader(), &bytes, piece_size);
+            let at_once = read_all(&mut new_reader(), &bytes, bytes.len().max(1));
+            assert_eq!(
+                (&outcomes, &end),
+                (&at_once.0, &at_once.1),
+                "{bytes:?} in pieces of {piece_size} and at once"
+            );
             for frame in outcomes.into_iter().chain(end.transpose()).flatten() {
                 // Each replacement character stands for at least one invalid byte.
                 let raw_bytes_at_least: usize = frame
