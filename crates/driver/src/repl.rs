@@ -9,11 +9,12 @@
 
 use crate::wire::{self, CommandReply};
 use crate::ToolchainConfig;
+use lean_protocol::{FrameError, FrameReader};
 use leanfarm_sandbox::{CommandSpec, ExitReport, Sandbox, SandboxError, SandboxedChild};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 
 /// How much of a REPL's stderr is kept for diagnostics (the rest is discarded).
@@ -200,69 +201,37 @@ enum Frame {
     EndOfStream,
 }
 
-/// Read one reply: a JSON object printed over one or more lines and ended by
-/// a blank line. Blank lines before it are skipped. At end of stream, what
-/// was read so far is returned if it is a whole JSON value.
+/// Read one reply frame (`lean_protocol::FrameReader`: a JSON object over
+/// one or more lines, ended by a blank line; blank lines before it skipped)
+/// without ever buffering more than `max_bytes` of it. At end of stream,
+/// what was read so far is returned if it is a whole JSON value.
 async fn read_frame(
-    stdout: &mut BufReader<ChildStdout>,
+    stdout: &mut (impl AsyncBufRead + Unpin),
     max_bytes: usize,
 ) -> std::io::Result<Frame> {
-    let mut frame: Vec<u8> = Vec::new();
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        line.clear();
-        let read =
-            read_line_capped(stdout, &mut line, max_bytes.saturating_sub(frame.len()) + 1).await?;
-        if read == 0 {
-            let text = String::from_utf8_lossy(&frame).into_owned();
-            if !text.trim().is_empty() && serde_json::from_str::<serde_json::Value>(&text).is_ok() {
-                return Ok(Frame::Reply(text));
-            }
-            return Ok(Frame::EndOfStream);
-        }
-        let is_blank = line.iter().all(|byte| byte.is_ascii_whitespace());
-        if is_blank {
-            if frame.iter().any(|byte| !byte.is_ascii_whitespace()) {
-                return Ok(Frame::Reply(String::from_utf8_lossy(&frame).into_owned()));
-            }
-            continue;
-        }
-        let starts_reply = frame.iter().any(|byte| !byte.is_ascii_whitespace());
-        if !starts_reply && line.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-            let text = String::from_utf8_lossy(&line);
-            return Ok(Frame::Garbage(text.chars().take(200).collect()));
-        }
-        frame.extend_from_slice(&line);
-        if frame.len() > max_bytes {
-            return Ok(Frame::TooLarge);
-        }
-    }
-}
-
-/// Read up to and including a newline, but never buffer more than `cap`
-/// bytes of one line (the rest of an over-long line stays unread).
-async fn read_line_capped(
-    stdout: &mut BufReader<ChildStdout>,
-    line: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<usize> {
-    let mut total = 0;
+    let mut frames = FrameReader::new(max_bytes).require_object_start();
     loop {
         let available = stdout.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(total);
-        }
-        let (take, done) = match available.iter().position(|byte| *byte == b'\n') {
-            Some(newline) => (newline + 1, true),
-            None => (available.len(), false),
+        let outcome = if available.is_empty() {
+            match frames.finish() {
+                Ok(Some(text)) => Ok(text),
+                Ok(None) => return Ok(Frame::EndOfStream),
+                Err(error) => Err(error),
+            }
+        } else {
+            let (consumed, outcome) = frames.push_bytes(available);
+            stdout.consume(consumed);
+            match outcome {
+                Some(outcome) => outcome,
+                None => continue,
+            }
         };
-        let take = take.min(cap.saturating_sub(line.len()).max(1));
-        line.extend_from_slice(&available[..take]);
-        stdout.consume(take);
-        total += take;
-        if done || line.len() >= cap {
-            return Ok(total);
-        }
+        return Ok(match outcome {
+            Ok(text) => Frame::Reply(text),
+            Err(FrameError::NotAnObject { excerpt }) => Frame::Garbage(excerpt),
+            Err(FrameError::TooLarge { .. }) => Frame::TooLarge,
+            Err(FrameError::EndedMidFrame { .. }) => Frame::EndOfStream,
+        });
     }
 }
 
@@ -303,6 +272,62 @@ mod tests {
             lean_sim.display()
         );
         lean_sim
+    }
+
+    /// Every frame `read_frame` reads from `output`, delivered `chunk` bytes
+    /// at a time, up to the end of the stream or the first failure (after
+    /// which the driver never reads from that REPL again).
+    async fn frames_read(output: &[u8], chunk: usize, max_bytes: usize) -> Vec<String> {
+        let mut stdout = BufReader::with_capacity(chunk, output);
+        let mut frames = Vec::new();
+        loop {
+            let frame = read_frame(&mut stdout, max_bytes).await.unwrap();
+            match frame {
+                Frame::Reply(text) => frames.push(format!("reply {text:?}")),
+                Frame::Garbage(excerpt) => {
+                    frames.push(format!("garbage {excerpt:?}"));
+                    return frames;
+                }
+                Frame::TooLarge => {
+                    frames.push("too large".to_string());
+                    return frames;
+                }
+                Frame::EndOfStream => return frames,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_are_framed_whatever_pieces_they_arrive_in() {
+        let output = b"\n{\"env\": 0,\n \"messages\": []}\n\n{\"env\": 1}\r\n\r\n{\"env\": 2}\n";
+        for chunk in [1, 2, 5, 64 * 1024] {
+            assert_eq!(
+                frames_read(output, chunk, 1024).await,
+                [
+                    "reply \"{\\\"env\\\": 0,\\n \\\"messages\\\": []}\\n\"",
+                    "reply \"{\\\"env\\\": 1}\\r\\n\"",
+                    // A whole reply at the end of the stream, without its blank line.
+                    "reply \"{\\\"env\\\": 2}\\n\"",
+                ],
+                "in chunks of {chunk}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_oversized_and_truncated_replies_are_told_apart() {
+        assert_eq!(
+            frames_read(b"  not json at all\n\n", 3, 1024).await,
+            ["garbage \"not json at all\""]
+        );
+        let oversized = format!("{{\"env\": 0, \"x\": \"{}\"}}\n\n", "a".repeat(5000));
+        assert_eq!(
+            frames_read(oversized.as_bytes(), 7, 1024).await,
+            ["too large"]
+        );
+        // A reply cut off by the end of the stream is the end of the stream
+        // (the REPL exited mid-reply), not a reply.
+        assert!(frames_read(b"{\"env\":\n", 4, 1024).await.is_empty());
     }
 
     #[tokio::test]

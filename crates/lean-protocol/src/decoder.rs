@@ -1,6 +1,7 @@
-//! Incremental decoding of the REPL's output into replies.
+//! Incremental decoding of the REPL's output into replies: the framing of
+//! `framing::FrameReader`, then the JSON of each frame classified as a `Reply`.
 
-use crate::Reply;
+use crate::{FrameError, FrameReader, Reply};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -15,17 +16,18 @@ pub enum DecodeError {
 }
 
 /// Feed it the REPL's output, line by line; it yields one reply per
-/// blank-line-terminated JSON object. Never panics, whatever the input.
+/// blank-line-terminated JSON object, framed by a `FrameReader`. Never
+/// panics, whatever the input.
 #[derive(Debug)]
 pub struct ReplyDecoder {
-    frame: String,
+    frames: FrameReader,
     max_reply_bytes: usize,
 }
 
 impl ReplyDecoder {
     pub fn new(max_reply_bytes: usize) -> Self {
         ReplyDecoder {
-            frame: String::new(),
+            frames: FrameReader::new(max_reply_bytes).require_object_start(),
             max_reply_bytes,
         }
     }
@@ -33,37 +35,27 @@ impl ReplyDecoder {
     /// Feed one line (with or without its newline). Returns a reply when the
     /// line completes one.
     pub fn push_line(&mut self, line: &str) -> Option<Result<Reply, DecodeError>> {
-        if line.trim().is_empty() {
-            if self.frame.trim().is_empty() {
-                return None;
-            }
-            let frame = std::mem::take(&mut self.frame);
-            return Some(decode_frame(&frame));
+        match self.frames.push_line(line)? {
+            Ok(frame) => Some(decode_frame(&frame)),
+            Err(error) => Some(Err(self.frame_error(error))),
         }
-        if self.frame.is_empty() && !line.trim_start().starts_with('{') {
-            return Some(Err(DecodeError::Garbage(excerpt(line))));
-        }
-        if self.frame.len() + line.len() > self.max_reply_bytes {
-            self.frame.clear();
-            return Some(Err(DecodeError::TooLarge(self.max_reply_bytes)));
-        }
-        self.frame.push_str(line);
-        if !line.ends_with('\n') {
-            self.frame.push('\n');
-        }
-        None
     }
 
     /// The stream ended: a whole reply not yet followed by a blank line is
     /// still a reply; anything else left over is truncated output.
     pub fn finish(&mut self) -> Option<Result<Reply, DecodeError>> {
-        let frame = std::mem::take(&mut self.frame);
-        if frame.trim().is_empty() {
-            return None;
+        match self.frames.finish() {
+            Ok(None) => None,
+            Ok(Some(frame)) => Some(decode_frame(&frame)),
+            Err(error) => Some(Err(self.frame_error(error))),
         }
-        match serde_json::from_str::<serde_json::Value>(&frame) {
-            Ok(value) => Some(Reply::from_value(value)),
-            Err(_) => Some(Err(DecodeError::Truncated)),
+    }
+
+    fn frame_error(&self, error: FrameError) -> DecodeError {
+        match error {
+            FrameError::TooLarge { .. } => DecodeError::TooLarge(self.max_reply_bytes),
+            FrameError::NotAnObject { excerpt } => DecodeError::Garbage(excerpt),
+            FrameError::EndedMidFrame { .. } => DecodeError::Truncated,
         }
     }
 }

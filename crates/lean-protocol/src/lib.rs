@@ -3,16 +3,20 @@
 //!
 //! Requests are JSON objects separated by blank lines; replies are JSON
 //! objects, pretty-printed over several lines, each ended by a blank line.
+//! That framing is implemented once, in `framing` (`FrameReader`,
+//! `encode_frame`), for every reader and writer of the protocol.
 //! Every reply type keeps fields it does not know in `extra`, so a reply
-//! re-serialises to exactly what Lean printed.
+//! re-serialises to the JSON value Lean printed, field by field.
 //!
 //! This crate parses and prints; it knows nothing of processes or policies.
 
 mod decoder;
+mod framing;
 mod lean_json;
 pub mod transcripts;
 
 pub use decoder::{DecodeError, ReplyDecoder};
+pub use framing::{encode_frame, split_frames, FrameError, FrameReader};
 pub use lean_json::{parse_lean_json_line, LeanJsonMessage};
 
 use serde::{Deserialize, Serialize};
@@ -253,10 +257,7 @@ impl Reply {
 
 /// A request as the REPL expects it: compact JSON and a blank line.
 pub fn encode_request(request: &Request) -> String {
-    format!(
-        "{}\n\n",
-        serde_json::to_string(request).expect("requests serialise")
-    )
+    encode_frame(&serde_json::to_string(request).expect("requests serialise"))
 }
 
 /// Parse one request as the REPL reads it. Like Lean's own JSON parser, this
@@ -309,26 +310,6 @@ fn escape_raw_controls_in_strings(text: &str) -> String {
         }
     }
     out
-}
-
-/// Split a transcript (requests or replies) into its blank-line separated frames.
-pub fn split_frames(text: &str) -> Vec<String> {
-    let mut frames = Vec::new();
-    let mut current = String::new();
-    for line in text.split_inclusive('\n') {
-        if line.trim().is_empty() {
-            if !current.trim().is_empty() {
-                frames.push(std::mem::take(&mut current));
-            }
-            current.clear();
-        } else {
-            current.push_str(line);
-        }
-    }
-    if !current.trim().is_empty() {
-        frames.push(current);
-    }
-    frames
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ mod replay;
 mod terms;
 
 use analysis::{goal_of, tokens, Declaration, Item, LineCol};
-use lean_protocol::{CommandReply, Message, Pos, ProofStepReply, Reply, Request, Severity, Sorry};
+use lean_protocol::{
+    CommandReply, FrameError, FrameReader, Message, Pos, ProofStepReply, Reply, Request, Severity,
+    Sorry,
+};
 use serde_json::Map;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -595,7 +598,7 @@ impl Session {
     }
 }
 
-/// Lean's style of printing a reply: one object over several lines.
+/// Lean's style of printing a reply: one object over several lines, framed.
 fn print_reply(reply: &Reply) -> String {
     let value = reply.to_value();
     let serde_json::Value::Object(object) = value else {
@@ -605,7 +608,7 @@ fn print_reply(reply: &Reply) -> String {
         .iter()
         .map(|(key, value)| format!("{}: {}", serde_json::Value::String(key.clone()), value))
         .collect();
-    format!("{{{}}}\n\n", fields.join(",\n "))
+    lean_protocol::encode_frame(&format!("{{{}}}", fields.join(",\n ")))
 }
 
 fn run_repl(recordings: Option<replay::Recordings>) -> i32 {
@@ -614,19 +617,14 @@ fn run_repl(recordings: Option<replay::Recordings>) -> i32 {
     let mut session = Session::default();
     let mut history: Vec<serde_json::Value> = Vec::new();
     let mut recordings = recordings;
-    let mut frame = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let read = input.read_line(&mut line).unwrap_or(0);
-        let at_end = read == 0;
-        if !at_end && !line.trim().is_empty() {
-            frame.push_str(&line);
-            continue;
-        }
-        if !frame.trim().is_empty() {
-            let text = std::mem::take(&mut frame);
-            let output = match recordings.as_mut() {
+    // Like the REPL, lean-sim reads requests of any size.
+    let mut frames = FrameReader::new(usize::MAX);
+    while let Some(frame) = next_request(&mut input, &mut frames) {
+        let output = match frame {
+            Err(error) => print_reply(&Reply::Error {
+                message: format!("lean-sim: {error}"),
+            }),
+            Ok(text) => match recordings.as_mut() {
                 Some(recordings) => replay_answer(recordings, &mut history, &text),
                 None => match lean_protocol::parse_request(&text) {
                     Ok(request) => {
@@ -640,18 +638,40 @@ fn run_repl(recordings: Option<replay::Recordings>) -> i32 {
                         message: format!("Could not parse JSON:\n{error}"),
                     }),
                 },
-            };
-            let mut stdout = std::io::stdout().lock();
-            if stdout
-                .write_all(output.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_err()
-            {
-                return 0;
-            }
-        }
-        if at_end {
+            },
+        };
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(output.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
             return 0;
+        }
+    }
+    0
+}
+
+/// The next request frame, or `None` once the input has ended (or cannot be
+/// read). As in the REPL, the end of input also ends a last request that
+/// has no blank line after it.
+fn next_request(
+    input: &mut impl BufRead,
+    frames: &mut FrameReader,
+) -> Option<Result<String, FrameError>> {
+    loop {
+        let available = input.fill_buf().unwrap_or(&[]);
+        if available.is_empty() {
+            return match frames.finish() {
+                Ok(frame) => frame.map(Ok),
+                Err(FrameError::EndedMidFrame { unterminated }) => Some(Ok(unterminated)),
+                Err(error) => Some(Err(error)),
+            };
+        }
+        let (consumed, outcome) = frames.push_bytes(available);
+        input.consume(consumed);
+        if outcome.is_some() {
+            return outcome;
         }
     }
 }
@@ -673,7 +693,7 @@ fn replay_answer(
     };
     history.push(request);
     match recordings.reply_for(history) {
-        Some(recorded) => format!("{}\n\n", recorded.trim_end()),
+        Some(recorded) => lean_protocol::encode_frame(recorded),
         None => print_reply(&Reply::Error {
             message: "lean-sim replay: no recording for this command".into(),
         }),
@@ -685,7 +705,9 @@ fn deliver(reply: &Reply, fault: Fault) -> Option<String> {
     let text = print_reply(reply);
     match fault {
         Fault::None => Some(text),
-        Fault::Garbage => Some("this is not json <<< garbage >>>\n\n".to_string()),
+        Fault::Garbage => Some(lean_protocol::encode_frame(
+            "this is not json <<< garbage >>>",
+        )),
         Fault::ExitMidReply => {
             let half = &text.as_bytes()[..text.len() / 2];
             let mut stdout = std::io::stdout().lock();

@@ -114,6 +114,46 @@ fn replay_answers_an_unrecorded_command_with_an_error_reply() {
 }
 
 #[test]
+fn requests_are_framed_as_the_repl_frames_them() {
+    // Blank lines before and between requests, a request over several lines,
+    // CRLF line breaks, text that is not JSON, and a last request ended by
+    // the end of input instead of a blank line: one reply each, in order.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lean-sim"))
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn lean-sim");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"\n \n{\"cmd\":\n \"def a := 1\"}\n\n\n\r\n{\"cmd\": \"def b := a\",\r\n \"env\": 0}\r\n\r\n\
+              hello\n\n{\"cmd\": \"def c := 3\"}",
+        )
+        .unwrap();
+    let finished = child.wait_with_output().unwrap();
+    assert!(finished.status.success());
+    let output = String::from_utf8(finished.stdout).unwrap();
+    assert!(output.ends_with("}\n\n"), "{output:?}");
+    let replies: Vec<Reply> = split_frames(&output)
+        .iter()
+        .map(|frame| Reply::from_value(serde_json::from_str(frame).unwrap()).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 4, "{output}");
+    assert_eq!(command_reply(replies[0].clone()).env, 0);
+    let second = command_reply(replies[1].clone());
+    assert_eq!((second.env, second.messages.len()), (1, 0), "{second:?}");
+    assert!(
+        matches!(&replies[2], Reply::Error { message } if message.starts_with("Could not parse JSON")),
+        "{:?}",
+        replies[2]
+    );
+    assert_eq!(command_reply(replies[3].clone()).env, 2);
+}
+
+#[test]
 fn environments_are_numbered_and_isolated_as_in_lean() {
     let mut repl = Repl::start(&["repl"]);
     assert_eq!(command_reply(repl.cmd("def f := 37", None)).env, 0);

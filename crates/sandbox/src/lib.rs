@@ -2,9 +2,11 @@
 //! reports how it ended.
 //!
 //! Backends: `native` (namespaces, cgroup limits, rlimits, seccomp,
-//! no_new_privs, an unprivileged user), `none` (development only, refused
-//! unless named, logged loudly at every spawn); `gvisor` (`runsc`) is
-//! accepted by name but not implemented yet.
+//! no_new_privs, an unprivileged user, an init process as PID 1), `gvisor`
+//! (`runsc` from a per-process OCI bundle, inside the same cgroup limits;
+//! see `gvisor.rs`) and `none` (development only, refused unless named,
+//! logged loudly at every spawn). Teardown kills the whole tree through its
+//! cgroup.
 //!
 //! This crate knows nothing about Lean, jobs or HTTP.
 
@@ -72,8 +74,9 @@ pub struct SandboxConfig {
     /// CPU limit in cores (cgroup quota), e.g. 1.0.
     pub cpu_limit_cores: f64,
     pub file_size_limit_bytes: u64,
-    /// Capacity of each process's scratch directory (native: a tmpfs of
-    /// this size, charged to the process's memory cgroup).
+    /// Capacity of each process's scratch directory (native and gvisor: a
+    /// tmpfs of this size, charged to the process's memory cgroup; none: a
+    /// plain directory).
     pub scratch_size_bytes: u64,
     pub open_files_limit: u64,
     /// Toolchain and project directories, mounted read-only.
@@ -331,7 +334,6 @@ impl Sandbox {
     }
 }
 
-/// Mount a private tmpfs of `size_bytes` on `scratch`, owned by the sandbox user.
 /// A host system directory as a sandbox sees it, read-only.
 pub(crate) enum SystemEntry {
     /// A symlink on the host (merged-/usr systems): the same link inside.
@@ -378,6 +380,7 @@ pub(crate) fn rlimits(
     ]
 }
 
+/// Mount a private tmpfs of `size_bytes` on `scratch`, owned by the sandbox user.
 fn mount_scratch(scratch: &std::path::Path, size_bytes: u64) -> Result<(), SandboxError> {
     use std::os::unix::ffi::OsStrExt;
     let target = std::ffi::CString::new(scratch.as_os_str().as_bytes())
