@@ -236,8 +236,12 @@ async fn a_worker_back_from_a_partition_with_a_stale_lease_is_refused() {
     );
 
     let verdict = |status: &str| {
-        json!({"status": status, "messages": [], "axioms": {}, "toolchain": "lean-sim", "project": "simulated",
-        "timings": {"queued_ms": 0.0, "header_ms": 0.0, "body_ms": 1.0}, "repl_reused": false})
+        let mut verdict = json!({"status": status, "messages": [], "axioms": {}, "toolchain": "lean-sim", "project": "simulated",
+        "timings": {"queued_ms": 0.0, "header_ms": 0.0, "body_ms": 1.0}, "repl_reused": false});
+        if status == "lean_error" {
+            verdict["reason"] = json!({"code": "lean_error", "message": "line 1: unknown identifier"});
+        }
+        verdict
     };
     let complete = |lease: &Value, status: &str| json!({"job_id": lease["job_id"], "lease_id": lease["lease_id"], "verdict": verdict(status)});
     let (_, renewed) = server

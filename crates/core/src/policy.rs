@@ -20,14 +20,10 @@ pub struct Policy {
     /// Lift the allow-list of commands: allow commands that run or extend the
     /// elaborator (`#eval`, `run_cmd`, `elab`, `macro_rules`, `syntax`,
     /// `initialize`, ...). Off by default: they are how a snippet reaches the
-    /// checker's own machinery. A snippet checked with it on never shares its
-    /// REPL with another, and its declarations are always replayed.
+    /// checker's own machinery.
     pub allow_metaprogramming: bool,
     /// When set, the snippet must prove exactly this statement.
     pub pinned: Option<PinnedStatement>,
-    /// When the body's declarations are checked again by Lean's kernel in a
-    /// fresh process that never ran the snippet's code.
-    pub replay: ReplayMode,
 }
 
 impl Default for Policy {
@@ -40,35 +36,8 @@ impl Default for Policy {
             allow_native_decide: false,
             allow_metaprogramming: false,
             pinned: None,
-            replay: ReplayMode::default(),
         }
     }
-}
-
-impl Policy {
-    /// Whether this check's declarations are replayed in a fresh process.
-    pub fn replays(&self) -> bool {
-        match self.replay {
-            ReplayMode::Always => true,
-            ReplayMode::WhenMetaprogramming => self.allow_metaprogramming,
-            ReplayMode::Never => false,
-        }
-    }
-}
-
-/// When a kernel replay runs. Metaprogramming is always replayed unless the
-/// caller says `never`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplayMode {
-    /// Every check (the default: the verdict then never rests on the REPL
-    /// that ran the snippet).
-    #[default]
-    Always,
-    /// Only checks whose policy allows metaprogramming.
-    WhenMetaprogramming,
-    /// Never (the audit in the snippet's own REPL is trusted).
-    Never,
 }
 
 /// Whether an axiom is one that `native_decide`, `decide +native` or
@@ -283,17 +252,5 @@ mod tests {
         ] {
             assert!(!is_native_auxiliary_axiom(name), "{name}");
         }
-    }
-
-    #[test]
-    fn replay_follows_the_mode() {
-        let mut policy = Policy::default();
-        assert!(policy.replays(), "the default replays");
-        policy.replay = ReplayMode::WhenMetaprogramming;
-        assert!(!policy.replays());
-        policy.allow_metaprogramming = true;
-        assert!(policy.replays());
-        policy.replay = ReplayMode::Never;
-        assert!(!policy.replays());
     }
 }

@@ -228,9 +228,6 @@ pub struct Timings {
     pub header_ms: f64,
     /// Elaborating the body and auditing it.
     pub body_ms: f64,
-    /// Replaying the body's declarations in Lean's kernel, in a fresh process.
-    #[serde(default)]
-    pub replay_ms: f64,
 }
 
 /// The verdict on one snippet. Its status and reason are set together
