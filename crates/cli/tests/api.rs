@@ -77,7 +77,11 @@ async fn without_wait_the_api_answers_at_once_and_the_job_finishes_later() {
         )
         .await;
     assert_eq!(status, 202, "{response}");
-    assert_eq!(response["results"][0]["state"], "queued");
+    // Answered before the check ends: the in-process worker may already
+    // have leased it, but no verdict is in.
+    let state = &response["results"][0]["state"];
+    assert!(state == "queued" || state == "running", "{response}");
+    assert!(response["results"][0]["verdict"].is_null(), "{response}");
     let id = response["results"][0]["id"].as_str().unwrap().to_string();
     let views = server.wait_final(&[id], Duration::from_secs(30)).await;
     assert_eq!(views[0]["verdict"]["status"], "valid");
