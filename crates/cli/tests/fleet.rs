@@ -239,7 +239,8 @@ async fn a_worker_back_from_a_partition_with_a_stale_lease_is_refused() {
         let mut verdict = json!({"status": status, "messages": [], "axioms": {}, "toolchain": "lean-sim", "project": "simulated",
         "timings": {"queued_ms": 0.0, "header_ms": 0.0, "body_ms": 1.0}, "repl_reused": false});
         if status == "lean_error" {
-            verdict["reason"] = json!({"code": "lean_error", "message": "line 1: unknown identifier"});
+            verdict["reason"] =
+                json!({"code": "lean_error", "message": "line 1: unknown identifier"});
         }
         verdict
     };
