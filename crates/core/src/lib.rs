@@ -40,66 +40,105 @@ pub fn default_timeout_seconds() -> f64 {
 
 /// A snippet split into its import header and its body.
 ///
-/// Lean only accepts `import` lines at the top of a file, so the header is the
-/// leading run of `import` lines (with blank lines and comments between them).
+/// The header is read as Lean's header parser reads it (`lean_syntax::header`):
+/// a run of `import Module` commands with only whitespace and comments
+/// between them. Lean reads `/- ... -/` as whitespace, so an import line
+/// could carry a command after a comment; the split never lets anything but
+/// module names into the header, and reports such a header as a problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SplitSnippet<'a> {
-    /// The import lines, normalised (one `import X` per line, in order, deduplicated).
+    /// The import lines, normalised (one `import X` per line, in order,
+    /// deduplicated).
     pub header: String,
-    /// The rest of the snippet, starting at `body_line_offset`.
-    pub body: &'a str,
+    /// The rest of the snippet from the start of the line the body begins
+    /// on; what the header took of that line is blanked, so Lean's positions
+    /// in the body are those of the snippet, shifted by `body_line_offset`.
+    pub body: std::borrow::Cow<'a, str>,
     /// How many lines of the original snippet precede the body; positions that
     /// Lean reports against the body are shifted by this much.
     pub body_line_offset: u32,
+    /// Why the header is not only imports, when it is not.
+    pub header_problem: Option<String>,
 }
 
 /// Split a snippet into its import header and body.
 pub fn split_header(code: &str) -> SplitSnippet<'_> {
-    let mut imports: Vec<&str> = Vec::new();
-    // The header ends after the last `import` line; comments that follow it
-    // belong to the body (they may carry meaning for tools reading the body).
-    let mut consumed_bytes = 0usize;
-    let mut consumed_lines = 0u32;
-    let mut scanned_bytes = 0usize;
-    let mut in_block_comment = false;
-    for (scanned_lines, line) in (0u32..).zip(code.split_inclusive('\n')) {
-        let trimmed = line.trim();
-        if in_block_comment {
-            if trimmed.contains("-/") {
-                in_block_comment = false;
-            }
-        } else if trimmed.is_empty() || trimmed.starts_with("--") {
-            // blank line or line comment inside the header
-        } else if let Some(comment) = trimmed.strip_prefix("/-") {
-            if !comment.contains("-/") {
-                in_block_comment = true;
-            }
-        } else if let Some(rest) = trimmed.strip_prefix("import ") {
-            for module in rest.split_whitespace() {
-                if module.starts_with("--") {
-                    break;
-                }
-                if !imports.contains(&module) {
-                    imports.push(module);
-                }
-            }
-            consumed_bytes = scanned_bytes + line.len();
-            consumed_lines = scanned_lines + 1;
-        } else {
-            break;
-        }
-        scanned_bytes += line.len();
-    }
-    let header = imports
+    let whole_body = |problem: String| SplitSnippet {
+        header: String::new(),
+        body: code.into(),
+        body_line_offset: 0,
+        header_problem: Some(problem),
+    };
+    let header = match lean_syntax::header(code) {
+        Ok(header) => header,
+        Err(error) => return whole_body(error.to_string()),
+    };
+    let Some(last) = header.imports.last() else {
+        return SplitSnippet {
+            header: String::new(),
+            body: code.into(),
+            body_line_offset: 0,
+            header_problem: None,
+        };
+    };
+    if let Some(import) = header
+        .imports
         .iter()
-        .map(|module| format!("import {module}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    SplitSnippet {
-        header,
-        body: &code[consumed_bytes..],
-        body_line_offset: consumed_lines,
+        .find(|import| import.is_public || import.is_meta || import.imports_all)
+    {
+        return whole_body(format!(
+            "line {}: only plain `import Module` lines are accepted, not `{}`",
+            import.start.line,
+            import.to_lean_line()
+        ));
     }
+    // The body starts on a line of its own: the first token after the
+    // header must not share the last import's line.
+    let import_line = last.start.line;
+    let body_tokens = lean_syntax::Lexer::starting_at(code, header.body_start)
+        .and_then(|mut lexer| lexer.next_token().ok().flatten());
+    if let Some(token) = body_tokens {
+        if token.start.line == import_line {
+            return whole_body(format!(
+                "line {import_line}: an import line may hold only module names and comments, but `{}` follows the import",
+                excerpt(token.text(code))
+            ));
+        }
+    }
+    // The body keeps its line: the header's part of it becomes spaces (one
+    // per character, as Lean counts columns).
+    let line_start = code[..header.body_start].rfind('\n').map_or(0, |i| i + 1);
+    let blank = code[line_start..header.body_start].chars().count();
+    let body_line_offset = code[..line_start].matches('\n').count() as u32;
+    let body = if blank == 0 {
+        std::borrow::Cow::Borrowed(&code[line_start..])
+    } else {
+        std::borrow::Cow::Owned(" ".repeat(blank) + &code[header.body_start..])
+    };
+    let mut modules: Vec<&str> = Vec::new();
+    for import in &header.imports {
+        if !modules.contains(&import.module.as_str()) {
+            modules.push(&import.module);
+        }
+    }
+    SplitSnippet {
+        header: modules
+            .iter()
+            .map(|module| format!("import {module}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        body,
+        body_line_offset,
+        header_problem: None,
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let mut short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
 }
 
 /// The header a REPL for this snippet loads, which is also the key of the
@@ -171,6 +210,48 @@ mod tests {
         assert_eq!(split.body_line_offset, 1);
         let split = split_header("-- sim: crash\ntheorem t : True := trivial");
         assert_eq!(split.header, "");
+        assert_eq!(split.body_line_offset, 0);
+    }
+
+    #[test]
+    fn a_command_after_an_import_on_its_line_is_a_header_problem() {
+        for code in [
+            "import Mathlib /- hidden -/ set_option debug.skipKernelTC true\ntheorem t : True := trivial",
+            "import Mathlib; axiom cheat : False",
+            "import Lean elab \"#x\" : command => pure ()",
+        ] {
+            let split = split_header(code);
+            assert!(split.header_problem.is_some(), "{code}");
+            assert_eq!(split.header, "", "nothing of it reaches a REPL: {code}");
+        }
+        let split = split_header("import all Mathlib\ntheorem t : True := trivial");
+        assert!(split.header_problem.is_some());
+    }
+
+    #[test]
+    fn a_block_comment_after_an_import_keeps_the_body_in_place() {
+        let split = split_header("import Mathlib /-\n-/ axiom cheat : False");
+        assert_eq!(split.header_problem, None);
+        assert_eq!(split.header, "import Mathlib");
+        assert_eq!(
+            split.body,
+            format!("{} /-\n-/ axiom cheat : False", " ".repeat(14))
+        );
+        assert_eq!(split.body_line_offset, 0);
+    }
+
+    #[test]
+    fn a_comment_trailing_an_import_is_fine() {
+        let split = split_header("import Mathlib -- for ring\ntheorem t : True := trivial");
+        assert_eq!(split.header_problem, None);
+        assert_eq!(split.header, "import Mathlib");
+        assert_eq!(
+            split.body,
+            format!(
+                "{} -- for ring\ntheorem t : True := trivial",
+                " ".repeat(14)
+            )
+        );
         assert_eq!(split.body_line_offset, 0);
     }
 

@@ -24,6 +24,10 @@ pub struct Policy {
     pub allow_metaprogramming: bool,
     /// When set, the snippet must prove exactly this statement.
     pub pinned: Option<PinnedStatement>,
+    /// The snippet must declare a `theorem`, `lemma` or `example` (or the
+    /// pinned theorem); otherwise its verdict is `no_theorem`. The Kimina
+    /// endpoints turn it off, as the Kimina Lean Server has no such rule.
+    pub require_theorem: bool,
 }
 
 impl Default for Policy {
@@ -36,6 +40,7 @@ impl Default for Policy {
             allow_native_decide: false,
             allow_metaprogramming: false,
             pinned: None,
+            require_theorem: true,
         }
     }
 }

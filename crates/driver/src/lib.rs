@@ -9,6 +9,7 @@ mod audit;
 mod judge;
 mod pool;
 mod repl;
+mod screen;
 mod wire;
 
 use lean_protocol::{Message as ReplMessage, Severity};
@@ -134,8 +135,25 @@ impl Driver {
         verdict.toolchain = self.inner.toolchain.name.clone();
         verdict.project = self.inner.toolchain.project_name.clone();
 
-        if let Some(reason) = judge::prescreen(snippet.body, &request.policy) {
+        if let Some(problem) = &snippet.header_problem {
+            verdict.reject(VerdictReason::new(
+                ReasonCode::HeaderError,
+                format!("the import header may hold only `import Module` lines: {problem}"),
+            ));
+            return Ok(verdict);
+        }
+        if let Some(reason) = screen::screen(&snippet.body, &request.policy) {
             verdict.reject(reason);
+            return Ok(verdict);
+        }
+        if request.policy.require_theorem
+            && request.policy.pinned.is_none()
+            && !screen::declares_a_theorem(&snippet.body)
+        {
+            verdict.reject(VerdictReason::new(
+                ReasonCode::NoTheorem,
+                "the snippet declares no `theorem`, `lemma` or `example` to check",
+            ));
             return Ok(verdict);
         }
 
@@ -378,7 +396,9 @@ async fn run_body(
     deadline: Instant,
 ) -> Result<judge::Evidence, ReplFailure> {
     let base_env = repl.base_env;
-    let reply = repl.command(snippet.body, Some(base_env), deadline).await?;
+    let reply = repl
+        .command(&snippet.body, Some(base_env), deadline)
+        .await?;
     let body_env = reply.env;
     let messages = shift_messages(&reply.messages, snippet.body_line_offset);
     let audit_command = audit::audit_command_name(&repl.nonce);

@@ -340,7 +340,7 @@ async fn prestarted_headers_are_warm_for_the_first_snippet() {
 #[tokio::test]
 async fn import_cost_is_paid_once_per_repl() {
     let farm = driver();
-    let code = "import SimCost.300\ntheorem t : True := trivial";
+    let code = "import SimCost.ms300\ntheorem t : True := trivial";
     let cold = farm.driver.check(&request(code)).await.unwrap();
     let warm = farm.driver.check(&request(code)).await.unwrap();
     assert!(cold.timings.header_ms >= 300.0, "{:?}", cold.timings);

@@ -270,3 +270,107 @@ async fn every_declaration_is_audited_and_the_audit_is_invisible() {
         "{json}"
     );
 }
+
+/// The reason code each snippet gets, through a real lean-sim in the sandbox.
+async fn reasons(snippets: &[&str]) -> Vec<(String, String)> {
+    let farm = driver();
+    let mut out = Vec::new();
+    for code in snippets {
+        let verdict = farm.driver.check(&request(code)).await.unwrap();
+        out.push((code.to_string(), reason_code(&verdict).to_string()));
+    }
+    out
+}
+
+fn assert_all(results: Vec<(String, String)>, expected: &str) {
+    for (code, reason) in results {
+        assert_eq!(reason, expected, "{code}");
+    }
+}
+
+/// Class 1: an import line carries a command after a comment; nothing of it
+/// reaches a REPL.
+#[tokio::test]
+async fn a_command_hidden_in_the_import_header_is_refused() {
+    assert_all(
+        reasons(&[
+            "import Lean /- x -/ set_option debug.skipKernelTC true\ntheorem t : False := by simp",
+            "import Lean; axiom cheat : False\ntheorem t : False := cheat",
+            "import Lean elab \"#print\" \"axioms\" : command => pure ()\ntheorem t : True := trivial",
+            "import all Lean\ntheorem t : True := trivial",
+        ])
+        .await,
+        "header_error",
+    );
+}
+
+/// Class 2: code hidden behind lexical constructs a naive scanner misreads.
+#[tokio::test]
+async fn code_hidden_behind_literals_is_seen() {
+    assert_all(
+        reasons(&[
+            "def c : Char := '\"'\n#eval c\ntheorem t : True := trivial",
+            "def s := r#\"\"-/\"#\naxiom cheat : False\ntheorem t : False := cheat",
+            "def s := s!\"{(by_elab pure (Lean.mkConst ``True))}\"\ntheorem t : True := trivial",
+            "def s := \"/-\"\nset_option debug.skipKernelTC true\ntheorem t : True := trivial",
+        ])
+        .await,
+        "forbidden_command",
+    );
+}
+
+/// Class 3: entry points for running code that a deny-list missed.
+#[tokio::test]
+async fn every_way_to_run_code_is_outside_the_allow_list() {
+    assert_all(
+        reasons(&[
+            "#eval! (1 : Nat)\ntheorem t : True := trivial",
+            "theorem t : True := by_elab pure (Lean.mkConst ``True.intro)",
+            "@[tactic trivial] def tac : Lean.Elab.Tactic.Tactic := fun _ => pure ()\ntheorem t : True := trivial",
+            "@[delab app.f] def d : Lean.PrettyPrinter.Delaborator.Delab := failure\ntheorem t : True := trivial",
+            "simproc s (_) := fun _ => pure .continue\ntheorem t : True := trivial",
+            "@[app_unexpander f] def u : Lean.PrettyPrinter.Unexpander := fun _ => failure\ntheorem t : True := trivial",
+        ])
+        .await,
+        "forbidden_command",
+    );
+}
+
+/// Class 5: a command that hides messages, and a private theorem with a
+/// `sorry`, are never valid.
+#[tokio::test]
+async fn hidden_messages_and_private_theorems_do_not_pass() {
+    assert_all(
+        reasons(&[
+            "#guard_msgs (drop all) in\nprivate theorem p : False := sorry\ntheorem t : True := trivial",
+            "set_option linter.all false in\n#guard_msgs in\ntheorem t : True := trivial",
+            "open Nat in\n#guard_msgs (drop error) in\ntheorem t : True := trivial",
+        ])
+        .await,
+        "forbidden_command",
+    );
+    assert_all(
+        reasons(&[
+            "private theorem p : 1 = 2 := by exact?\n-- sim: axioms p sorryAx\ntheorem t : True := trivial",
+            "theorem t : True := trivial\ntheorem _aux : 1 = 2 := by exact?\n-- sim: axioms _aux sorryAx",
+            "namespace X\nprivate theorem q : False := by exact?\n-- sim: axioms q sorryAx\nend X\ntheorem t : True := trivial",
+        ])
+        .await,
+        "uses_sorry",
+    );
+}
+
+/// Class 8: nothing to check is not a win.
+#[tokio::test]
+async fn a_snippet_with_nothing_to_check_is_not_valid() {
+    assert_all(
+        reasons(&[
+            "",
+            "-- only a comment",
+            "import Lean",
+            "/- theorem t : True := trivial -/\ndef x := 1",
+        ])
+        .await,
+        "no_theorem",
+    );
+}

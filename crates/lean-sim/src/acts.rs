@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// Memory held for the life of the process (`memory`, `SimMem.N`).
+/// Memory held for the life of the process (`memory`, `SimMem.mibN`).
 static HELD_MEMORY: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 pub fn hold_memory(mebibytes: usize) {

@@ -362,13 +362,15 @@ impl Session {
                         messages.push(message(Severity::Error, pos, end, format!("unknown module prefix 'SimMissing'\n\nNo directory 'SimMissing' or file 'SimMissing.olean' in the search path entries:\n{}", "/lean/lib/lean")));
                         continue;
                     }
-                    if let Some(milliseconds) =
-                        module.strip_prefix("SimCost.").and_then(|n| n.parse().ok())
+                    if let Some(milliseconds) = module
+                        .strip_prefix("SimCost.ms")
+                        .and_then(|n| n.parse().ok())
                     {
                         std::thread::sleep(Duration::from_millis(milliseconds));
                     }
-                    if let Some(mebibytes) =
-                        module.strip_prefix("SimMem.").and_then(|n| n.parse().ok())
+                    if let Some(mebibytes) = module
+                        .strip_prefix("SimMem.mib")
+                        .and_then(|n| n.parse().ok())
                     {
                         acts::hold_memory(mebibytes);
                     }
@@ -510,6 +512,7 @@ impl Session {
         messages: &mut Vec<Message>,
         sorries: &mut Vec<Sorry>,
     ) {
+        let written_name = declaration.name.clone().unwrap_or_default();
         declaration.name = declaration.name.map(|name| scope.prefixed(&name));
         if let Some(name) = &declaration.name {
             if environment.find(name).is_some() {
@@ -564,7 +567,7 @@ impl Session {
             }
         }
         for (name, extra) in extra_axioms {
-            if *name == own_name {
+            if *name == own_name || *name == written_name {
                 axioms.extend(extra.iter().cloned());
             }
         }
