@@ -7,7 +7,7 @@
 pub mod policy;
 pub mod verdict;
 
-pub use policy::{PinnedStatement, Policy, StatementError};
+pub use policy::{PinnedStatement, Policy, ReplayMode, StatementError};
 pub use verdict::{
     CheckStatus, ReasonCode, Severity, Timings, Verdict, VerdictMessage, VerdictReason,
     VerdictSorry,

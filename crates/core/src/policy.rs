@@ -20,7 +20,8 @@ pub struct Policy {
     /// Lift the allow-list of commands: allow commands that run or extend the
     /// elaborator (`#eval`, `run_cmd`, `elab`, `macro_rules`, `syntax`,
     /// `initialize`, ...). Off by default: they are how a snippet reaches the
-    /// checker's own machinery.
+    /// checker's own machinery. A REPL that ran a snippet with it on is never
+    /// used again, and such a check is replayed unless `replay` is `never`.
     pub allow_metaprogramming: bool,
     /// When set, the snippet must prove exactly this statement.
     pub pinned: Option<PinnedStatement>,
@@ -28,6 +29,9 @@ pub struct Policy {
     /// pinned theorem); otherwise its verdict is `no_theorem`. The Kimina
     /// endpoints turn it off, as the Kimina Lean Server has no such rule.
     pub require_theorem: bool,
+    /// When the body's declarations are checked again by Lean's kernel in a
+    /// process that never ran the snippet's code.
+    pub replay: ReplayMode,
 }
 
 impl Default for Policy {
@@ -41,8 +45,34 @@ impl Default for Policy {
             allow_metaprogramming: false,
             pinned: None,
             require_theorem: true,
+            replay: ReplayMode::default(),
         }
     }
+}
+
+impl Policy {
+    /// Whether this check's declarations are replayed in a fresh process.
+    pub fn replays(&self) -> bool {
+        match self.replay {
+            ReplayMode::Always => true,
+            ReplayMode::WhenMetaprogramming => self.allow_metaprogramming,
+            ReplayMode::Never => false,
+        }
+    }
+}
+
+/// When a kernel replay runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    /// Every check that could be valid (the default: the verdict then never
+    /// rests on the process the snippet ran in).
+    #[default]
+    Always,
+    /// Only checks whose policy allows metaprogramming.
+    WhenMetaprogramming,
+    /// Never: the audit in the snippet's own REPL is trusted.
+    Never,
 }
 
 /// Whether an axiom is one that `native_decide`, `decide +native` or
@@ -257,5 +287,17 @@ mod tests {
         ] {
             assert!(!is_native_auxiliary_axiom(name), "{name}");
         }
+    }
+
+    #[test]
+    fn replay_follows_the_mode() {
+        let mut policy = Policy::default();
+        assert!(policy.replays(), "the default replays");
+        policy.replay = ReplayMode::WhenMetaprogramming;
+        assert!(!policy.replays());
+        policy.allow_metaprogramming = true;
+        assert!(policy.replays());
+        policy.replay = ReplayMode::Never;
+        assert!(!policy.replays());
     }
 }

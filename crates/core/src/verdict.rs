@@ -76,6 +76,8 @@ pub enum ReasonCode {
     StatementMissing,
     /// The pinned theorem is declared with another statement.
     StatementMismatch,
+    /// Lean's kernel, replaying the declarations in a fresh process, refused one.
+    KernelRejected,
     /// The check ran past its time budget.
     Timeout,
     /// The Lean process ran out of memory.
@@ -91,7 +93,7 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 16] = [
+    pub const ALL: [ReasonCode; 17] = [
         ReasonCode::ForbiddenCommand,
         ReasonCode::HeaderError,
         ReasonCode::LeanError,
@@ -102,6 +104,7 @@ impl ReasonCode {
         ReasonCode::ForbiddenAxiom,
         ReasonCode::StatementMissing,
         ReasonCode::StatementMismatch,
+        ReasonCode::KernelRejected,
         ReasonCode::Timeout,
         ReasonCode::OutOfMemory,
         ReasonCode::ReplCrashed,
@@ -122,6 +125,7 @@ impl ReasonCode {
             ReasonCode::ForbiddenAxiom => "forbidden_axiom",
             ReasonCode::StatementMissing => "statement_missing",
             ReasonCode::StatementMismatch => "statement_mismatch",
+            ReasonCode::KernelRejected => "kernel_rejected",
             ReasonCode::Timeout => "timeout",
             ReasonCode::OutOfMemory => "out_of_memory",
             ReasonCode::ReplCrashed => "repl_crashed",
@@ -149,7 +153,8 @@ impl ReasonCode {
             | ReasonCode::ForbiddenDeclaration
             | ReasonCode::ForbiddenAxiom
             | ReasonCode::StatementMissing
-            | ReasonCode::StatementMismatch => CheckStatus::LeanError,
+            | ReasonCode::StatementMismatch
+            | ReasonCode::KernelRejected => CheckStatus::LeanError,
         }
     }
 }
@@ -228,6 +233,10 @@ pub struct Timings {
     pub header_ms: f64,
     /// Elaborating the body and auditing it.
     pub body_ms: f64,
+    /// Replaying the body's declarations in Lean's kernel, in a process that
+    /// never ran the snippet (0 when not replayed).
+    #[serde(default)]
+    pub replay_ms: f64,
 }
 
 /// The verdict on one snippet. Its status and reason are set together

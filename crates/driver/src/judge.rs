@@ -21,6 +21,8 @@ pub(crate) struct Evidence {
     /// The pinned statement's type as a term key, elaborated in the clean
     /// base environment, when one is pinned.
     pub pinned_term: Option<Result<String, String>>,
+    /// The REPL environment the body produced.
+    pub body_env: u64,
 }
 
 /// The judgement: the reason the snippet is not valid (none when it is), and
@@ -192,6 +194,7 @@ mod tests {
             sorries: Vec::new(),
             audit: Ok(entries),
             pinned_term: None,
+            body_env: 0,
         }
     }
 

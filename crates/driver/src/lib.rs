@@ -9,6 +9,7 @@ mod audit;
 mod judge;
 mod pool;
 mod repl;
+mod replay;
 mod screen;
 mod wire;
 
@@ -110,10 +111,12 @@ struct DriverInner {
     toolchain: ToolchainConfig,
     sandbox: Arc<Sandbox>,
     pool: Arc<Pool>,
+    /// Warm REPLs that replay bodies in Lean's kernel (see `replay`).
+    replayers: replay::Replayers,
 }
 
 /// How long starting a REPL and importing its header may take.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Driver {
     pub fn new(toolchain: ToolchainConfig, pool: PoolConfig, sandbox: Arc<Sandbox>) -> Driver {
@@ -122,6 +125,7 @@ impl Driver {
                 toolchain,
                 sandbox,
                 pool: Pool::new(pool),
+                replayers: replay::Replayers::default(),
             }),
         }
     }
@@ -185,14 +189,68 @@ impl Driver {
         let outcome = run_body(repl, &snippet, request, deadline).await;
         verdict.timings.body_ms = millis_since(body_started);
         verdict.peak_memory_bytes = repl.memory_bytes();
+        let mut retire_repl = request.policy.allow_metaprogramming;
+        let outcome = match outcome {
+            // A verdict that could be valid rests on the kernel replay, when
+            // the policy asks for one.
+            Ok(mut evidence)
+                if request.policy.replays()
+                    && judge::judge(&request.policy, &evidence).reason.is_none() =>
+            {
+                let replay_started = Instant::now();
+                let replayed = self
+                    .replay_context()
+                    .replay(
+                        repl,
+                        evidence.body_env,
+                        &header,
+                        request.policy.pinned.as_ref(),
+                        deadline,
+                    )
+                    .await;
+                verdict.timings.replay_ms = millis_since(replay_started);
+                match replayed {
+                    Ok(replayed) => {
+                        evidence.audit = Ok(replayed.entries);
+                        if replayed.pinned_term.is_some() {
+                            evidence.pinned_term = replayed.pinned_term;
+                        }
+                        Ok(evidence)
+                    }
+                    Err(replay::ReplayFailure::Verdict(reason)) => {
+                        // What the snippet left in its REPL made the replay
+                        // fail: that REPL is not used again.
+                        retire_repl = true;
+                        evidence.audit = Ok(Vec::new());
+                        verdict.reject(reason);
+                        Ok(evidence)
+                    }
+                    Err(replay::ReplayFailure::Repl(failure)) => Err(failure),
+                    Err(replay::ReplayFailure::Farm(error)) => {
+                        checkout.discard();
+                        return Err(error);
+                    }
+                }
+            }
+            other => other,
+        };
         match outcome {
             Ok(evidence) => {
-                checkout.give_back();
-                let judgement = judge::judge(&request.policy, &evidence);
-                if let Some(reason) = judgement.reason {
-                    verdict.reject(reason);
+                // A REPL in which snippet code ran is never used again.
+                if retire_repl {
+                    if let Some(repl) = checkout.retire() {
+                        tokio::spawn(repl.kill());
+                    }
+                } else {
+                    checkout.give_back();
                 }
-                verdict.axioms = judgement.axioms;
+                if verdict.is_valid() {
+                    let judgement = judge::judge(&request.policy, &evidence);
+                    if let Some(reason) = judgement.reason {
+                        verdict.reject(reason);
+                    }
+                    verdict.axioms = judgement.axioms;
+                }
                 verdict.messages = evidence.messages;
                 verdict.sorries = evidence.sorries;
             }
@@ -211,6 +269,16 @@ impl Driver {
             "checked snippet"
         );
         Ok(verdict)
+    }
+
+    fn replay_context(&self) -> replay::ReplayContext<'_> {
+        replay::ReplayContext {
+            sandbox: &self.inner.sandbox,
+            toolchain: &self.inner.toolchain,
+            replayers: &self.inner.replayers,
+            max_reply_bytes: self.inner.pool.config.max_reply_bytes,
+            most_idle: self.inner.pool.config.slots.max(1),
+        }
     }
 
     /// Start a REPL, import the header and define the audit command. An
@@ -384,6 +452,9 @@ impl Driver {
         for repl in self.inner.pool.drain_idle() {
             repl.kill().await;
         }
+        for repl in self.inner.replayers.drain() {
+            repl.kill().await;
+        }
     }
 }
 
@@ -410,35 +481,9 @@ async fn run_body(
 
     let pinned_term = match &request.policy.pinned {
         None => None,
-        Some(pinned) => Some(match pinned.signature() {
-            Err(error) => Err(error.to_string()),
-            Ok(signature) => {
-                let pinned_name = format!("leanfarm_pinned_{}", repl.nonce);
-                let preamble = pinned.preamble.as_deref().unwrap_or("");
-                let statement = format!("{preamble}\ntheorem {pinned_name} {signature} := sorry");
-                let pinned_reply = repl.command(&statement, Some(base_env), deadline).await?;
-                if let Some(error) = pinned_reply
-                    .messages
-                    .iter()
-                    .find(|m| m.severity == Severity::Error)
-                {
-                    Err(error.data.clone())
-                } else {
-                    let pinned_env = pinned_reply.env;
-                    let audit_reply = repl
-                        .command(&audit_command, Some(pinned_env), deadline)
-                        .await?;
-                    match audit::parse_audit(&repl.nonce, info_data(&audit_reply)) {
-                        Ok(entries) => entries
-                            .into_iter()
-                            .find(|entry| entry.name == pinned_name)
-                            .map(|entry| entry.term)
-                            .ok_or_else(|| "the pinned statement was not declared".to_string()),
-                        Err(error) => Err(error.to_string()),
-                    }
-                }
-            }
-        }),
+        Some(pinned) => {
+            Some(replay::pinned_term(repl, base_env, pinned, &audit_command, deadline).await?)
+        }
     };
     let sorries = reply
         .sorries
@@ -456,6 +501,7 @@ async fn run_body(
         sorries,
         audit,
         pinned_term,
+        body_env,
     })
 }
 

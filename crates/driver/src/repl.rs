@@ -128,6 +128,24 @@ impl Repl {
         wire::parse_command_reply(&frame)
     }
 
+    /// Send any request whose reply is shaped as a command reply (pickling
+    /// and unpickling environments) and read it before `deadline`.
+    pub async fn request(
+        &mut self,
+        request: &lean_protocol::Request,
+        deadline: Instant,
+    ) -> Result<CommandReply, ReplFailure> {
+        let frame = self
+            .exchange(&lean_protocol::encode_request(request), deadline)
+            .await?;
+        wire::parse_command_reply(&frame)
+    }
+
+    /// Host path of the REPL's scratch directory (its working directory).
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        self.child.scratch_dir()
+    }
+
     /// Write one request frame and read one reply frame before `deadline`.
     async fn exchange(&mut self, request: &str, deadline: Instant) -> Result<String, ReplFailure> {
         let exchange = async {

@@ -232,7 +232,7 @@ async fn a_disk_fill_stops_at_the_scratch_capacity_and_the_file_size_limit(backe
     let report = reports(&verdict);
     assert!(
         report.contains("disk-fill 200: failed: No space left on device"),
-        "{report}"
+        "{report} {verdict:?}"
     );
     let written: u64 = report
         .split("after ")

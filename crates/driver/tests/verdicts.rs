@@ -4,7 +4,7 @@
 mod common;
 
 use common::{driver, reason_code, request};
-use leanfarm_core::{CheckStatus, PinnedStatement, Policy};
+use leanfarm_core::{CheckStatus, PinnedStatement, Policy, ReplayMode};
 
 #[tokio::test]
 async fn a_clean_proof_is_valid_and_names_its_axioms_and_toolchain() {
@@ -373,4 +373,44 @@ async fn a_snippet_with_nothing_to_check_is_not_valid() {
         .await,
         "no_theorem",
     );
+}
+
+/// A declaration added with the kernel check off (what a metaprogram can
+/// do) passes the snippet's own audit, and only the kernel replay, in a
+/// process that never ran the snippet, refuses it.
+#[tokio::test]
+async fn the_kernel_replay_refuses_what_the_kernel_never_checked() {
+    let farm = driver();
+    let code = "theorem t : True := trivial\n-- sim: unchecked bad : 1 = 2";
+    let mut check = request(code);
+    check.policy.allow_metaprogramming = true;
+    let verdict = farm.driver.check(&check).await.unwrap();
+    assert_eq!(reason_code(&verdict), "kernel_rejected", "{verdict:?}");
+    assert!(verdict.timings.replay_ms > 0.0);
+
+    check.policy.replay = ReplayMode::WhenMetaprogramming;
+    let verdict = farm.driver.check(&check).await.unwrap();
+    assert_eq!(reason_code(&verdict), "kernel_rejected", "{verdict:?}");
+
+    // Without the replay, the snippet's own audit is fooled: this is what
+    // `replay: never` gives up.
+    check.policy.replay = ReplayMode::Never;
+    let verdict = farm.driver.check(&check).await.unwrap();
+    assert_eq!(verdict.status(), CheckStatus::Valid, "{verdict:?}");
+    assert_eq!(verdict.timings.replay_ms, 0.0);
+}
+
+/// A REPL in which a snippet's metaprogram ran is never used again.
+#[tokio::test]
+async fn a_repl_that_ran_snippet_code_is_not_reused() {
+    let farm = driver();
+    let mut check = request("#eval 1\ntheorem t : True := trivial");
+    check.policy.allow_metaprogramming = true;
+    let first = farm.driver.check(&check).await.unwrap();
+    let second = farm.driver.check(&check).await.unwrap();
+    assert_eq!(first.status(), CheckStatus::Valid, "{first:?}");
+    assert!(!second.repl_reused, "{second:?}");
+    let plain = request("theorem t : True := trivial");
+    farm.driver.check(&plain).await.unwrap();
+    assert!(farm.driver.check(&plain).await.unwrap().repl_reused);
 }

@@ -59,6 +59,15 @@ struct Constant {
     signature: String,
     /// The type as a term key (see `terms`): what the farm compares.
     term: String,
+    /// Whether Lean's kernel checked it when it was added; `false` models a
+    /// metaprogram that added it with the check off. Replaying it through
+    /// the kernel (`unpickleEnvFrom`) fails.
+    #[serde(default = "checked")]
+    kernel_checked: bool,
+}
+
+fn checked() -> bool {
+    true
 }
 
 impl Constant {
@@ -77,8 +86,12 @@ impl Constant {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Environment {
     constants: Vec<Constant>,
-    /// The audit command and the index of the first constant it reports.
-    audit: Option<(String, usize)>,
+    /// The farm's audit command, once defined. Like every command and
+    /// elaborator, it is environment-extension state: a pickle does not
+    /// carry it.
+    #[serde(skip)]
+    audit: Option<String>,
+    #[serde(skip)]
     print_axioms_spoofed: bool,
 }
 
@@ -229,6 +242,17 @@ impl Session {
                     .and_then(|bytes| {
                         serde_json::from_slice::<Environment>(&bytes).map_err(|e| e.to_string())
                     });
+                let loaded = loaded.and_then(|environment| {
+                    // Replaying re-adds every constant through the kernel.
+                    match environment.constants.iter().find(|c| !c.kernel_checked) {
+                        Some(constant) => Err(format!(
+                            "(kernel) declaration type mismatch, '{}' has type\n  {}\nbut its value does not",
+                            constant.name,
+                            constant.signature.trim_start_matches(':').trim()
+                        )),
+                        None => Ok(environment),
+                    }
+                });
                 match loaded {
                     Ok(environment) => {
                         let env = self.new_environment(environment);
@@ -376,7 +400,7 @@ impl Session {
                     }
                 }
                 Item::AuditDefinition { command } => {
-                    environment.audit = Some((command, environment.constants.len()));
+                    environment.audit = Some(command);
                 }
                 Item::SpoofPrintAxioms => environment.print_axioms_spoofed = true,
                 Item::Declaration(declaration) => {
@@ -432,9 +456,9 @@ impl Session {
                     messages.push(message(Severity::Info, pos, end, data));
                 }
                 Item::Audit { command, pos, end } => match &environment.audit {
-                    Some((registered, first)) if *registered == command => {
+                    Some(registered) if *registered == command => {
                         let nonce = command.trim_start_matches("#leanfarm_audit_");
-                        let entries: Vec<serde_json::Value> = environment.constants[*first..]
+                        let entries: Vec<serde_json::Value> = environment.constants
                             .iter()
                             .map(|c| serde_json::json!({"name": c.name, "kind": c.constant_kind(), "axioms": c.axioms, "type": c.signature, "term": c.term}))
                             .collect();
@@ -473,6 +497,21 @@ impl Session {
                         }
                         "info" => messages.push(message(Severity::Info, start, end, text_arg)),
                         "axioms" => {}
+                        "unchecked" => {
+                            let name = args.first().copied().unwrap_or("unchecked").to_string();
+                            let signature = text_arg[name.len().min(text_arg.len())..]
+                                .trim()
+                                .to_string();
+                            let term = terms::term_key(&signature, &[], &[]);
+                            environment.constants.push(Constant {
+                                name,
+                                kind: "theorem".into(),
+                                axioms: BTreeSet::new(),
+                                signature,
+                                term,
+                                kernel_checked: false,
+                            });
+                        }
                         "stderr" => {
                             eprintln!("{text_arg}");
                         }
@@ -597,6 +636,7 @@ impl Session {
             axioms,
             signature: declaration.signature,
             term,
+            kernel_checked: true,
         });
     }
 }
