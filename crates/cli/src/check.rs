@@ -2,7 +2,7 @@
 //! for the run), print a table of verdicts, and exit non-zero unless every
 //! proof is valid.
 
-use crate::config::{start_farm, CheckerArgs, ServeArgs};
+use crate::config::{start_farm, ServeArgs};
 use crate::CliError;
 use clap::Args;
 use serde_json::{json, Value};
@@ -84,18 +84,17 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         Some(server) => server.trim_end_matches('/').to_string(),
         None => {
             let data_dir = tempfile_dir()?;
-            let settings = ServeArgs {
-                addr: Some(([127, 0, 0, 1], 0).into()),
-                data_dir: Some(data_dir.clone()),
-                checker: CheckerArgs {
-                    simulate: args.simulate,
-                    sandbox: args.sandbox.clone(),
-                    lease_seconds: Some(args.timeout + 30.0),
-                    ..CheckerArgs::default()
-                },
+            let mut settings = ServeArgs {
+                addr: ([127, 0, 0, 1], 0).into(),
+                data_dir: data_dir.clone(),
                 ..ServeArgs::default()
             };
-            let farm = start_farm(settings.with_file()?).await?;
+            settings.checker.simulate = args.simulate;
+            if let Some(sandbox) = &args.sandbox {
+                settings.checker.sandbox.sandbox = sandbox.clone();
+            }
+            settings.checker.lease_seconds = args.timeout + 30.0;
+            let farm = start_farm(settings).await?;
             let url = format!("http://{}", farm.local_addr);
             embedded = Some((farm, data_dir));
             url

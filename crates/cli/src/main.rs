@@ -6,7 +6,7 @@ mod config;
 mod tenant;
 mod worker;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -49,6 +49,8 @@ enum Command {
 pub enum CliError {
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Setting(#[from] config::SettingError),
     #[error("failed to start the farm: {0}")]
     Startup(String),
     #[error("request to the farm failed: {0}")]
@@ -61,7 +63,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::NotAllValid(..) => 1,
-            CliError::Config(_) => 2,
+            CliError::Config(_) | CliError::Setting(_) => 2,
             CliError::Startup(_) => 3,
             CliError::Request(_) => 4,
         }
@@ -77,7 +79,13 @@ async fn migrate(url: &str) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    // The settings given by flag or variable, which a config file must not override.
+    let explicit = matches
+        .subcommand_matches("serve")
+        .map(config::explicit_settings)
+        .unwrap_or_default();
     if let Command::LeanSim { args } = cli.command {
         return ExitCode::from(lean_sim::main_with_args(args).clamp(0, 255) as u8);
     }
@@ -99,7 +107,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => config::serve(*args).await,
+            Command::Serve(args) => config::serve(*args, &explicit).await,
             Command::Check(args) => check::run(args).await,
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,

@@ -20,21 +20,22 @@ pub struct WorkerArgs {
     pub worker_id: Option<String>,
     #[command(flatten)]
     pub checker: CheckerArgs,
-    /// Directory for scratch space [default: ./leanfarm-worker]
-    #[arg(long, env = "LEAN_FARM_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Directory for scratch space
+    #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value = "leanfarm-worker")]
+    pub data_dir: PathBuf,
 }
 
 pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
-    let data_dir = config::data_dir(args.data_dir.as_deref(), "leanfarm-worker")?;
-    let slots = config::slots(&args.checker).max(1);
-    let driver = config::build_driver(&args.checker, &data_dir, slots)?;
+    args.checker.validate()?;
+    let data_dir = config::data_dir(&args.data_dir)?;
+    let slots = args.checker.slots().max(1);
+    let driver = args.checker.build_driver(&data_dir, slots)?;
     config::prestart(&driver).await?;
     let worker_id = args.worker_id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("worker-{}-{}", host.trim(), std::process::id())
     });
-    let worker_config = config::worker_config(&args.checker, worker_id.clone());
+    let worker_config = args.checker.worker_config(worker_id.clone());
     let queue = HttpQueue::new(&args.server, &args.token)
         .map_err(|error| CliError::Startup(error.to_string()))?;
     let (stop, stopped) = watch::channel(false);

@@ -34,8 +34,14 @@ pub enum ApiError {
     },
     #[error("no check with id `{0}`")]
     NotFound(String),
-    #[error("the queue holds {queued} jobs, its limit; retry later")]
-    QueueFull { queued: u64 },
+    #[error("the queue holds {queued} jobs and takes at most {limit}; this batch does not fit now; retry later")]
+    QueueFull { queued: u64, limit: u64 },
+    #[error("a batch of {size} snippets can never be queued: {queue} holds at most {limit} jobs; split it into batches of at most {limit}")]
+    BatchExceedsQueueLimit {
+        size: u64,
+        limit: u64,
+        queue: String,
+    },
     #[error("tenant `{tenant}` has {open} open jobs, its limit is {limit}; retry later")]
     TenantQueueFull {
         tenant: String,
@@ -75,6 +81,9 @@ impl ApiError {
             }
             ApiError::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::BatchExceedsQueueLimit { .. } => {
+                ("batch_exceeds_queue_limit", StatusCode::PAYLOAD_TOO_LARGE)
+            }
             ApiError::TenantQueueFull { .. } => {
                 ("tenant_queue_full", StatusCode::TOO_MANY_REQUESTS)
             }

@@ -33,20 +33,27 @@ pub use metrics::Metrics;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 
-/// Size, time and load limits of the API.
+/// Size, time and load limits of the API. `Default` holds the documented
+/// defaults (docs/operations.md); `leanfarm serve` takes each from a setting.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Largest request body, in bytes (413 `body_too_large` beyond).
     pub max_body_bytes: usize,
+    /// Largest snippet, in bytes (413 `snippet_too_large` beyond).
     pub max_snippet_bytes: usize,
+    /// Most snippets in one request (413 `batch_too_large` beyond).
     pub max_batch: usize,
+    /// Largest per-snippet timeout a request may ask for, in seconds.
     pub max_timeout_seconds: f64,
+    /// Longest a request may wait for its verdicts, in seconds (longer waits are cut to it).
     pub max_wait_seconds: f64,
-    /// Queued jobs beyond which new work is refused with 429.
+    /// Queued jobs of the whole farm (every tenant, every replica) beyond
+    /// which new batches are refused with 429 `queue_full`; checked by the
+    /// store in the enqueue transaction, so it is never exceeded.
     pub max_queued_jobs: u64,
 }
 
@@ -80,8 +87,6 @@ pub struct AppState {
     pub completions: broadcast::Sender<String>,
     /// Woken when this process enqueues work.
     pub enqueued: Notify,
-    /// Queued jobs, refreshed in the background (the 429 check reads it).
-    pub queued_jobs: AtomicU64,
     pub shutting_down: AtomicBool,
 }
 
@@ -103,7 +108,6 @@ impl AppState {
             metrics: Metrics::default(),
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
-            queued_jobs: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
         })
     }
@@ -133,10 +137,6 @@ impl Farm {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        tokio::spawn(refresh_queue_size(
-            Arc::clone(&state),
-            shutdown_receiver.clone(),
-        ));
         let workers = match state.driver.clone() {
             Some(driver) => tokio::spawn(leanfarm_worker::run(
                 InProcessQueue::new(Arc::clone(&state)),
@@ -176,17 +176,5 @@ impl Farm {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.workers.await;
-    }
-}
-
-async fn refresh_queue_size(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if let Ok(counts) = state.store.queue_counts().await {
-            state.queued_jobs.store(counts.queued, Ordering::Relaxed);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.changed() => return,
-        }
     }
 }

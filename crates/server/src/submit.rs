@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use leanfarm_core::CheckRequest;
 use leanfarm_driver::Driver;
-use leanfarm_store::{JobRecord, JobState, NewJob, WorkerSeen};
+use leanfarm_store::{Admission, JobRecord, JobState, NewJob, WorkerSeen};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -112,12 +112,24 @@ pub(crate) async fn submit_and_wait(
     }
     validate(state, &requests)?;
     target.check_served(state).await?;
-    let queued = state.queued_jobs.load(Ordering::Relaxed);
-    if queued + requests.len() as u64 > state.limits.max_queued_jobs {
-        state.metrics.request_rejected();
-        return Err(ApiError::QueueFull { queued });
+    let batch_size = requests.len() as u64;
+    // A batch larger than a queue's whole capacity can never get in: no
+    // retry would help, so it is not a 429.
+    if batch_size > state.limits.max_queued_jobs {
+        return Err(ApiError::BatchExceedsQueueLimit {
+            size: batch_size,
+            limit: state.limits.max_queued_jobs,
+            queue: "the farm's queue".to_string(),
+        });
     }
     if let Some(limits) = state.store.get_tenant(tenant).await? {
+        if batch_size > limits.max_queued {
+            return Err(ApiError::BatchExceedsQueueLimit {
+                size: batch_size,
+                limit: limits.max_queued,
+                queue: format!("tenant `{tenant}`'s queue"),
+            });
+        }
         let open = state.store.tenant_open_jobs(tenant).await?;
         if open + requests.len() as u64 > limits.max_queued {
             state.metrics.request_rejected();
@@ -145,7 +157,16 @@ pub(crate) async fn submit_and_wait(
     let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();
     // Subscribe before enqueueing so no completion can be missed.
     let completions = state.completions.subscribe();
-    state.store.enqueue(jobs).await?;
+    // The farm's cap is checked by the store in the enqueue transaction, so
+    // that replicas admitting at once never pass it together.
+    let admission = state
+        .store
+        .enqueue_within(jobs, state.limits.max_queued_jobs)
+        .await?;
+    if let Admission::QueueFull { queued, limit } = admission {
+        state.metrics.request_rejected();
+        return Err(ApiError::QueueFull { queued, limit });
+    }
     state.enqueued.notify_waiters();
     state.enqueued.notify_one();
     let records = wait_for(state, &ids, completions, wait).await?;

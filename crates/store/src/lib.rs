@@ -359,6 +359,16 @@ pub struct TenantRecord {
     pub created_at: UnixMillis,
 }
 
+/// What `Store::enqueue_within` did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Every job of the batch is queued.
+    Enqueued,
+    /// Nothing was written: `queued` jobs were waiting, and the batch would
+    /// have taken the queue past `limit`.
+    QueueFull { queued: u64, limit: u64 },
+}
+
 /// The job store and queue.
 #[derive(Clone)]
 pub struct Store {
@@ -426,11 +436,29 @@ impl Store {
         }
     }
 
-    /// Insert jobs in the `queued` state, all in one transaction.
+    /// Insert jobs in the `queued` state, all in one transaction, with no
+    /// limit on the queue's length.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.enqueue(jobs).await,
-            Backend::Postgres(store) => store.enqueue(jobs).await,
+            Backend::Sqlite(store) => store.enqueue(jobs, None).await.map(|_| ()),
+            Backend::Postgres(store) => store.enqueue(jobs, None).await.map(|_| ()),
+        }
+    }
+
+    /// Insert jobs in the `queued` state, all or none, only if the queued
+    /// jobs (of every tenant) plus these stay within `max_queued_jobs`. The
+    /// count and the insert are one transaction, and capped enqueues of every
+    /// process sharing the store are serialised, so concurrent batches never
+    /// take the queue past the cap. Jobs handed back to the queue by a
+    /// worker (release, expired lease) are not admissions and are not capped.
+    pub async fn enqueue_within(
+        &self,
+        jobs: Vec<NewJob>,
+        max_queued_jobs: u64,
+    ) -> Result<Admission, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
+            Backend::Postgres(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
         }
     }
 

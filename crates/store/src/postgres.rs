@@ -11,8 +11,8 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
-    ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
 use leanfarm_core::Verdict;
@@ -42,6 +42,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPTS: usize = 5;
 /// A lock on the migrations, so replicas starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6c65_616e_6661_726d;
+/// A lock taken by every enqueue under a queue cap, so that admissions
+/// count and insert one at a time across replicas.
+const ADMISSION_LOCK: i64 = 0x6c66_7175_6575_6531;
 
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
@@ -301,12 +304,34 @@ impl PostgresStore {
             .map_err(pg_error)
     }
 
-    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+    /// Insert the jobs, unless `max_queued_jobs` is given and the queued jobs
+    /// plus these would exceed it. Capped enqueues take one transaction-scoped
+    /// advisory lock before they count, so they run one after another across
+    /// every replica; each counts after the previous one committed (read
+    /// committed reads afresh per statement). Claims need not take the lock:
+    /// they only lower the count.
+    pub(crate) async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        max_queued_jobs: Option<u64>,
+    ) -> Result<Admission, StoreError> {
         let rows = Arc::new(encode_requests(jobs)?);
         self.transaction(Box::new(move |tx| {
             let rows = Arc::clone(&rows);
             Box::pin(async move {
                 let now = now_millis();
+                if let Some(limit) = max_queued_jobs {
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADMISSION_LOCK])
+                        .await?;
+                    let queued: i64 = tx
+                        .query_one("SELECT coalesce(sum(queued), 0)::BIGINT FROM tenant_queue", &[])
+                        .await?
+                        .get(0);
+                    let queued = queued.max(0) as u64;
+                    if queued.saturating_add(rows.len() as u64) > limit {
+                        return Ok(Admission::QueueFull { queued, limit });
+                    }
+                }
                 let insert = tx
                     .prepare(
                         "INSERT INTO jobs (id, tenant, batch_id, state, request, header_key, max_attempts, run_after, created_at, toolchain, project)
@@ -328,7 +353,7 @@ impl PostgresStore {
                     )
                     .await?;
                 }
-                Ok(())
+                Ok(Admission::Enqueued)
             })
         }))
         .await

@@ -8,8 +8,8 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob, QueueCounts,
-    ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
+    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
 use leanfarm_core::Verdict;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -122,11 +122,28 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+    /// Insert the jobs, unless `max_queued_jobs` is given and the queued jobs
+    /// plus these would exceed it. The immediate transaction holds SQLite's
+    /// write lock from the count to the commit, so no other enqueue (of this
+    /// or another process) can slip in between.
+    pub(crate) async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        max_queued_jobs: Option<u64>,
+    ) -> Result<Admission, StoreError> {
         let rows = encode_requests(jobs)?;
         self.run(move |connection| {
             let now = now_millis();
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            if let Some(limit) = max_queued_jobs {
+                let queued: i64 = transaction
+                    .query_row("SELECT coalesce(sum(queued), 0) FROM tenant_queue", [], |row| row.get(0))
+                    .map_err(query_error)?;
+                let queued = queued.max(0) as u64;
+                if queued.saturating_add(rows.len() as u64) > limit {
+                    return Ok(Admission::QueueFull { queued, limit });
+                }
+            }
             {
                 let mut insert = transaction
                     .prepare_cached(
@@ -147,7 +164,8 @@ impl SqliteStore {
                     count.execute(params![job.tenant]).map_err(query_error)?;
                 }
             }
-            transaction.commit().map_err(query_error)
+            transaction.commit().map_err(query_error)?;
+            Ok(Admission::Enqueued)
         })
         .await
     }

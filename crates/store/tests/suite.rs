@@ -3,7 +3,7 @@
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
 use leanfarm_store::{
-    Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
+    Admission, Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
     ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use std::collections::HashSet;
@@ -344,6 +344,102 @@ async fn concurrent_workers_complete_every_job_exactly_once(store: Store) {
     let counts = store.queue_counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.done), (0, 0, 400));
     assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 0);
+}
+
+async fn a_capped_enqueue_admits_a_batch_only_while_it_fits(store: Store) {
+    // A batch that fills the queue exactly is admitted.
+    assert_eq!(
+        store.enqueue_within(jobs("a", "t1", 6), 10).await.unwrap(),
+        Admission::Enqueued
+    );
+    assert_eq!(
+        store.enqueue_within(jobs("b", "t2", 4), 10).await.unwrap(),
+        Admission::Enqueued
+    );
+    // One more job would pass the cap: nothing of the batch is written.
+    assert_eq!(
+        store.enqueue_within(jobs("c", "t1", 1), 10).await.unwrap(),
+        Admission::QueueFull {
+            queued: 10,
+            limit: 10
+        }
+    );
+    assert!(store.get("c00000").await.unwrap().is_none());
+    assert_eq!(store.queue_counts().await.unwrap().queued, 10);
+    // Running and finished jobs are not queued: claiming makes room.
+    let leases = store
+        .claim("w", 3, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 3);
+    store
+        .complete(&leases[0].job_id, &leases[0].lease_id, &verdict())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.enqueue_within(jobs("d", "t1", 4), 10).await.unwrap(),
+        Admission::QueueFull {
+            queued: 7,
+            limit: 10
+        }
+    );
+    assert_eq!(
+        store.enqueue_within(jobs("e", "t3", 3), 10).await.unwrap(),
+        Admission::Enqueued
+    );
+    assert_eq!(store.queue_counts().await.unwrap().queued, 10);
+    // A batch larger than the cap never fits, even in an empty queue.
+    let (empty_store_batch, limit) = (jobs("f", "t1", 11), 10);
+    assert!(matches!(
+        store
+            .enqueue_within(empty_store_batch, limit)
+            .await
+            .unwrap(),
+        Admission::QueueFull { .. }
+    ));
+    assert!(store.get("f00000").await.unwrap().is_none());
+}
+
+/// Two stores on one database (two replicas), four submitters each, all
+/// racing batches of 7 at a cap of 100: exactly the 14 batches that fit
+/// get in (98 jobs), never a job more.
+async fn concurrent_batches_never_take_the_queue_past_its_cap(first: Store, second: Store) {
+    const CAP: u64 = 100;
+    const BATCH: usize = 7;
+    let mut submitters = Vec::new();
+    for submitter in 0..8 {
+        let store = if submitter % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        submitters.push(tokio::spawn(async move {
+            let mut admitted = 0u64;
+            for attempt in 0..6 {
+                let prefix = format!("s{submitter}a{attempt}-");
+                let tenant = format!("t{}", submitter % 3);
+                match store
+                    .enqueue_within(jobs(&prefix, &tenant, BATCH), CAP)
+                    .await
+                    .unwrap()
+                {
+                    Admission::Enqueued => admitted += BATCH as u64,
+                    Admission::QueueFull { queued, limit } => {
+                        assert_eq!(limit, CAP);
+                        assert!(queued + BATCH as u64 > CAP, "refused with room: {queued}");
+                    }
+                }
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for submitter in submitters {
+        admitted += submitter.await.unwrap();
+    }
+    let queued = first.queue_counts().await.unwrap().queued;
+    assert_eq!(queued, admitted, "every admitted job is queued, no other");
+    assert_eq!(queued, 98, "the cap of {CAP} let {queued} jobs in");
 }
 
 fn tenant(name: &str) -> TenantRecord {
@@ -915,6 +1011,7 @@ macro_rules! store_suite {
             case!(a_tenant_never_runs_more_than_its_limit);
             case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
             case!(claims_record_what_each_worker_offers);
+            case!(a_capped_enqueue_admits_a_batch_only_while_it_fits);
         }
     };
 }
@@ -984,6 +1081,23 @@ impl Drop for TestDatabase {
 async fn open_postgres() -> (Store, TestDatabase) {
     let (url, database) = empty_postgres_database().await;
     (Store::open(&url).await.unwrap(), database)
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_batches_never_take_the_queue_past_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let first = Store::open(&url).await.unwrap();
+    let second = Store::open(&url).await.unwrap();
+    concurrent_batches_never_take_the_queue_past_its_cap(first, second).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_batches_never_take_the_queue_past_its_cap() {
+    let (url, _database) = empty_postgres_database().await;
+    let first = Store::open(&url).await.unwrap();
+    let second = Store::open(&url).await.unwrap();
+    concurrent_batches_never_take_the_queue_past_its_cap(first, second).await;
 }
 
 /// A new, empty database (no migrations applied): its url and its guard.

@@ -1,0 +1,181 @@
+//! The settings of `leanfarm serve` itself: where it listens, its data
+//! directory, authentication, and the API's request and queue limits
+//! (`LimitArgs`, which become `leanfarm_server::Limits`).
+//!
+//! The request limits' defaults are `Limits::default()`: written once in
+//! the server crate, read here for clap's help and the TOML file alike.
+//! This module only describes and validates settings; it must never bind a
+//! socket or open a store.
+
+use super::checker::CheckerArgs;
+use super::store::StoreArgs;
+use super::SettingError;
+use clap::Args;
+use leanfarm_server::Limits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The one place each server default is written (the limits' are `Limits::default()`).
+pub(crate) mod defaults {
+    use leanfarm_server::Limits;
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    pub fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8000))
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("leanfarm-data")
+    }
+    pub fn max_body_bytes() -> usize {
+        Limits::default().max_body_bytes
+    }
+    pub fn max_snippet_bytes() -> usize {
+        Limits::default().max_snippet_bytes
+    }
+    pub fn max_batch() -> usize {
+        Limits::default().max_batch
+    }
+    pub fn max_timeout_seconds() -> f64 {
+        Limits::default().max_timeout_seconds
+    }
+    pub fn max_wait_seconds() -> f64 {
+        Limits::default().max_wait_seconds
+    }
+    pub fn max_queued_jobs() -> u64 {
+        Limits::default().max_queued_jobs
+    }
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "LEAN_FARM_ADDR", default_value_t = defaults::addr())]
+    #[serde(default = "defaults::addr")]
+    pub addr: SocketAddr,
+    /// Directory for the SQLite store, artifacts and scratch space
+    #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value_os_t = defaults::data_dir())]
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checker: CheckerArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: LimitArgs,
+    /// Every user request must carry a tenant's token (see `leanfarm tenant`)
+    #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
+    #[serde(default)]
+    pub require_auth: bool,
+    /// Optional TOML file with any of these settings (snake_case keys)
+    #[arg(long, env = "LEAN_FARM_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Refuse any setting the farm could not run with, naming it.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        self.checker.validate()?;
+        self.stores.validate()?;
+        self.limits.validate()
+    }
+}
+
+impl Default for ServeArgs {
+    /// Every setting at its default: what an empty config file gives.
+    fn default() -> Self {
+        toml::Table::new()
+            .try_into()
+            .expect("every setting of `serve` has a default")
+    }
+}
+
+/// The API's size, time and queue limits (`leanfarm_server::Limits`).
+#[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct LimitArgs {
+    /// Largest request body, in bytes (413 body_too_large beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_BODY_BYTES", default_value_t = defaults::max_body_bytes())]
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest snippet, in bytes (413 snippet_too_large beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_SNIPPET_BYTES", default_value_t = defaults::max_snippet_bytes())]
+    #[serde(default = "defaults::max_snippet_bytes")]
+    pub max_snippet_bytes: usize,
+    /// Most snippets in one request (413 batch_too_large beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_BATCH", default_value_t = defaults::max_batch())]
+    #[serde(default = "defaults::max_batch")]
+    pub max_batch: usize,
+    /// Largest timeout a snippet may ask for, in seconds (400 invalid_timeout beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_TIMEOUT_SECONDS", default_value_t = defaults::max_timeout_seconds())]
+    #[serde(default = "defaults::max_timeout_seconds")]
+    pub max_timeout_seconds: f64,
+    /// Longest a request may wait for its verdicts, in seconds (a longer wait is cut to it)
+    #[arg(long, env = "LEAN_FARM_MAX_WAIT_SECONDS", default_value_t = defaults::max_wait_seconds())]
+    #[serde(default = "defaults::max_wait_seconds")]
+    pub max_wait_seconds: f64,
+    /// Queued jobs of the whole farm (every tenant and replica) beyond which a batch is refused (429 queue_full); a batch larger than this is refused for good (413)
+    #[arg(long, env = "LEAN_FARM_MAX_QUEUED_JOBS", default_value_t = defaults::max_queued_jobs())]
+    #[serde(default = "defaults::max_queued_jobs")]
+    pub max_queued_jobs: u64,
+}
+
+impl LimitArgs {
+    /// Refuse a limit that would refuse everything, naming it.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let at_least_one = |setting: &'static str, value: u64| {
+            if value == 0 {
+                Err(SettingError::new(
+                    setting,
+                    "must be at least 1, not 0".to_string(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("max_body_bytes", self.max_body_bytes as u64)?;
+        at_least_one("max_snippet_bytes", self.max_snippet_bytes as u64)?;
+        at_least_one("max_batch", self.max_batch as u64)?;
+        at_least_one("max_queued_jobs", self.max_queued_jobs)?;
+        if self.max_snippet_bytes > self.max_body_bytes {
+            return Err(SettingError::new(
+                "max_snippet_bytes",
+                format!(
+                    "is {}, more than max_body_bytes ({}): no request could carry such a snippet",
+                    self.max_snippet_bytes, self.max_body_bytes
+                ),
+            ));
+        }
+        if !(self.max_timeout_seconds.is_finite() && self.max_timeout_seconds > 0.0) {
+            return Err(SettingError::new(
+                "max_timeout_seconds",
+                format!("must be more than 0 s, not {}", self.max_timeout_seconds),
+            ));
+        }
+        if !(self.max_wait_seconds.is_finite() && self.max_wait_seconds >= 0.0) {
+            return Err(SettingError::new(
+                "max_wait_seconds",
+                format!("must be 0 s or more, not {}", self.max_wait_seconds),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The server's limits these settings describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_snippet_bytes: self.max_snippet_bytes,
+            max_batch: self.max_batch,
+            max_timeout_seconds: self.max_timeout_seconds,
+            max_wait_seconds: self.max_wait_seconds,
+            max_queued_jobs: self.max_queued_jobs,
+        }
+    }
+}

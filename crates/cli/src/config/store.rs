@@ -1,0 +1,61 @@
+//! Where `leanfarm serve` keeps its state: the job store and the artifact
+//! store. Defaults follow from the data directory, in `store_url` and
+//! `artifacts_url`. This module only describes settings; it must never
+//! open a store.
+
+use super::SettingError;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const STORE_SCHEMES: [&str; 4] = [
+    "sqlite://",
+    "sqlite::memory:",
+    "postgres://",
+    "postgresql://",
+];
+
+#[derive(Args, Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct StoreArgs {
+    /// Store URL: sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/leanfarm.db]
+    #[arg(long, env = "LEAN_FARM_STORE")]
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Artifact store: a directory, file:///dir or memory:// [default: DATA_DIR/artifacts]
+    #[arg(long, env = "LEAN_FARM_ARTIFACTS")]
+    #[serde(default)]
+    pub artifacts: Option<String>,
+}
+
+impl StoreArgs {
+    /// Refuse a store URL no backend takes, naming the setting.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if let Some(url) = &self.store {
+            if !STORE_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+                return Err(SettingError::new(
+                    "store",
+                    format!("`{url}` is not sqlite://PATH, sqlite::memory: or postgres://..."),
+                ));
+            }
+        }
+        if self.artifacts.as_deref().is_some_and(str::is_empty) {
+            return Err(SettingError::new("artifacts", "is empty".to_string()));
+        }
+        Ok(())
+    }
+
+    /// The store's URL: the setting, or a SQLite file in the data directory.
+    pub fn store_url(&self, data_dir: &Path) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("leanfarm.db").display()))
+    }
+
+    /// The artifact store: the setting, or a directory in the data directory.
+    pub fn artifacts_url(&self, data_dir: &Path) -> String {
+        self.artifacts
+            .clone()
+            .unwrap_or_else(|| data_dir.join("artifacts").display().to_string())
+    }
+}
