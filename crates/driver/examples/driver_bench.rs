@@ -11,6 +11,7 @@
 use leanfarm_core::CheckRequest;
 use leanfarm_driver::{Driver, PoolConfig};
 use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
+use leanfarm_testkit::bench::{command_line_argument, percentile};
 use leanfarm_testkit::driver::lean_sim_toolchain;
 use leanfarm_testkit::lean_sim_path;
 use leanfarm_testkit::sandbox::{lean_sim_mounts, sandbox_config};
@@ -20,19 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SNIPPET_BODY: &str = "theorem t (n : Nat) : n + 0 = n := by simp";
-
-fn argument(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|index| args.get(index + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn percentile(sorted_micros: &[f64], fraction: f64) -> f64 {
-    let index = ((sorted_micros.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted_micros[index]
-}
 
 async fn bare_pipe_round_trips(lean_sim: &PathBuf, count: usize) -> Vec<f64> {
     let mut child = tokio::process::Command::new(lean_sim)
@@ -110,16 +98,24 @@ fn request(code: String) -> CheckRequest {
 
 #[tokio::main]
 async fn main() {
-    let backend: BackendKind = argument("--sandbox", "native")
+    let backend: BackendKind = command_line_argument("--sandbox", "native")
         .parse()
         .expect("--sandbox native|gvisor|none");
-    let commands: usize = argument("--commands", "2000")
+    let commands: usize = command_line_argument("--commands", "2000")
         .parse()
         .expect("--commands N");
-    let headers: usize = argument("--headers", "36").parse().expect("--headers N");
-    let stream: usize = argument("--stream", "3000").parse().expect("--stream N");
-    let slots: usize = argument("--slots", "4").parse().expect("--slots N");
-    let warm: usize = argument("--warm", "12").parse().expect("--warm N");
+    let headers: usize = command_line_argument("--headers", "36")
+        .parse()
+        .expect("--headers N");
+    let stream: usize = command_line_argument("--stream", "3000")
+        .parse()
+        .expect("--stream N");
+    let slots: usize = command_line_argument("--slots", "4")
+        .parse()
+        .expect("--slots N");
+    let warm: usize = command_line_argument("--warm", "12")
+        .parse()
+        .expect("--warm N");
     let lean_sim = lean_sim_path();
     let scratch = tempfile::tempdir().expect("scratch");
 

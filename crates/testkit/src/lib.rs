@@ -10,6 +10,7 @@
 //! few dependencies does not build the farm to run its tests: `sandbox`,
 //! `driver` and `postgres`.
 
+pub mod bench;
 mod binaries;
 mod fixtures;
 mod requests;
