@@ -12,23 +12,13 @@
 //!
 //! Run with `bench/farm.sh [--cost-ms 50] [--jobs 200] [--sandbox native]`.
 
+use leanfarm_testkit::bench::{command_line_argument, percentile};
+use leanfarm_testkit::built_binary;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn argument(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
-}
 
 struct Farm {
     child: std::process::Child,
@@ -58,12 +48,7 @@ fn stop(child: &mut std::process::Child) {
 }
 
 fn start_farm(slots: usize, sandbox: &str) -> Farm {
-    let example = std::env::current_exe().expect("current exe");
-    let binary = example
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("profile dir")
-        .join("leanfarm");
+    let binary = built_binary("leanfarm");
     let data = tempfile::tempdir().expect("data dir");
     let mut child = Command::new(&binary)
         .args([
@@ -201,9 +186,13 @@ async fn batches(url: &str, slots: usize, jobs: usize, cost_ms: u64) -> Duration
 
 #[tokio::main]
 async fn main() {
-    let cost_ms: u64 = argument("--cost-ms", "50").parse().expect("--cost-ms N");
-    let jobs: usize = argument("--jobs", "200").parse().expect("--jobs N");
-    let sandbox = argument("--sandbox", "native");
+    let cost_ms: u64 = command_line_argument("--cost-ms", "50")
+        .parse()
+        .expect("--cost-ms N");
+    let jobs: usize = command_line_argument("--jobs", "200")
+        .parse()
+        .expect("--jobs N");
+    let sandbox = command_line_argument("--sandbox", "native");
     println!("leanfarm serve --simulate, stand-in cost {cost_ms} ms per snippet (sleep), {jobs} jobs per run, sandbox {sandbox}");
     println!(
         "{:>5}  {:>24}  {:>24}  {:>30}  {:>30}",

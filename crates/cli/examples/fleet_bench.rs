@@ -6,31 +6,15 @@
 //! Run with `bench/fleet.sh [--workers 4] [--cost-ms 50] [--jobs 400] [--sandbox native]
 //! [--postgres postgres://postgres@127.0.0.1:5432/postgres]`.
 
+use leanfarm_testkit::bench::command_line_argument;
+use leanfarm_testkit::built_binary;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn argument(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn binary() -> PathBuf {
-    let example = std::env::current_exe().expect("current exe");
-    example
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("profile dir")
-        .join("leanfarm")
-}
-
 fn leanfarm(args: &[&str]) -> String {
-    let output = Command::new(binary())
+    let output = Command::new(built_binary("leanfarm"))
         .args(args)
         .output()
         .expect("run leanfarm");
@@ -73,11 +57,18 @@ async fn admin(url: &str, sql: &str) {
 
 #[tokio::main]
 async fn main() {
-    let workers: usize = argument("--workers", "4").parse().expect("--workers N");
-    let cost_ms: u64 = argument("--cost-ms", "50").parse().expect("--cost-ms N");
-    let jobs: usize = argument("--jobs", "400").parse().expect("--jobs N");
-    let sandbox = argument("--sandbox", "native");
-    let admin_url = argument("--postgres", "postgres://postgres@127.0.0.1:5432/postgres");
+    let workers: usize = command_line_argument("--workers", "4")
+        .parse()
+        .expect("--workers N");
+    let cost_ms: u64 = command_line_argument("--cost-ms", "50")
+        .parse()
+        .expect("--cost-ms N");
+    let jobs: usize = command_line_argument("--jobs", "400")
+        .parse()
+        .expect("--jobs N");
+    let sandbox = command_line_argument("--sandbox", "native");
+    let admin_url =
+        command_line_argument("--postgres", "postgres://postgres@127.0.0.1:5432/postgres");
     let name = format!("leanfarm_fleet_bench_{}", std::process::id());
     admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
     let (base, _) = admin_url.rsplit_once('/').expect("a database in the url");
@@ -102,7 +93,7 @@ async fn main() {
 
     let data = tempfile::tempdir().expect("data dir");
     let mut processes = Processes(Vec::new());
-    let mut server = Command::new(binary())
+    let mut server = Command::new(built_binary("leanfarm"))
         .args([
             "serve",
             "--slots",
@@ -130,7 +121,7 @@ async fn main() {
     }
     assert!(!url.is_empty(), "the API replica did not start");
     for index in 0..workers {
-        let worker = Command::new(binary())
+        let worker = Command::new(built_binary("leanfarm"))
             .args([
                 "worker",
                 "--simulate",

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{api_replica, leanfarm, snippets, tokens, Server, TestDatabase, Worker};
+use common::{api_replica, leanfarm, snippets, tokens, Server, Worker};
+use leanfarm_testkit::postgres::TestDatabase;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{api_replica, leanfarm, snippets, tokens, Server, TestDatabase};
+use common::{api_replica, leanfarm, snippets, tokens, Server};
+use leanfarm_testkit::postgres::TestDatabase;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -156,7 +157,7 @@ fn groups_under(controller_dirs: &[&str]) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn the_sandbox_cpu_and_pids_limits_reach_the_repls_cgroup() {
-    if common::sandbox_backend() == "none" {
+    if leanfarm_testkit::test_backend_name() == "none" {
         return; // no cgroups without a sandbox
     }
     let data = tempfile::tempdir().unwrap();

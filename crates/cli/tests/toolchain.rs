@@ -19,16 +19,7 @@ async fn under_gvisor_the_repl_sees_the_project_and_toolchain_as_lake_env_would_
 }
 
 async fn the_repl_sees_the_project_and_toolchain(backend: &str) {
-    let lean_sim = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("lean-sim");
-    assert!(
-        lean_sim.exists(),
-        "build lean-sim first (cargo test --workspace does)"
-    );
+    let lean_sim = leanfarm_testkit::lean_sim_path();
     let root = tempfile::tempdir().unwrap();
     let project = root.path().join("proofs");
     for package in ["mathlib", "aesop"] {

@@ -8,43 +8,19 @@
 //! - the header-reuse hit rate on a stream of snippets drawn from a few dozen
 //!   headers with a Zipf-like popularity.
 
-use leanfarm_core::{CheckRequest, Policy};
-use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
-use leanfarm_sandbox::{BackendKind, ReadOnlyMount, Sandbox, SandboxConfig};
+use leanfarm_core::CheckRequest;
+use leanfarm_driver::{Driver, PoolConfig};
+use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
+use leanfarm_testkit::bench::{command_line_argument, percentile};
+use leanfarm_testkit::driver::lean_sim_toolchain;
+use leanfarm_testkit::lean_sim_path;
+use leanfarm_testkit::sandbox::{lean_sim_mounts, sandbox_config};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SNIPPET_BODY: &str = "theorem t (n : Nat) : n + 0 = n := by simp";
-
-fn lean_sim_path() -> PathBuf {
-    let example = std::env::current_exe().expect("current exe");
-    let profile_dir = example
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("target profile dir");
-    let lean_sim = profile_dir.join("lean-sim");
-    assert!(
-        lean_sim.exists(),
-        "{} missing: build it with `cargo build --release -p lean-sim`",
-        lean_sim.display()
-    );
-    lean_sim
-}
-
-fn argument(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|index| args.get(index + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn percentile(sorted_micros: &[f64], fraction: f64) -> f64 {
-    let index = ((sorted_micros.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted_micros[index]
-}
 
 async fn bare_pipe_round_trips(lean_sim: &PathBuf, count: usize) -> Vec<f64> {
     let mut child = tokio::process::Command::new(lean_sim)
@@ -95,30 +71,13 @@ fn build_driver(
     warm: usize,
     scratch: &std::path::Path,
 ) -> Driver {
-    let bin_dir = lean_sim.parent().expect("bin dir").to_path_buf();
     let sandbox = Sandbox::new(SandboxConfig {
-        backend,
         memory_limit_bytes: 1 << 30,
-        pids_limit: 64,
-        cpu_limit_cores: 1.0,
-        file_size_limit_bytes: 64 << 20,
-        scratch_size_bytes: 256 << 20,
-        open_files_limit: 256,
-        read_only_mounts: vec![ReadOnlyMount {
-            host_path: bin_dir.clone(),
-            sandbox_path: bin_dir,
-        }],
-        scratch_root: scratch.to_path_buf(),
-        allow_degraded: false,
+        read_only_mounts: lean_sim_mounts(),
+        ..sandbox_config(backend, scratch.to_path_buf())
     })
     .expect("sandbox");
-    let toolchain = ToolchainConfig {
-        name: "lean-sim".into(),
-        repl_program: lean_sim.to_path_buf(),
-        repl_args: vec!["repl".into()],
-        project_name: "bench".into(),
-        env: Vec::new(),
-    };
+    let toolchain = lean_sim_toolchain(lean_sim.to_path_buf(), &["repl"], "bench");
     let pool = PoolConfig {
         slots,
         max_repls: warm,
@@ -129,28 +88,34 @@ fn build_driver(
     Driver::new(toolchain, pool, Arc::new(sandbox))
 }
 
+/// A check with a budget no benchmark run reaches.
 fn request(code: String) -> CheckRequest {
     CheckRequest {
-        custom_id: None,
-        code,
         timeout_seconds: 60.0,
-        policy: Policy::default(),
-        infotree: None,
+        ..leanfarm_testkit::request(&code)
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let backend: BackendKind = argument("--sandbox", "native")
+    let backend: BackendKind = command_line_argument("--sandbox", "native")
         .parse()
         .expect("--sandbox native|gvisor|none");
-    let commands: usize = argument("--commands", "2000")
+    let commands: usize = command_line_argument("--commands", "2000")
         .parse()
         .expect("--commands N");
-    let headers: usize = argument("--headers", "36").parse().expect("--headers N");
-    let stream: usize = argument("--stream", "3000").parse().expect("--stream N");
-    let slots: usize = argument("--slots", "4").parse().expect("--slots N");
-    let warm: usize = argument("--warm", "12").parse().expect("--warm N");
+    let headers: usize = command_line_argument("--headers", "36")
+        .parse()
+        .expect("--headers N");
+    let stream: usize = command_line_argument("--stream", "3000")
+        .parse()
+        .expect("--stream N");
+    let slots: usize = command_line_argument("--slots", "4")
+        .parse()
+        .expect("--slots N");
+    let warm: usize = command_line_argument("--warm", "12")
+        .parse()
+        .expect("--warm N");
     let lean_sim = lean_sim_path();
     let scratch = tempfile::tempdir().expect("scratch");
 

@@ -275,22 +275,8 @@ mod tests {
 
     use super::*;
     use leanfarm_sandbox::{BackendKind, SandboxConfig};
-    use std::path::PathBuf;
-
-    fn lean_sim() -> PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        let lean_sim = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .unwrap()
-            .join("lean-sim");
-        assert!(
-            lean_sim.exists(),
-            "{} missing: cargo build -p lean-sim",
-            lean_sim.display()
-        );
-        lean_sim
-    }
+    use leanfarm_testkit::sandbox::sandbox_config;
+    use leanfarm_testkit::{lean_sim_path, shared_transcripts_dir};
 
     /// Every frame `read_frame` reads from `output`, delivered `chunk` bytes
     /// at a time, up to the end of the stream or the first failure (after
@@ -350,26 +336,21 @@ mod tests {
 
     #[tokio::test]
     async fn every_transcript_replays_through_the_driver() {
-        let transcripts = lean_protocol::transcripts::shared_transcripts_dir();
+        let transcripts = shared_transcripts_dir();
         let scratch = tempfile::tempdir().unwrap();
         let sandbox = Arc::new(
             Sandbox::new(SandboxConfig {
-                backend: BackendKind::None,
                 memory_limit_bytes: 1 << 30,
-                pids_limit: 64,
-                cpu_limit_cores: 1.0,
                 file_size_limit_bytes: 1 << 20,
                 scratch_size_bytes: 1 << 20,
-                open_files_limit: 256,
-                read_only_mounts: Vec::new(),
-                scratch_root: scratch.path().to_path_buf(),
                 allow_degraded: true,
+                ..sandbox_config(BackendKind::None, scratch.path().to_path_buf())
             })
             .unwrap(),
         );
         let toolchain = ToolchainConfig {
             name: "lean-sim".into(),
-            repl_program: lean_sim(),
+            repl_program: lean_sim_path(),
             repl_args: vec![
                 "repl".into(),
                 "--replay".into(),

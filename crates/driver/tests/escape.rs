@@ -7,15 +7,12 @@
 //! The tests run one at a time (`SERIAL`) because several check host-wide
 //! facts, such as "no sandboxed process is left".
 
-mod common;
-
-use common::{
-    driver_with_sandbox, lean_sim_path, reason_code, request, sandbox_config, small_pool,
-    TestDriver,
-};
 use leanfarm_core::{CheckStatus, Verdict};
 use leanfarm_driver::PoolConfig;
 use leanfarm_sandbox::{BackendKind, CommandSpec, Sandbox, SandboxedChild, SANDBOX_UID};
+use leanfarm_testkit::driver::{driver_with_sandbox, small_pool, TestDriver};
+use leanfarm_testkit::sandbox::lean_sim_sandbox_config;
+use leanfarm_testkit::{lean_sim_path, reason_code, request};
 use std::io::Read;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -498,7 +495,7 @@ async fn daemons_and_lingering_children_die_with_the_repl(backend: BackendKind) 
 async fn a_core_dump_is_not_written(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    let mut config = lean_sim_sandbox_config(scratch_root.path().into(), 256 << 20);
     config.backend = backend;
     let sandbox = Sandbox::new(config).unwrap();
     let mut session = Session::start(&sandbox);
@@ -517,7 +514,7 @@ async fn a_core_dump_is_not_written(backend: BackendKind) {
 async fn links_left_in_scratch_are_never_followed(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    let mut config = lean_sim_sandbox_config(scratch_root.path().into(), 256 << 20);
     config.backend = backend;
     let sandbox = Sandbox::new(config).unwrap();
     let host_secret = scratch_root.path().join("host-secret");
@@ -553,7 +550,7 @@ async fn links_left_in_scratch_are_never_followed(backend: BackendKind) {
 async fn one_job_cannot_reach_another_jobs_scratch(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config(scratch_root.path().into(), 256 << 20);
+    let mut config = lean_sim_sandbox_config(scratch_root.path().into(), 256 << 20);
     config.backend = backend;
     let sandbox = Sandbox::new(config).unwrap();
     let mut first = Session::start(&sandbox);
@@ -614,7 +611,7 @@ async fn a_repl_that_keeps_a_child_running_is_not_reused(backend: BackendKind) {
 async fn the_exit_report_says_how_it_ended(backend: BackendKind) {
     let _serial = SERIAL.lock().await;
     let scratch_root = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config(scratch_root.path().into(), 128 << 20);
+    let mut config = lean_sim_sandbox_config(scratch_root.path().into(), 128 << 20);
     config.backend = backend;
     let sandbox = Sandbox::new(config).unwrap();
 

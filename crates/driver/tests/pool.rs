@@ -2,11 +2,10 @@
 //! a real sandbox: reuse by header, no state shared between snippets,
 //! eviction, caps, timeouts, crashes, garbage, back-pressure, cancellation.
 
-mod common;
-
-use common::{driver, driver_with, reason_code, request, small_pool};
 use leanfarm_core::CheckStatus;
 use leanfarm_driver::{DriverError, PoolConfig};
+use leanfarm_testkit::driver::{driver, driver_with, small_pool};
+use leanfarm_testkit::{reason_code, request};
 use std::time::Duration;
 
 #[tokio::test]

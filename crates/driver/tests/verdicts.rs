@@ -1,10 +1,9 @@
 //! Verdicts on real `lean-sim` processes: each policy rule, and each way a
 //! generated proof cheats, produces the verdict it deserves.
 
-mod common;
-
-use common::{driver, reason_code, request};
 use leanfarm_core::{CheckStatus, PinnedStatement, Policy, ReplayMode};
+use leanfarm_testkit::driver::driver;
+use leanfarm_testkit::{reason_code, request};
 
 #[tokio::test]
 async fn a_clean_proof_is_valid_and_names_its_axioms_and_toolchain() {

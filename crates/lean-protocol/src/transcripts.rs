@@ -1,10 +1,11 @@
 //! Recorded conversations with a real Lean REPL, as the project keeps them:
 //! `NAME.in` holds the requests and `NAME.expected.out` the replies Lean
 //! gave, each a blank-line separated frame. `lean-sim repl --replay DIR`
-//! answers from them, and the tests check every layer against them.
+//! answers from them, and the tests check every layer against them (they
+//! find the shared recordings through `leanfarm-testkit`).
 
 use crate::split_frames;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct Transcript {
     pub name: String,
@@ -39,13 +40,4 @@ pub fn read_transcripts(dir: &Path) -> std::io::Result<Vec<Transcript>> {
             })
         })
         .collect()
-}
-
-/// Where the real transcripts shared with this repository are: under
-/// `LEAN_FARM_SHARED_DIR`, else the `shared` directory beside the checkout.
-pub fn shared_transcripts_dir() -> PathBuf {
-    let shared = std::env::var("LEAN_FARM_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("fixtures/lean-repl/transcripts")
 }

@@ -1,8 +1,9 @@
 //! Every real REPL transcript parses, and every reply re-serialises to the
 //! JSON value Lean printed, field by field.
 
-use lean_protocol::transcripts::{read_transcripts, shared_transcripts_dir};
+use lean_protocol::transcripts::read_transcripts;
 use lean_protocol::{parse_request, Reply};
+use leanfarm_testkit::shared_transcripts_dir;
 
 #[test]
 fn every_transcript_round_trips() {

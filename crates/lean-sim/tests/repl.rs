@@ -2,13 +2,10 @@
 //! transcript, and the synthesized behaviours the farm's tests rely on.
 
 use lean_protocol::{encode_request, split_frames, CommandRequest, Reply, ReplyDecoder, Request};
+use leanfarm_testkit::shared_transcripts_dir;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
-fn transcripts_dir() -> PathBuf {
-    lean_protocol::transcripts::shared_transcripts_dir()
-}
 
 struct Repl {
     child: Child,
@@ -82,7 +79,7 @@ fn command_reply(reply: Reply) -> lean_protocol::CommandReply {
 
 #[test]
 fn replay_reproduces_every_real_transcript() {
-    let dir = transcripts_dir();
+    let dir = shared_transcripts_dir();
     let mut checked = 0;
     for transcript in lean_protocol::transcripts::read_transcripts(&dir)
         .expect("transcripts dir (set LEAN_FARM_SHARED_DIR)")
@@ -103,7 +100,11 @@ fn replay_reproduces_every_real_transcript() {
 
 #[test]
 fn replay_answers_an_unrecorded_command_with_an_error_reply() {
-    let mut repl = Repl::start(&["repl", "--replay", transcripts_dir().to_str().unwrap()]);
+    let mut repl = Repl::start(&[
+        "repl",
+        "--replay",
+        shared_transcripts_dir().to_str().unwrap(),
+    ]);
     let reply = repl.cmd("theorem never_recorded : True := trivial", None);
     assert_eq!(
         reply,
@@ -174,7 +175,7 @@ fn environments_are_numbered_and_isolated_as_in_lean() {
 
 #[test]
 fn sorry_has_the_shape_lean_gives_it() {
-    let dir = transcripts_dir();
+    let dir = shared_transcripts_dir();
     let recorded =
         split_frames(&std::fs::read_to_string(dir.join("tactic_sorry.expected.out")).unwrap());
     let recorded = Reply::from_value(serde_json::from_str(&recorded[0]).unwrap()).unwrap();

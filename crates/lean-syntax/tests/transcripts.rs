@@ -11,14 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lean_syntax::{lex, Position};
+use leanfarm_testkit::shared_transcripts_dir;
 use serde_json::Value;
-
-fn transcripts_dir() -> PathBuf {
-    let shared = std::env::var("LEAN_FARM_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("fixtures/lean-repl/transcripts")
-}
 
 /// The JSON frames of a transcript file, separated by blank lines. Some
 /// recorded requests carry raw line breaks inside their strings (the REPL
@@ -70,7 +64,7 @@ fn position(value: &Value) -> Option<Position> {
 
 #[test]
 fn every_transcript_source_lexes_and_message_positions_are_token_starts() {
-    let dir = transcripts_dir();
+    let dir = shared_transcripts_dir();
     if !dir.is_dir() {
         println!(
             "skipped: {} does not exist (set LEAN_FARM_SHARED_DIR)",

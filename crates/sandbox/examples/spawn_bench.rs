@@ -7,6 +7,7 @@
 //! (system directories are mounted read-only).
 
 use leanfarm_sandbox::{BackendKind, CommandSpec, Sandbox, SandboxConfig};
+use leanfarm_testkit::sandbox::sandbox_config;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,16 +52,8 @@ async fn main() {
 
     for backend in [BackendKind::None, BackendKind::Native, BackendKind::Gvisor] {
         let config = SandboxConfig {
-            backend,
             memory_limit_bytes: 1 << 30,
-            pids_limit: 64,
-            cpu_limit_cores: 1.0,
-            file_size_limit_bytes: 64 << 20,
-            scratch_size_bytes: 256 << 20,
-            open_files_limit: 256,
-            read_only_mounts: Vec::new(),
-            scratch_root: scratch.clone(),
-            allow_degraded: false,
+            ..sandbox_config(backend, scratch.clone())
         };
         let sandbox = match Sandbox::new(config) {
             Ok(sandbox) => sandbox,

@@ -6,6 +6,7 @@ use leanfarm_store::{
     Admission, Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
     ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
 };
+use leanfarm_testkit::postgres::TestDatabase;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -1030,57 +1031,10 @@ async fn open_sqlite() -> (Store, tempfile::TempDir) {
 store_suite!(sqlite, open_sqlite());
 store_suite!(postgres, open_postgres());
 
-/// The PostgreSQL server the tests use: LEAN_FARM_TEST_POSTGRES, or the
-/// local one. Each test gets a database of its own, dropped afterwards.
-fn postgres_admin_url() -> String {
-    std::env::var("LEAN_FARM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("a database in the url");
-    format!("{base}/{name}")
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let url = postgres_admin_url();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|error| {
-            panic!("PostgreSQL at {url} is needed for the store suite (.ci/run starts it): {error}")
-        });
-    tokio::spawn(connection);
-    client
-}
-
-/// Drops its test database.
-struct TestDatabase {
-    name: String,
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // A thread of its own: drop runs inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let client = admin().await;
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                })
-        })
-        .join();
-    }
-}
-
+/// A store on a PostgreSQL database of its own, dropped with the guard.
 async fn open_postgres() -> (Store, TestDatabase) {
-    let (url, database) = empty_postgres_database().await;
-    (Store::open(&url).await.unwrap(), database)
+    let database = TestDatabase::create("store_suite");
+    (Store::open(&database.url).await.unwrap(), database)
 }
 
 #[tokio::test]
@@ -1094,49 +1048,10 @@ async fn sqlite_concurrent_batches_never_take_the_queue_past_its_cap() {
 
 #[tokio::test]
 async fn postgres_concurrent_batches_never_take_the_queue_past_its_cap() {
-    let (url, _database) = empty_postgres_database().await;
-    let first = Store::open(&url).await.unwrap();
-    let second = Store::open(&url).await.unwrap();
+    let database = TestDatabase::create("queue_cap_race");
+    let first = Store::open(&database.url).await.unwrap();
+    let second = Store::open(&database.url).await.unwrap();
     concurrent_batches_never_take_the_queue_past_its_cap(first, second).await;
-}
-
-/// A new, empty database (no migrations applied): its url and its guard.
-async fn empty_postgres_database() -> (String, TestDatabase) {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let client = admin().await;
-    // Databases left by test runs that died.
-    for row in client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'leanfarm_test_%'",
-            &[],
-        )
-        .await
-        .unwrap()
-    {
-        let name: String = row.get(0);
-        let pid = name
-            .split('_')
-            .nth(2)
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-    let name = format!(
-        "leanfarm_test_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    (
-        with_database(&postgres_admin_url(), &name),
-        TestDatabase { name },
-    )
 }
 
 /// Keys as the schema before scoped tokens held them: a farm-wide admin, a
@@ -1204,7 +1119,8 @@ async fn sqlite_keys_survive_the_scoped_tokens_migration() {
 
 #[tokio::test]
 async fn postgres_keys_survive_the_scoped_tokens_migration() {
-    let (url, _database) = empty_postgres_database().await;
+    let database = TestDatabase::create("scoped_tokens_migration");
+    let url = database.url.clone();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();

@@ -8,9 +8,11 @@
 //! driver starts it with `lean-sim` as its first argument.
 
 use leanfarm_core::{CheckRequest, CheckStatus, Verdict};
-use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
+use leanfarm_driver::Driver;
 use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
 use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
+use leanfarm_testkit::driver::{lean_sim_toolchain, small_pool};
+use leanfarm_testkit::sandbox::sandbox_config;
 use leanfarm_worker::{JobQueue, QueueError, WorkerConfig};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -176,34 +178,12 @@ fn config(lease: Duration, drain_deadline: Duration) -> WorkerConfig {
 fn start(queue: &Arc<ScriptedQueue>, config: WorkerConfig, repl_program: PathBuf) -> Running {
     let scratch = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(SandboxConfig {
-        backend: BackendKind::None,
-        memory_limit_bytes: 512 << 20,
-        pids_limit: 64,
-        cpu_limit_cores: 1.0,
-        file_size_limit_bytes: 64 << 20,
         scratch_size_bytes: 64 << 20,
-        open_files_limit: 256,
-        read_only_mounts: Vec::new(),
-        scratch_root: scratch.path().to_path_buf(),
-        allow_degraded: false,
+        ..sandbox_config(BackendKind::None, scratch.path().to_path_buf())
     })
     .unwrap();
-    let toolchain = ToolchainConfig {
-        name: "lean-sim".into(),
-        repl_program,
-        repl_args: vec!["lean-sim".into(), "repl".into()],
-        project_name: "loop-test".into(),
-        env: Vec::new(),
-    };
-    let pool = PoolConfig {
-        slots: 2,
-        max_repls: 2,
-        max_uses_per_repl: 100,
-        max_repl_memory_bytes: 1 << 30,
-        acquire_timeout: Duration::from_secs(10),
-        prestart_headers: Vec::new(),
-        max_reply_bytes: 1 << 20,
-    };
+    let toolchain = lean_sim_toolchain(repl_program, &["lean-sim", "repl"], "loop-test");
+    let pool = small_pool();
     let driver = Driver::new(toolchain, pool, Arc::new(sandbox));
     let (stop, stopped) = watch::channel(false);
     let loop_task = tokio::spawn(leanfarm_worker::run(

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use leanfarm_testkit::test_backend_name;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -17,14 +18,10 @@ pub struct Server {
     data_dir: std::path::PathBuf,
 }
 
-pub fn sandbox_backend() -> String {
-    std::env::var("LEAN_FARM_TEST_SANDBOX").unwrap_or_else(|_| "native".to_string())
-}
-
 impl Server {
     /// Start `leanfarm serve --simulate` on a free port with these extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        Server::start_on(&sandbox_backend(), data_dir, extra)
+        Server::start_on(&test_backend_name(), data_dir, extra)
     }
 
     /// Start `leanfarm serve --simulate` with this sandbox backend.
@@ -43,7 +40,7 @@ impl Server {
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = vec!["--simulate"];
         args.extend_from_slice(extra);
-        Server::spawn(&sandbox_backend(), data_dir, &args, env)
+        Server::spawn(&test_backend_name(), data_dir, &args, env)
     }
 
     fn spawn(backend: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
@@ -227,7 +224,7 @@ impl Worker {
                 "--token",
                 token,
                 "--sandbox",
-                &sandbox_backend(),
+                &test_backend_name(),
             ])
             .arg("--data-dir")
             .arg(data_dir)
@@ -268,65 +265,6 @@ pub fn leanfarm(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// A PostgreSQL database of its own for one test, dropped at the end.
-/// The server is LEAN_FARM_TEST_POSTGRES or the local one.
-pub struct TestDatabase {
-    pub name: String,
-    pub url: String,
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("LEAN_FARM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-fn admin_sql(sql: &str) {
-    let url = postgres_admin_url();
-    let sql = sql.to_string();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap_or_else(|error| {
-                        panic!("PostgreSQL at {url} is needed (.ci/run starts it): {error}")
-                    });
-                tokio::spawn(connection);
-                client.batch_execute(&sql).await.unwrap();
-            })
-    })
-    .join()
-    .expect("admin sql");
-}
-
-impl TestDatabase {
-    pub fn create(label: &str) -> TestDatabase {
-        let name = format!("leanfarm_test_{}_{label}", std::process::id());
-        admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        admin_sql(&format!("CREATE DATABASE {name}"));
-        let (base, _) = postgres_admin_url()
-            .rsplit_once('/')
-            .map(|(b, d)| (b.to_string(), d.to_string()))
-            .unwrap();
-        TestDatabase {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        admin_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
 }
 
 /// A user token (tenant `acme`) and a farm worker token.
