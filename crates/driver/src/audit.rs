@@ -66,7 +66,7 @@ def paramIndex : List Name → Name → Nat → String
   | [], n, _ => "?" ++ n.toString
   | p :: ps, n, i => if p == n then toString i else paramIndex ps n (i + 1)
 
-def levelKey (ps : List Name) : Level → String
+partial def levelKey (ps : List Name) : Level → String
   | .zero => "0"
   | .succ l => "(s " ++ levelKey ps l ++ ")"
   | .max a b => "(max " ++ levelKey ps a ++ " " ++ levelKey ps b ++ ")"
@@ -74,7 +74,7 @@ def levelKey (ps : List Name) : Level → String
   | .param n => "(u " ++ paramIndex ps n 0 ++ ")"
   | .mvar _ => "(?u)"
 
-def termKey (ps : List Name) : Expr → String
+partial def termKey (ps : List Name) : Expr → String
   | .bvar i => "(b " ++ toString i ++ ")"
   | .fvar _ => "(fvar)"
   | .mvar _ => "(mvar)"

@@ -96,8 +96,42 @@ fn column_of(line: &str, byte_index: usize) -> u32 {
 
 /// Split a command into the items lean-sim acts on.
 pub fn analyse(text: &str) -> Vec<Item> {
-    let lines: Vec<&str> = text.split('\n').collect();
     let mut items = Vec::new();
+    // The imports as Lean's header parser reads them: what follows the last
+    // module name (even on its line, after a comment) is a command.
+    let after_header;
+    // The line the body starts on when it shares it with the header: a
+    // command there starts at a column of its own.
+    let mut shared_line = 0;
+    let text = match lean_syntax::header(text) {
+        Ok(header) if !header.imports.is_empty() => {
+            for import in &header.imports {
+                items.push(Item::Import {
+                    module: import.module.clone(),
+                    pos: (import.start.line, import.start.column),
+                });
+            }
+            // Blank the header and the comments after it, up to the body's
+            // first token (keeping lines and columns).
+            let first_token = lean_syntax::Lexer::starting_at(text, header.body_start)
+                .and_then(|mut lexer| lexer.next_token().ok().flatten());
+            let (body_start, body_position) = match first_token {
+                Some(token) => (token.span.start, token.start),
+                None => (header.body_start, header.body_start_position),
+            };
+            let blank: String = text[..body_start]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .collect();
+            if body_position.column > 0 {
+                shared_line = body_position.line;
+            }
+            after_header = blank + &text[body_start..];
+            after_header.as_str()
+        }
+        _ => text,
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
     let mut current: Option<(Declaration, Vec<String>)> = None;
     let mut seen_non_import = false;
     let flush = |current: &mut Option<(Declaration, Vec<String>)>, items: &mut Vec<Item>| {
@@ -156,7 +190,7 @@ pub fn analyse(text: &str) -> Vec<Item> {
             items.push(Item::SpoofPrintAxioms);
             continue;
         }
-        if indent == 0 {
+        if indent == 0 || line_number == shared_line {
             if let Some(rest) = code_trimmed.strip_prefix("#print axioms") {
                 flush(&mut current, &mut items);
                 let name = rest.trim().to_string();
@@ -219,8 +253,8 @@ pub fn analyse(text: &str) -> Vec<Item> {
 
 /// Recognise `[@[attr]] [modifiers] keyword [name]` at the start of a line.
 fn parse_declaration_start(line: &str, line_number: u32) -> Option<Declaration> {
-    let mut rest = line;
-    let mut offset = 0usize;
+    let mut rest = line.trim_start();
+    let mut offset = line.len() - rest.len();
     let mut private = false;
     let skip = |rest: &mut &str, offset: &mut usize, by: usize| {
         *offset += by;

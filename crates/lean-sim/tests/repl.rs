@@ -61,6 +61,10 @@ impl Repl {
         });
         self.send_text(&encode_request(&request))
     }
+
+    fn request(&mut self, request: &Request) -> Reply {
+        self.send_text(&encode_request(request))
+    }
 }
 
 impl Drop for Repl {
@@ -335,4 +339,59 @@ fn json_mode_prints_lean_json_lines_and_exit_code() {
         (message.severity.as_str(), message.data.as_str()),
         ("error", "boom")
     );
+}
+
+/// As in Lean, a command can trail the imports on their own line (a block
+/// comment is whitespace): it runs in the header's environment.
+#[test]
+fn a_command_after_the_imports_runs_as_lean_runs_it() {
+    let mut repl = Repl::start(&["repl"]);
+    command_reply(repl.cmd("elab \"#leanfarm_audit_beef\" : command => pure ()", None));
+    let header = "import Lean /- a comment -/ axiom cheat : False\ntheorem t : False := cheat";
+    let reply = command_reply(repl.cmd(header, None));
+    assert!(
+        reply
+            .messages
+            .iter()
+            .all(|m| m.severity != lean_protocol::Severity::Error),
+        "{reply:?}"
+    );
+    let printed = command_reply(repl.cmd("#print axioms t", Some(reply.env)));
+    assert_eq!(printed.messages[0].data, "'t' depends on axioms: [cheat]");
+}
+
+/// A pickle carries constants, not commands; a constant that Lean's kernel
+/// never checked fails the replay that unpickling is.
+#[test]
+fn unpickling_replays_the_constants_through_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(&["repl"]);
+    let honest = command_reply(repl.cmd("theorem t : True := trivial", None));
+    let path = dir.path().join("honest.olean").display().to_string();
+    command_reply(repl.request(&Request::PickleEnv {
+        pickle_to: path.clone(),
+        env: honest.env,
+    }));
+    command_reply(repl.request(&Request::UnpickleEnv {
+        unpickle_env_from: path,
+    }));
+
+    let cheat = command_reply(repl.cmd(
+        "theorem t : True := trivial\n-- sim: unchecked bad : 1 = 2",
+        None,
+    ));
+    let path = dir.path().join("cheat.olean").display().to_string();
+    command_reply(repl.request(&Request::PickleEnv {
+        pickle_to: path.clone(),
+        env: cheat.env,
+    }));
+    match repl.request(&Request::UnpickleEnv {
+        unpickle_env_from: path,
+    }) {
+        Reply::Error { message } => assert!(
+            message.contains("(kernel)") && message.contains("bad"),
+            "{message}"
+        ),
+        other => panic!("the replay accepted an unchecked constant: {other:?}"),
+    }
 }
