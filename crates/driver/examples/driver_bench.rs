@@ -3,12 +3,16 @@
 //!
 //! Run with `bench/driver.sh` (builds `lean-sim` first). Prints:
 //! - the round-trip latency of one command over a bare pipe to `lean-sim repl`;
-//! - the latency of `Driver::check` on a warm REPL (a check is two commands:
-//!   the snippet and the audit) and the driver's added latency per command;
+//! - the latency of `Driver::check` on a warm REPL without the kernel replay
+//!   (two commands: the snippet and the audit) and the driver's added latency
+//!   per command;
+//! - what the default policy's checks add on top: the screen (Lean's lexical
+//!   grammar over the body) and the kernel replay (pickle, unpickle in a warm
+//!   replayer, its audit: four more commands and a file copy);
 //! - the header-reuse hit rate on a stream of snippets drawn from a few dozen
 //!   headers with a Zipf-like popularity.
 
-use leanfarm_core::CheckRequest;
+use leanfarm_core::{CheckRequest, ReplayMode};
 use leanfarm_driver::{Driver, PoolConfig};
 use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
 use leanfarm_testkit::bench::{command_line_argument, percentile};
@@ -88,12 +92,38 @@ fn build_driver(
     Driver::new(toolchain, pool, Arc::new(sandbox))
 }
 
-/// A check with a budget no benchmark run reaches.
+/// A check with a budget no benchmark run reaches, without the replay.
 fn request(code: String) -> CheckRequest {
-    CheckRequest {
+    let mut request = CheckRequest {
         timeout_seconds: 60.0,
         ..leanfarm_testkit::request(&code)
+    };
+    request.policy.replay = ReplayMode::Never;
+    request
+}
+
+/// Timed checks of one snippet on a warm REPL, in microseconds, sorted.
+async fn timed_checks(driver: &Driver, request: &CheckRequest, count: usize) -> Vec<f64> {
+    driver.check(request).await.expect("warm-up check");
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let verdict = driver.check(request).await.expect("check");
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+        assert!(verdict.repl_reused && verdict.is_valid(), "{verdict:?}");
     }
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+/// Microseconds to lex and split a body into commands, as the screen does.
+fn screen_micros(body: &str, count: usize) -> f64 {
+    let started = Instant::now();
+    for _ in 0..count {
+        let parsed = lean_syntax::body(std::hint::black_box(body)).expect("lexes");
+        std::hint::black_box(parsed);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / count as f64
 }
 
 #[tokio::main]
@@ -124,18 +154,11 @@ async fn main() {
 
     let driver = build_driver(&lean_sim, backend, 1, 1, scratch.path());
     let code = format!("import Mathlib\n{SNIPPET_BODY}");
-    driver
-        .check(&request(code.clone()))
-        .await
-        .expect("warm-up check");
-    let mut checks = Vec::with_capacity(commands);
-    for _ in 0..commands {
-        let started = Instant::now();
-        let verdict = driver.check(&request(code.clone())).await.expect("check");
-        checks.push(started.elapsed().as_secs_f64() * 1e6);
-        assert!(verdict.repl_reused && verdict.is_valid(), "{verdict:?}");
-    }
-    checks.sort_by(f64::total_cmp);
+    let without_replay = request(code.clone());
+    let mut with_replay = without_replay.clone();
+    with_replay.policy.replay = ReplayMode::Always;
+    let checks = timed_checks(&driver, &without_replay, commands).await;
+    let replayed = timed_checks(&driver, &with_replay, commands).await;
     driver.shutdown().await;
 
     println!(
@@ -146,11 +169,27 @@ async fn main() {
         percentile(&bare, 0.5),
         percentile(&bare, 0.99)
     );
-    println!("  Driver::check on a warm repl         p50 {:8.1} us   p99 {:8.1} us   (2 commands: snippet + audit)", percentile(&checks, 0.5), percentile(&checks, 0.99));
+    println!("  Driver::check, replay never          p50 {:8.1} us   p99 {:8.1} us   (2 commands: snippet + audit)", percentile(&checks, 0.5), percentile(&checks, 0.99));
     let added_p50 = (percentile(&checks, 0.5) - 2.0 * percentile(&bare, 0.5)) / 2.0;
     let added_p99 = (percentile(&checks, 0.99) - 2.0 * percentile(&bare, 0.99)) / 2.0;
     println!(
         "  added by the driver, per command     p50 {added_p50:8.1} us   p99 {added_p99:8.1} us"
+    );
+    println!("  Driver::check, replay always (default) p50 {:6.1} us   p99 {:8.1} us   (+ pickle, unpickle, audit definition, audit in a warm replayer)", percentile(&replayed, 0.5), percentile(&replayed, 0.99));
+    println!(
+        "  the replay adds, per check           p50 {:8.1} us   p99 {:8.1} us   (lean-sim's replay is free; real Lean re-imports the header and re-checks every declaration)",
+        percentile(&replayed, 0.5) - percentile(&checks, 0.5),
+        percentile(&replayed, 0.99) - percentile(&checks, 0.99)
+    );
+    let long_body: String = (0..100)
+        .map(|i| format!("/-- Lemma {i}. -/\n@[simp] theorem t{i} (n : Nat) (h : n > {i}) : n + 0 = n := by\n  simp [Nat.add_zero] -- \"{{x}}\"\n"))
+        .collect();
+    println!(
+        "  the screen (lex and split), per body mean {:7.1} us for {} bytes; {:8.1} us for {} bytes",
+        screen_micros(SNIPPET_BODY, 20_000),
+        SNIPPET_BODY.len(),
+        screen_micros(&long_body, 200),
+        long_body.len()
     );
 
     // Header reuse on a stream drawn from `headers` headers, Zipf-like (weight 1/rank).
