@@ -50,8 +50,12 @@ pub struct PoolConfig {
     pub max_repls: usize,
     /// A REPL is retired after this many snippets.
     pub max_uses_per_repl: u32,
-    /// A REPL is retired once its tree's resident memory exceeds this.
-    pub max_repl_memory_bytes: u64,
+    /// A REPL is retired, before it takes another snippet, once its
+    /// process tree's memory (the cgroup's current usage) passes this
+    /// fraction of the sandbox's memory limit: a REPL keeps every
+    /// environment it has made, and its growth must not land on the next
+    /// snippet as an out-of-memory verdict.
+    pub recycle_memory_fraction: f64,
     /// How long `check` waits for a free slot before answering `Busy`.
     pub acquire_timeout: Duration,
     /// Headers to start REPLs for before the first request.
@@ -66,7 +70,7 @@ impl Default for PoolConfig {
             slots: 2,
             max_repls: 2,
             max_uses_per_repl: 500,
-            max_repl_memory_bytes: 8 << 30,
+            recycle_memory_fraction: 0.75,
             acquire_timeout: Duration::from_secs(30),
             prestart_headers: Vec::new(),
             max_reply_bytes: 16 << 20,
@@ -97,6 +101,15 @@ pub struct PoolStats {
     pub evictions: u64,
     /// REPLs replaced after a timeout, crash, memory or use cap.
     pub restarts: u64,
+    /// REPLs retired after `max_uses_per_repl` snippets.
+    pub recycled_for_uses: u64,
+    /// REPLs retired when their memory passed `recycle_memory_fraction`.
+    pub recycled_for_memory: u64,
+    /// REPLs retired because a snippet left a process running.
+    pub recycled_for_processes: u64,
+    /// Snippets that ran out of memory on a reused REPL and were run again
+    /// on a fresh one.
+    pub out_of_memory_retries: u64,
     pub live_repls: u64,
     pub busy_repls: u64,
 }
@@ -113,6 +126,7 @@ struct DriverInner {
     pool: Arc<Pool>,
     /// Warm REPLs that replay bodies in Lean's kernel (see `replay`).
     replayers: replay::Replayers,
+    out_of_memory_retries: std::sync::atomic::AtomicU64,
 }
 
 /// How long starting a REPL and importing its header may take.
@@ -120,11 +134,15 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Driver {
     pub fn new(toolchain: ToolchainConfig, pool: PoolConfig, sandbox: Arc<Sandbox>) -> Driver {
+        let recycle_memory_bytes = (sandbox.memory_limit_bytes() as f64
+            * pool.recycle_memory_fraction.clamp(0.0, 1.0))
+            as u64;
         Driver {
             inner: Arc::new(DriverInner {
                 toolchain,
                 sandbox,
-                pool: Pool::new(pool),
+                pool: Pool::new(pool, recycle_memory_bytes),
+                out_of_memory_retries: std::sync::atomic::AtomicU64::new(0),
                 replayers: replay::Replayers::default(),
             }),
         }
@@ -132,7 +150,49 @@ impl Driver {
 
     /// Check one snippet. Lean's own failures (errors, timeouts, crashes,
     /// memory) are verdicts; `Err` means the farm could not run the check.
+    ///
+    /// A snippet that runs out of memory on a reused REPL is run once more
+    /// on a fresh one: the REPL may have kept what earlier snippets
+    /// allocated. Only a snippet that runs out of memory on its own is
+    /// blamed, and its verdict says so. (Timeouts are not retried: a reused
+    /// REPL does not make a snippet's own elaboration slower, and a retry
+    /// would double the cost of every genuine timeout.)
     pub async fn check(&self, request: &CheckRequest) -> Result<Verdict, DriverError> {
+        let verdict = self.check_once(request, false).await?;
+        let out_of_memory = verdict
+            .reason()
+            .is_some_and(|reason| reason.code == ReasonCode::OutOfMemory);
+        if !(out_of_memory && verdict.repl_reused) {
+            return Ok(verdict);
+        }
+        self.inner
+            .out_of_memory_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("a snippet ran out of memory on a reused repl; running it on a fresh one");
+        let mut retried = self.check_once(request, true).await?;
+        if let Some(reason) = retried.reason() {
+            if reason.code == ReasonCode::OutOfMemory {
+                let peak = retried
+                    .peak_memory_bytes
+                    .map(|bytes| format!(", peaking at {} MiB", bytes >> 20))
+                    .unwrap_or_default();
+                retried.reject(VerdictReason::new(
+                    ReasonCode::OutOfMemory,
+                    format!(
+                        "the Lean process ran out of memory on a fresh REPL, with this snippet alone{peak} (limit {} MiB)",
+                        self.inner.sandbox.memory_limit_bytes() >> 20
+                    ),
+                ));
+            }
+        }
+        Ok(retried)
+    }
+
+    async fn check_once(
+        &self,
+        request: &CheckRequest,
+        fresh: bool,
+    ) -> Result<Verdict, DriverError> {
         let check_started = Instant::now();
         let snippet = split_header(&request.code);
         let mut verdict = Verdict::valid();
@@ -162,7 +222,7 @@ impl Driver {
         }
 
         let header = repl_header(&snippet.header);
-        let mut checkout = self.inner.pool.checkout(&header).await?;
+        let mut checkout = self.inner.pool.checkout(&header, fresh).await?;
         verdict.timings.queued_ms = millis_since(check_started);
         verdict.repl_reused = checkout.reused;
 
@@ -403,7 +463,13 @@ impl Driver {
     }
 
     pub fn stats(&self) -> PoolStats {
-        self.inner.pool.stats()
+        PoolStats {
+            out_of_memory_retries: self
+                .inner
+                .out_of_memory_retries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            ..self.inner.pool.stats()
+        }
     }
 
     /// Headers that currently have a warm REPL.
@@ -426,7 +492,7 @@ impl Driver {
             .map(|h| repl_header(&split_header(h).header))
             .collect();
         for header in headers.into_iter().take(self.slots()) {
-            let mut checkout = self.inner.pool.checkout(&header).await?;
+            let mut checkout = self.inner.pool.checkout(&header, false).await?;
             if checkout.repl.is_none() {
                 match self.start_repl(&header).await? {
                     Ok(repl) => checkout.repl = Some(repl),

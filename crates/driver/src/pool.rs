@@ -23,12 +23,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) struct Pool {
     pub config: PoolConfig,
+    /// A REPL whose memory passes this is retired when given back.
+    recycle_memory_bytes: u64,
     permits: Arc<Semaphore>,
     state: Mutex<PoolState>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
     restarts: AtomicU64,
+    recycled_for_uses: AtomicU64,
+    recycled_for_memory: AtomicU64,
+    recycled_for_processes: AtomicU64,
 }
 
 struct PoolState {
@@ -114,8 +119,9 @@ pub(crate) struct Checkout {
 }
 
 impl Pool {
-    pub fn new(config: PoolConfig) -> Arc<Pool> {
+    pub fn new(config: PoolConfig, recycle_memory_bytes: u64) -> Arc<Pool> {
         Arc::new(Pool {
+            recycle_memory_bytes,
             permits: Arc::new(Semaphore::new(config.slots.max(1))),
             config,
             state: Mutex::new(PoolState {
@@ -127,13 +133,21 @@ impl Pool {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            recycled_for_uses: AtomicU64::new(0),
+            recycled_for_memory: AtomicU64::new(0),
+            recycled_for_processes: AtomicU64::new(0),
         })
     }
 
     /// Take a slot and, if warm, a REPL with this header. When `repl` is
     /// `None`, the caller owns a reserved place and must start a REPL (and
     /// `attach` it) or drop the checkout.
-    pub async fn checkout(self: &Arc<Self>, header: &str) -> Result<Checkout, DriverError> {
+    /// With `fresh`, a warm REPL is never taken: the caller starts a new one.
+    pub async fn checkout(
+        self: &Arc<Self>,
+        header: &str,
+        fresh: bool,
+    ) -> Result<Checkout, DriverError> {
         let acquire = Arc::clone(&self.permits).acquire_owned();
         let permit = match tokio::time::timeout(self.config.acquire_timeout, acquire).await {
             Ok(Ok(permit)) => permit,
@@ -148,7 +162,12 @@ impl Pool {
         loop {
             let (warm, evicted) = {
                 let mut state = self.state.lock().expect("pool lock");
-                if let Some(index) = state.idle.iter().rposition(|repl| repl.header == header) {
+                let warm_index = if fresh {
+                    None
+                } else {
+                    state.idle.iter().rposition(|repl| repl.header == header)
+                };
+                if let Some(index) = warm_index {
                     (Some(state.idle.remove(index)), None)
                 } else if state.live < self.max_repls() {
                     state.live += 1;
@@ -214,6 +233,10 @@ impl Pool {
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            recycled_for_uses: self.recycled_for_uses.load(Ordering::Relaxed),
+            recycled_for_memory: self.recycled_for_memory.load(Ordering::Relaxed),
+            recycled_for_processes: self.recycled_for_processes.load(Ordering::Relaxed),
+            out_of_memory_retries: 0,
             live_repls: state.live as u64,
             busy_repls: (state.live - state.idle.len()) as u64,
         }
@@ -249,12 +272,20 @@ impl Checkout {
         repl.uses += 1;
         repl.last_used = Instant::now();
         let config = &self.pool.config;
-        let worn_out = repl.uses >= config.max_uses_per_repl
-            || repl
-                .memory_bytes()
-                .is_some_and(|bytes| bytes > config.max_repl_memory_bytes)
-            || repl.extra_processes().is_some_and(|extra| extra > 0);
-        if worn_out {
+        let cause = if repl.uses >= config.max_uses_per_repl {
+            Some(&self.pool.recycled_for_uses)
+        } else if repl
+            .memory_bytes()
+            .is_some_and(|bytes| bytes > self.pool.recycle_memory_bytes)
+        {
+            Some(&self.pool.recycled_for_memory)
+        } else if repl.extra_processes().is_some_and(|extra| extra > 0) {
+            Some(&self.pool.recycled_for_processes)
+        } else {
+            None
+        };
+        if let Some(cause) = cause {
+            cause.fetch_add(1, Ordering::Relaxed);
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
             self.pool.state.lock().expect("pool lock").live -= 1;
             tokio::spawn(repl.kill());

@@ -165,7 +165,8 @@ async fn a_repl_is_retired_after_its_use_cap() {
 async fn a_repl_is_retired_when_its_memory_grows_past_the_cap() {
     let farm = driver_with(
         PoolConfig {
-            max_repl_memory_bytes: 48 << 20,
+            // 10 % of the 512 MiB limit below.
+            recycle_memory_fraction: 0.1,
             ..small_pool()
         },
         512 << 20,
@@ -345,4 +346,76 @@ async fn import_cost_is_paid_once_per_repl() {
     assert!(cold.timings.header_ms >= 300.0, "{:?}", cold.timings);
     assert_eq!(warm.timings.header_ms, 0.0);
     assert!(warm.repl_reused);
+}
+
+/// A stream of snippets that each keep 64 MiB, on one slot: a reused REPL
+/// grows, and its growth must never land on an innocent snippet.
+#[tokio::test]
+async fn memory_kept_by_earlier_snippets_never_blames_a_later_one() {
+    for fraction in [0.75, 1.0] {
+        // With 1.0 nothing is recycled early: the out-of-memory retry on a
+        // fresh REPL is what keeps the verdicts right.
+        let farm = driver_with(
+            PoolConfig {
+                slots: 1,
+                max_repls: 1,
+                recycle_memory_fraction: fraction,
+                ..small_pool()
+            },
+            320 << 20,
+        );
+        for index in 0..10 {
+            let verdict = farm
+                .driver
+                .check(&request(&format!(
+                    "-- sim: memory 64\ntheorem t{index} : True := trivial"
+                )))
+                .await
+                .unwrap();
+            assert_eq!(
+                verdict.status(),
+                CheckStatus::Valid,
+                "snippet {index} with fraction {fraction}: {verdict:?}"
+            );
+        }
+        let stats = farm.driver.stats();
+        if fraction < 1.0 {
+            assert!(stats.recycled_for_memory > 0, "{stats:?}");
+        } else {
+            assert!(stats.out_of_memory_retries > 0, "{stats:?}");
+        }
+    }
+}
+
+/// A snippet that needs more than the limit on its own is blamed, after a
+/// retry on a fresh REPL, and its verdict says so.
+#[tokio::test]
+async fn a_snippet_that_needs_too_much_on_its_own_is_out_of_memory() {
+    let farm = driver_with(
+        PoolConfig {
+            slots: 1,
+            max_repls: 1,
+            recycle_memory_fraction: 1.0,
+            ..small_pool()
+        },
+        256 << 20,
+    );
+    // Warm the REPL so the big snippet runs on a reused one first.
+    farm.driver
+        .check(&request("theorem w : True := trivial"))
+        .await
+        .unwrap();
+    let verdict = farm
+        .driver
+        .check(&request("-- sim: memory 400\ntheorem t : True := trivial"))
+        .await
+        .unwrap();
+    assert_eq!(reason_code(&verdict), "out_of_memory", "{verdict:?}");
+    assert!(
+        !verdict.repl_reused,
+        "the verdict is the fresh REPL's: {verdict:?}"
+    );
+    let message = &verdict.reason().unwrap().message;
+    assert!(message.contains("fresh REPL"), "{message}");
+    assert_eq!(farm.driver.stats().out_of_memory_retries, 1);
 }

@@ -191,6 +191,11 @@ impl Sandbox {
         })
     }
 
+    /// The memory limit of each sandboxed process tree.
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.config.memory_limit_bytes
+    }
+
     pub fn backend(&self) -> BackendKind {
         self.config.backend
     }

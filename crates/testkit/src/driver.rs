@@ -21,7 +21,7 @@ pub fn small_pool() -> PoolConfig {
         slots: 2,
         max_repls: 2,
         max_uses_per_repl: 100,
-        max_repl_memory_bytes: 1 << 30,
+        recycle_memory_fraction: 0.75,
         acquire_timeout: Duration::from_secs(10),
         prestart_headers: Vec::new(),
         max_reply_bytes: 1 << 20,

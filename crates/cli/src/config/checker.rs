@@ -30,6 +30,12 @@ pub(crate) mod defaults {
     pub fn drain_seconds() -> f64 {
         30.0
     }
+    pub fn recycle_memory_fraction() -> f64 {
+        leanfarm_driver::PoolConfig::default().recycle_memory_fraction
+    }
+    pub fn max_uses_per_repl() -> u32 {
+        leanfarm_driver::PoolConfig::default().max_uses_per_repl
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -67,6 +73,14 @@ pub struct CheckerArgs {
     #[arg(long = "prestart", env = "LEAN_FARM_PRESTART", value_delimiter = ';')]
     #[serde(default)]
     pub prestart: Vec<String>,
+    /// Retire a REPL before its next snippet once its memory passes this fraction of --memory-limit-mib (a REPL keeps every environment it made)
+    #[arg(long, env = "LEAN_FARM_RECYCLE_MEMORY_FRACTION", default_value_t = defaults::recycle_memory_fraction())]
+    #[serde(default = "defaults::recycle_memory_fraction")]
+    pub recycle_memory_fraction: f64,
+    /// Retire a REPL after this many snippets
+    #[arg(long, env = "LEAN_FARM_MAX_USES_PER_REPL", default_value_t = defaults::max_uses_per_repl())]
+    #[serde(default = "defaults::max_uses_per_repl")]
+    pub max_uses_per_repl: u32,
     #[command(flatten)]
     #[serde(flatten)]
     pub sandbox: SandboxArgs,
@@ -97,6 +111,21 @@ impl CheckerArgs {
             return Err(SettingError::new(
                 "drain_seconds",
                 format!("must be 0 s or more, not {}", self.drain_seconds),
+            ));
+        }
+        if !(self.recycle_memory_fraction > 0.0 && self.recycle_memory_fraction <= 1.0) {
+            return Err(SettingError::new(
+                "recycle_memory_fraction",
+                format!(
+                    "must be above 0 and at most 1, not {}",
+                    self.recycle_memory_fraction
+                ),
+            ));
+        }
+        if self.max_uses_per_repl == 0 {
+            return Err(SettingError::new(
+                "max_uses_per_repl",
+                "must be at least 1".to_string(),
             ));
         }
         if let Some(position) = self
@@ -151,6 +180,8 @@ impl CheckerArgs {
         let pool = PoolConfig {
             slots,
             max_repls: self.warm_repls.unwrap_or(slots).max(slots),
+            recycle_memory_fraction: self.recycle_memory_fraction,
+            max_uses_per_repl: self.max_uses_per_repl,
             prestart_headers: self
                 .prestart
                 .iter()
