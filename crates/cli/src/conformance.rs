@@ -294,6 +294,13 @@ pub async fn run(args: ConformanceArgs) -> Result<(), CliError> {
         .into_iter()
         .filter(|case| args.only.as_ref().is_none_or(|class| *class == case.class))
         .collect();
+    if cases.is_empty() {
+        return Err(CliError::Config(format!(
+            "the kit at {} holds no case of class `{}`",
+            args.kit.display(),
+            args.only.as_deref().unwrap_or_default()
+        )));
+    }
     let data_dir =
         std::env::temp_dir().join(format!("leanfarm-conformance-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&data_dir).map_err(|error| {

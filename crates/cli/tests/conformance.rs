@@ -166,6 +166,16 @@ fn a_kit_that_cannot_be_read_is_a_usage_error() {
         "{stderr}"
     );
 
+    let honest_only = tempfile::tempdir().unwrap();
+    std::fs::write(
+        honest_only.path().join("honest.toml"),
+        "[[case]]\nid = \"x\"\nclass = \"honest\"\ncode = \"theorem t : True := trivial\"\nstatus = \"valid\"\n",
+    )
+    .unwrap();
+    let output = conformance(honest_only.path(), &["--only", "sorry"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no case of class `sorry`"));
+
     let output = conformance(&kit_dir(), &["--only", "misc"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown class `misc`"));
