@@ -3,6 +3,7 @@
 
 mod check;
 mod config;
+mod conformance;
 mod tenant;
 mod worker;
 
@@ -28,6 +29,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Check jobs leased from a farm over HTTP (a remote worker).
     Worker(Box<worker::WorkerArgs>),
+    /// Run the conformance kit of hostile and honest snippets through an embedded driver.
+    Conformance(Box<conformance::ConformanceArgs>),
     /// Manage tenants, their limits and their tokens.
     Tenant(tenant::TenantArgs),
     /// Apply the store's pending migrations and exit (serve also applies them).
@@ -57,12 +60,14 @@ pub enum CliError {
     Request(String),
     #[error("{0} of {1} snippets are not valid")]
     NotAllValid(usize, usize),
+    #[error("{0} of {1} conformance cases failed")]
+    ConformanceFailed(usize, usize),
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::NotAllValid(..) => 1,
+            CliError::NotAllValid(..) | CliError::ConformanceFailed(..) => 1,
             CliError::Config(_) | CliError::Setting(_) => 2,
             CliError::Startup(_) => 3,
             CliError::Request(_) => 4,
@@ -91,7 +96,10 @@ fn main() -> ExitCode {
     }
     // `check` prints a table; its embedded farm logs only problems by default.
     let default_log = match cli.command {
-        Command::Check(_) | Command::Tenant(_) | Command::Migrate { .. } => "warn",
+        Command::Check(_)
+        | Command::Conformance(_)
+        | Command::Tenant(_)
+        | Command::Migrate { .. } => "warn",
         _ => "info",
     };
     config::init_logging(default_log);
@@ -109,6 +117,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => config::serve(*args, &explicit).await,
             Command::Check(args) => check::run(args).await,
+            Command::Conformance(args) => conformance::run(*args).await,
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,

@@ -86,11 +86,12 @@ impl Constant {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Environment {
     constants: Vec<Constant>,
-    /// The farm's audit command, once defined. Like every command and
-    /// elaborator, it is environment-extension state: a pickle does not
-    /// carry it.
+    /// The audit commands defined so far (the farm's, and any a snippet
+    /// defines under another name: defining one never removes another, as
+    /// in Lean). Like every command and elaborator, they are
+    /// environment-extension state: a pickle does not carry them.
     #[serde(skip)]
-    audit: Option<String>,
+    audits: Vec<String>,
     #[serde(skip)]
     print_axioms_spoofed: bool,
 }
@@ -400,7 +401,9 @@ impl Session {
                     }
                 }
                 Item::AuditDefinition { command } => {
-                    environment.audit = Some(command);
+                    if !environment.audits.contains(&command) {
+                        environment.audits.push(command);
+                    }
                 }
                 Item::SpoofPrintAxioms => environment.print_axioms_spoofed = true,
                 Item::Declaration(declaration) => {
@@ -455,8 +458,8 @@ impl Session {
                     };
                     messages.push(message(Severity::Info, pos, end, data));
                 }
-                Item::Audit { command, pos, end } => match &environment.audit {
-                    Some(registered) if *registered == command => {
+                Item::Audit { command, pos, end } => {
+                    if environment.audits.contains(&command) {
                         let nonce = command.trim_start_matches("#leanfarm_audit_");
                         let entries: Vec<serde_json::Value> = environment.constants
                             .iter()
@@ -467,14 +470,15 @@ impl Session {
                             serde_json::Value::Array(entries)
                         );
                         messages.push(message(Severity::Info, pos, end, data));
+                    } else {
+                        messages.push(message(
+                            Severity::Error,
+                            pos,
+                            end,
+                            "unexpected token '#'; expected command",
+                        ));
                     }
-                    _ => messages.push(message(
-                        Severity::Error,
-                        pos,
-                        end,
-                        "unexpected token '#'; expected command",
-                    )),
-                },
+                }
                 Item::Directive { directive, line } => {
                     let start = (line, 0);
                     let end = (line, directive.chars().count() as u32 + 8);

@@ -225,6 +225,27 @@ fn a_spoofed_print_axioms_lies_but_the_audit_does_not() {
     assert_eq!(unknown.messages[0].severity, lean_protocol::Severity::Error);
 }
 
+/// Defining an audit command under another name, as a snippet may, leaves
+/// the one defined before it working (in Lean, each is its own command).
+#[test]
+fn a_second_audit_command_does_not_unregister_the_first() {
+    let mut repl = Repl::start(&["repl"]);
+    command_reply(repl.cmd("elab \"#leanfarm_audit_beef\" : command => pure ()", None));
+    let code = "elab \"#leanfarm_audit_0000\" : command => pure ()\ntheorem t : 1 = 2 := sorry";
+    let reply = command_reply(repl.cmd(code, Some(0)));
+    let audit = command_reply(repl.cmd("#leanfarm_audit_beef", Some(reply.env)));
+    assert_eq!(audit.messages.len(), 1, "{:?}", audit.messages);
+    assert!(
+        audit.messages[0].data.starts_with("leanfarm-audit beef [")
+            && audit.messages[0].data.contains("sorryAx"),
+        "{}",
+        audit.messages[0].data
+    );
+    // The environment before the snippet knows only the farm's command.
+    let before = command_reply(repl.cmd("#leanfarm_audit_0000", Some(0)));
+    assert_eq!(before.messages[0].severity, lean_protocol::Severity::Error);
+}
+
 #[test]
 fn directives_report_messages_at_their_line() {
     let mut repl = Repl::start(&["repl"]);
