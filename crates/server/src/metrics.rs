@@ -173,6 +173,18 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        out.push_str("# HELP lean_farm_repl_recycles_total REPLs retired before failing, by cause; and snippets run again on a fresh REPL after running out of memory on a reused one.\n# TYPE lean_farm_repl_recycles_total counter\n");
+        for (cause, count) in [
+            ("uses", pool.recycled_for_uses),
+            ("memory", pool.recycled_for_memory),
+            ("processes", pool.recycled_for_processes),
+            ("out_of_memory_retry", pool.out_of_memory_retries),
+        ] {
+            let _ = writeln!(
+                out,
+                "lean_farm_repl_recycles_total{{cause=\"{cause}\"}} {count}"
+            );
+        }
         out
     }
 }
