@@ -111,6 +111,9 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
     pub require_auth: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub listener: ListenerArgs,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
@@ -160,10 +163,86 @@ impl ServeArgs {
             store: self.store.or(file.store),
             artifacts: self.artifacts.or(file.artifacts),
             require_auth: self.require_auth || file.require_auth,
+            listener: self.listener.or(file.listener),
             config: self.config,
         })
     }
 }
+
+// ---- Listener settings: slow clients, connection cap, metrics listener ----
+
+/// How the API's listener treats its clients, and where `/metrics` may be
+/// served on a listener of its own.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ListenerArgs {
+    /// Seconds a client has to send its request headers before its connection is closed [default: 10]
+    #[arg(long, env = "LEAN_FARM_HEADER_READ_TIMEOUT_SECONDS")]
+    pub header_read_timeout_seconds: Option<f64>,
+    /// Seconds a client has to send its request body (408 beyond) [default: 60]
+    #[arg(long, env = "LEAN_FARM_BODY_READ_TIMEOUT_SECONDS")]
+    pub body_read_timeout_seconds: Option<f64>,
+    /// Open connections at once; more are answered 503 and closed [default: 1024]
+    #[arg(long, env = "LEAN_FARM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Serve /metrics, without a token, on this address too (for a private network)
+    #[arg(long, env = "LEAN_FARM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl ListenerArgs {
+    fn or(self, file: ListenerArgs) -> ListenerArgs {
+        ListenerArgs {
+            header_read_timeout_seconds: self
+                .header_read_timeout_seconds
+                .or(file.header_read_timeout_seconds),
+            body_read_timeout_seconds: self
+                .body_read_timeout_seconds
+                .or(file.body_read_timeout_seconds),
+            max_connections: self.max_connections.or(file.max_connections),
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+        }
+    }
+
+    /// The API's limits with these settings.
+    fn limits(&self) -> Result<Limits, CliError> {
+        let defaults = Limits::default();
+        let seconds = |name: &str, value: Option<f64>, default: Duration| match value {
+            None => Ok(default),
+            Some(value) if value.is_finite() && value > 0.0 && value <= 86_400.0 => {
+                Ok(Duration::from_secs_f64(value))
+            }
+            Some(value) => Err(CliError::Config(format!(
+                "{name} must be between 0 and 86400 seconds, not {value}"
+            ))),
+        };
+        let max_connections = match self.max_connections {
+            Some(0) => {
+                return Err(CliError::Config(
+                    "max_connections must be at least 1".into(),
+                ))
+            }
+            Some(max) => max,
+            None => defaults.max_connections,
+        };
+        Ok(Limits {
+            header_read_timeout: seconds(
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+                defaults.header_read_timeout,
+            )?,
+            body_read_timeout: seconds(
+                "body_read_timeout_seconds",
+                self.body_read_timeout_seconds,
+                defaults.body_read_timeout,
+            )?,
+            max_connections,
+            ..defaults
+        })
+    }
+}
+
+// ---- end of the listener settings ----
 
 /// JSON logs on stderr, filtered by LEAN_FARM_LOG, else at `default`.
 pub fn init_logging(default: &str) {
@@ -366,6 +445,7 @@ pub fn worker_config(args: &CheckerArgs, worker_id: String) -> WorkerConfig {
 
 /// Build and start a farm from settings.
 pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+    let limits = args.listener.limits()?;
     let data_dir = data_dir(args.data_dir.as_deref(), "leanfarm-data")?;
     let slots = slots(&args.checker);
     let driver = match slots {
@@ -388,18 +468,12 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .unwrap_or_else(|| data_dir.join("artifacts").display().to_string());
     let artifacts = ArtifactStore::open(&artifacts_url)
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
-    let state = AppState::new(
-        store,
-        artifacts,
-        driver,
-        Limits::default(),
-        args.require_auth,
-    );
+    let state = AppState::new(store, artifacts, driver, limits, args.require_auth);
     let worker = worker_config(&args.checker, format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));
-    Farm::start(state, addr, worker)
+    Farm::start_with_metrics(state, addr, args.listener.metrics_addr, worker)
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
 }
@@ -411,6 +485,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         "leanfarm: serving on http://{} (Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
+    if let Some(metrics_addr) = farm.metrics_addr {
+        eprintln!("leanfarm: metrics on http://{metrics_addr}/metrics");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: draining running checks");
     farm.stop().await;
