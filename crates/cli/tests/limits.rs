@@ -391,6 +391,49 @@ async fn every_error_is_code_and_message_json() {
         assert_eq!(content_type, "application/json", "{body}");
         assert_short(&body);
     }
+    // What the HTTP layer refuses before any route: a target over its
+    // 64 KiB, more than 100 headers, a head over its buffer, a request
+    // that is not HTTP.
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut many_headers = b"GET /healthz HTTP/1.1\r\nhost: farm\r\n".to_vec();
+    for index in 0..200 {
+        many_headers.extend(format!("x-h{index}: v\r\n").as_bytes());
+    }
+    many_headers.extend(b"\r\n");
+    let raw_cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            format!("GET /{} HTTP/1.1\r\nhost: farm\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            "414",
+            "uri_too_long",
+        ),
+        (many_headers, "431", "headers_too_large"),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nhost: farm\r\nx-a: {}\r\n\r\n",
+                "a".repeat(500_000)
+            )
+            .into_bytes(),
+            "431",
+            "headers_too_large",
+        ),
+        (b"GARBAGE\r\n\r\n".to_vec(), "400", "invalid_request"),
+    ];
+    for (request, status, code) in raw_cases {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let _ = stream.write_all(&request).await;
+        let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer:.300}"
+        );
+        assert!(
+            answer.contains("content-type: application/json\r\n"),
+            "{answer:.300}"
+        );
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
     // A bad percent-encoding in the query is the query's fault, not the body's.
     let (_, _, body) = error_of(
         client

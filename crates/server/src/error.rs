@@ -41,6 +41,9 @@ pub enum ApiError {
     BodyTimeout { seconds: f64 },
     #[error("the server holds {limit} connections, its limit; retry later")]
     TooManyConnections { limit: usize },
+    /// What hyper refused before any handler ran (the status it chose).
+    #[error("{}", unparsable_request_message(*.0))]
+    UnparsableRequest(StatusCode),
     #[error("the request body exceeds {0} bytes")]
     BodyTooLarge(usize),
     #[error("snippet `{id}` is {size} bytes; the limit is {limit}")]
@@ -110,6 +113,11 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ),
             ApiError::BodyTimeout { .. } => ("body_timeout", StatusCode::REQUEST_TIMEOUT),
+            ApiError::UnparsableRequest(status) => match *status {
+                StatusCode::URI_TOO_LONG => ("uri_too_long", *status),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", *status),
+                _ => ("invalid_request", StatusCode::BAD_REQUEST),
+            },
             ApiError::TooManyConnections { .. } => {
                 ("too_many_connections", StatusCode::SERVICE_UNAVAILABLE)
             }
@@ -136,6 +144,16 @@ impl ApiError {
             ApiError::ShuttingDown => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
+    }
+}
+
+fn unparsable_request_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::URI_TOO_LONG => "the request target is longer than the HTTP layer accepts",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "the request has more headers, or a larger head, than the HTTP layer accepts"
+        }
+        _ => "the request is not valid HTTP/1.1",
     }
 }
 
