@@ -79,20 +79,25 @@ pub(crate) async fn lease(
             input_limits::MAX_WARM_HEADER_BYTES,
         )?;
     }
-    if !request.wait_seconds.is_finite() || request.wait_seconds < 0.0 {
+    if !(request.wait_seconds.is_finite()
+        && (0.0..=MAX_WAIT_SECONDS).contains(&request.wait_seconds))
+    {
         return Err(ApiError::InvalidRequest(format!(
             "wait_seconds must be between 0 and {MAX_WAIT_SECONDS}"
         )));
     }
     let duration = lease_duration(request.lease_seconds)?;
-    let max = request.max.clamp(1, MAX_JOBS_PER_LEASE);
+    if request.max == 0 {
+        return Err(ApiError::InvalidRequest("max must be at least 1".into()));
+    }
+    // A worker with more free slots than one lease may hold asks again.
+    let max = request.max.min(MAX_JOBS_PER_LEASE);
     let offer = WorkerOffer {
         toolchain: request.toolchain,
         project: request.project,
         warm_headers: request.warm_headers,
     };
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(request.wait_seconds.clamp(0.0, MAX_WAIT_SECONDS));
+    let deadline = Instant::now() + Duration::from_secs_f64(request.wait_seconds);
     loop {
         if state
             .shutting_down
