@@ -391,6 +391,15 @@ async fn every_error_is_code_and_message_json() {
         assert_eq!(content_type, "application/json", "{body}");
         assert_short(&body);
     }
+    // A wrong method names the right ones.
+    let response = client.delete(url("/v1/checks")).send().await.unwrap();
+    let mut allowed: Vec<String> = response
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    allowed.sort();
+    assert_eq!(allowed, ["GET", "HEAD", "POST"]);
     // What the HTTP layer refuses before any route: a target over its
     // 64 KiB, more than 100 headers, a head over its buffer, a request
     // that is not HTTP.
