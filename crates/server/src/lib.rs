@@ -10,7 +10,9 @@
 //! the handlers; `submit` is the submission logic `api` and `kimina` share;
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
-//! `error` and `metrics` serve them all. No two modules import each other.
+//! `input_limits` (the cap on every field), `error` and `metrics` serve them
+//! all. `serve` is the listener (connection cap, header read timeout,
+//! graceful close). No two modules import each other.
 //!
 //! This module must never change a job's state except through `Store`.
 
