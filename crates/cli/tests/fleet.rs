@@ -22,6 +22,14 @@ fn replica_with_tokens(name: &str) -> (TestDatabase, tempfile::TempDir, Server, 
     (db, data, server, worker_token)
 }
 
+/// A farm operator token on `store` (what `/metrics` and `/v1/workers`
+/// need under `--require-auth`).
+fn operator_token(store: &str) -> String {
+    leanfarm(&[
+        "tenant", "--store", store, "farm-key", "--scope", "operator",
+    ])
+}
+
 fn ids_of(response: &Value) -> Vec<String> {
     response["results"]
         .as_array()
@@ -80,7 +88,12 @@ async fn a_remote_worker_checks_jobs_and_tokens_keep_the_sides_apart() {
         .map(|r| r["verdict"]["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["valid", "sorry"]);
+    // Metrics name tenants: under --require-auth only an operator reads them.
+    let (status, _) = server.get("/metrics").await;
+    assert_eq!(status, 403);
+    server.token = Some(operator_token(&db.url));
     let (_, metrics) = server.get("/metrics").await;
+    server.token = Some(user.clone());
     for status in ["valid", "sorry"] {
         let line = format!("lean_farm_tenant_jobs_total{{tenant=\"acme\",status=\"{status}\"}} 1");
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
@@ -448,7 +461,7 @@ async fn a_worker_told_to_stop_hands_its_jobs_back_and_another_finishes_them() {
 
 #[tokio::test]
 async fn a_job_naming_a_toolchain_or_project_no_worker_offers_is_refused() {
-    let (_db, _data, server, worker_token) = replica_with_tokens("targets");
+    let (db, _data, mut server, worker_token) = replica_with_tokens("targets");
     let worker_dir = tempfile::tempdir().unwrap();
     // A --simulate worker offers toolchain `lean-sim`, project `simulated`.
     let _worker = Worker::start(
@@ -459,6 +472,7 @@ async fn a_job_naming_a_toolchain_or_project_no_worker_offers_is_refused() {
     );
     // The worker shows itself with its first claim.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let user_token = server.token.replace(operator_token(&db.url));
     loop {
         let (_, listed) = server.get_json("/v1/workers").await;
         let workers = listed["workers"].as_array().cloned().unwrap_or_default();
@@ -476,6 +490,7 @@ async fn a_job_naming_a_toolchain_or_project_no_worker_offers_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    server.token = user_token;
     let submit = |toolchain: &str, project: &str| json!({"snippets": snippets(&["theorem t : True := trivial"]), "toolchain": toolchain, "project": project});
     // A job no worker could run is refused, not left queued forever.
     for (toolchain, project) in [

@@ -5,11 +5,12 @@
 //! module only translates between HTTP and it.
 
 use crate::body::parse_body;
-use crate::error::ApiError;
+use crate::error::{excerpt, ApiError};
+use crate::input_limits;
 use crate::submit::{is_final, submit_and_wait, workers_seen_lately, Target, WORKER_SEEN_WINDOW};
 use crate::{auth, AppState};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
@@ -107,6 +108,20 @@ pub(crate) async fn submit_checks(
 ) -> Result<Response, ApiError> {
     let tenant = auth::user_tenant(&state, &headers).await?;
     let submission: SubmitRequest = parse_body(&state, &body)?;
+    input_limits::optional_string(
+        "toolchain",
+        submission.toolchain.as_deref(),
+        input_limits::MAX_TARGET_NAME_BYTES,
+    )?;
+    input_limits::optional_string(
+        "project",
+        submission.project.as_deref(),
+        input_limits::MAX_TARGET_NAME_BYTES,
+    )?;
+    let max_wait = state.limits.max_wait_seconds;
+    if !(submission.wait.is_finite() && (0.0..=max_wait).contains(&submission.wait)) {
+        return Err(ApiError::InvalidWait { limit: max_wait });
+    }
     let requests = submission
         .snippets
         .into_iter()
@@ -118,7 +133,7 @@ pub(crate) async fn submit_checks(
             infotree: None,
         })
         .collect();
-    let wait = submission.wait.clamp(0.0, state.limits.max_wait_seconds);
+    let wait = submission.wait;
     let target = Target {
         toolchain: submission.toolchain,
         project: submission.project,
@@ -151,14 +166,22 @@ pub(crate) async fn submit_checks(
 pub(crate) async fn get_check(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CheckView>, ApiError> {
+    let Path(id) = path.map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))?;
     let tenant = auth::user_tenant(&state, &headers).await?;
+    // No id is longer: a longer one names no check (and is not looked up).
+    if id.len() > input_limits::MAX_ID_BYTES {
+        return Err(ApiError::NotFound(excerpt(&id)));
+    }
     match state.store.get(&id).await? {
         Some(record) if record.tenant == tenant => Ok(Json(CheckView::from(record))),
-        _ => Err(ApiError::NotFound(id)),
+        _ => Err(ApiError::NotFound(excerpt(&id))),
     }
 }
+
+/// The most checks one page lists.
+const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,7 +214,7 @@ pub(crate) async fn list_workers(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<WorkersResponse>, ApiError> {
-    auth::user_tenant(&state, &headers).await?;
+    auth::operator(&state, &headers).await?;
     Ok(Json(WorkersResponse {
         window_seconds: WORKER_SEEN_WINDOW.as_secs(),
         workers: workers_seen_lately(&state).await?,
@@ -201,12 +224,33 @@ pub(crate) async fn list_workers(
 pub(crate) async fn list_checks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    uri: axum::http::Uri,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    if !percent_decodes_to_utf8(uri.query().unwrap_or("")) {
+        return Err(ApiError::InvalidQuery(
+            "a percent-encoded value is not UTF-8".into(),
+        ));
+    }
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let tenant = auth::user_tenant(&state, &headers).await?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    for (field, value) in [("batch_id", &query.batch_id), ("after", &query.after)] {
+        if value
+            .as_ref()
+            .is_some_and(|value| value.len() > input_limits::MAX_ID_BYTES)
+        {
+            return Err(ApiError::InvalidQuery(format!(
+                "`{field}` is longer than {} bytes",
+                input_limits::MAX_ID_BYTES
+            )));
+        }
+    }
     let filter = ListFilter {
         tenant: Some(tenant),
         state: query.state,
@@ -222,6 +266,28 @@ pub(crate) async fn list_checks(
         results: records.into_iter().map(CheckView::from).collect(),
         next_after,
     }))
+}
+
+/// Whether every `%XX` escape of a query decodes, with the text around
+/// it, to UTF-8 (axum's query extractor would replace what does not).
+fn percent_decodes_to_utf8(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
@@ -248,7 +314,22 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `/metrics` on the API's listener: an operator's under `require_auth`.
+pub(crate) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::operator(&state, &headers).await?;
+    Ok(metrics_text(&state).await)
+}
+
+/// `/metrics` on its own listener (`--metrics-addr`), which only operators
+/// reach: no token.
+pub(crate) async fn metrics_without_token(State(state): State<Arc<AppState>>) -> Response {
+    metrics_text(&state).await
+}
+
+async fn metrics_text(state: &AppState) -> Response {
     let queue = state.store.queue_counts().await.ok();
     let text = state
         .metrics

@@ -88,6 +88,29 @@ pub(crate) async fn user_tenant(state: &AppState, headers: &HeaderMap) -> Result
     Ok(tenant)
 }
 
+/// Admit a request to an operational endpoint (`/metrics`, `/v1/workers`),
+/// which shows tenant names and worker ids: under `require_auth` only an
+/// operator token may read it (401 without a token, 403 with another
+/// scope); otherwise anyone may, though a token that is present must
+/// authenticate.
+pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers)? {
+        None if state.require_auth => Err(ApiError::Unauthorized(
+            "this endpoint requires an operator token".into(),
+        )),
+        None => Ok(()),
+        Some(token) => {
+            let key = caller(state, token).await?;
+            if state.require_auth && key.scope != KeyScope::Operator {
+                return Err(ApiError::Forbidden(
+                    "this endpoint shows the whole farm: it needs an operator token".into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Check that a request comes from a worker (or an operator), and whose jobs
 /// it may touch.
 pub(crate) async fn worker(

@@ -1,5 +1,9 @@
 //! The one table of API errors: each code, its HTTP status, and the JSON body
 //! `{"code", "message"}` every error response carries.
+//!
+//! A message never quotes user input at length: what it quotes goes through
+//! `excerpt`, and every message is cut to `MAX_MESSAGE_CHARS` before it is
+//! sent (serde's own messages quote unknown fields and variants).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +14,36 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("the request body does not match the schema: {0}")]
     InvalidRequest(String),
+    #[error("the query string does not match the schema: {0}")]
+    InvalidQuery(String),
+    #[error("the request path is not valid: {0}")]
+    InvalidPath(String),
+    #[error("`{field}` is {size} {unit}; the limit is {limit}")]
+    FieldTooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+        unit: &'static str,
+    },
+    #[error("the pinned statement cannot be used: {0}")]
+    InvalidPinnedStatement(String),
+    #[error("`wait` must be between 0 and {limit} seconds")]
+    InvalidWait { limit: f64 },
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("{path} does not allow {method}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("the request target is {size} bytes; the limit is {limit}")]
+    UriTooLong { size: usize, limit: usize },
+    #[error("the request headers are {size} bytes; the limit is {limit}")]
+    HeadersTooLarge { size: usize, limit: usize },
+    #[error("the request body was not received within {seconds} s")]
+    BodyTimeout { seconds: f64 },
+    #[error("the server holds {limit} connections, its limit; retry later")]
+    TooManyConnections { limit: usize },
+    /// What hyper refused before any handler ran (the status it chose).
+    #[error("{}", unparsable_request_message(*.0))]
+    UnparsableRequest(StatusCode),
     #[error("the request body exceeds {0} bytes")]
     BodyTooLarge(usize),
     #[error("snippet `{id}` is {size} bytes; the limit is {limit}")]
@@ -67,7 +101,32 @@ impl ApiError {
     pub fn code_and_status(&self) -> (&'static str, StatusCode) {
         match self {
             ApiError::InvalidJson(_) => ("invalid_json", StatusCode::BAD_REQUEST),
-            ApiError::InvalidRequest(_) => ("invalid_request", StatusCode::BAD_REQUEST),
+            ApiError::InvalidRequest(_) | ApiError::InvalidQuery(_) | ApiError::InvalidPath(_) => {
+                ("invalid_request", StatusCode::BAD_REQUEST)
+            }
+            ApiError::FieldTooLarge { .. } => ("field_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::InvalidPinnedStatement(_) => {
+                ("invalid_pinned_statement", StatusCode::BAD_REQUEST)
+            }
+            ApiError::InvalidWait { .. } => ("invalid_wait", StatusCode::BAD_REQUEST),
+            ApiError::NoRoute { .. } => ("not_found", StatusCode::NOT_FOUND),
+            ApiError::MethodNotAllowed { .. } => {
+                ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED)
+            }
+            ApiError::UriTooLong { .. } => ("uri_too_long", StatusCode::URI_TOO_LONG),
+            ApiError::HeadersTooLarge { .. } => (
+                "headers_too_large",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ),
+            ApiError::BodyTimeout { .. } => ("body_timeout", StatusCode::REQUEST_TIMEOUT),
+            ApiError::UnparsableRequest(status) => match *status {
+                StatusCode::URI_TOO_LONG => ("uri_too_long", *status),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", *status),
+                _ => ("invalid_request", StatusCode::BAD_REQUEST),
+            },
+            ApiError::TooManyConnections { .. } => {
+                ("too_many_connections", StatusCode::SERVICE_UNAVAILABLE)
+            }
             ApiError::BodyTooLarge(_) => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             ApiError::SnippetTooLarge { .. } => {
                 ("snippet_too_large", StatusCode::PAYLOAD_TOO_LARGE)
@@ -97,6 +156,54 @@ impl ApiError {
     }
 }
 
+fn unparsable_request_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::URI_TOO_LONG => "the request target is longer than the HTTP layer accepts",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "the request has more headers, or a larger head, than the HTTP layer accepts"
+        }
+        _ => "the request is not valid HTTP/1.1",
+    }
+}
+
+/// The longest message an error response carries, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 512;
+
+/// How much of a user's text a message quotes, in characters.
+pub(crate) const EXCERPT_CHARS: usize = 64;
+
+/// At most `EXCERPT_CHARS` characters of `text`, marked with `…` when cut.
+pub(crate) fn excerpt(text: &str) -> String {
+    cut(text, EXCERPT_CHARS)
+}
+
+fn cut(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+impl ApiError {
+    /// The JSON body of this error: `{"code", "message"}`, each
+    /// `quoted` part of the message cut to an excerpt (serde quotes unknown
+    /// fields and values so), the whole cut to `MAX_MESSAGE_CHARS`.
+    pub fn body(&self) -> serde_json::Value {
+        let (code, _) = self.code_and_status();
+        let message = self.to_string();
+        let shortened: Vec<String> = message
+            .split('`')
+            .enumerate()
+            .map(|(index, part)| match index % 2 {
+                1 => excerpt(part),
+                _ => part.to_string(),
+            })
+            .collect();
+        let message = cut(&shortened.join("`"), MAX_MESSAGE_CHARS);
+        serde_json::json!({ "code": code, "message": message })
+    }
+}
+
 impl From<leanfarm_store::StoreError> for ApiError {
     fn from(error: leanfarm_store::StoreError) -> Self {
         match error {
@@ -112,7 +219,7 @@ impl From<leanfarm_store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
-        let body = serde_json::json!({ "code": code, "message": self.to_string() });
+        let body = self.body();
         let mut response = (status, axum::Json(body)).into_response();
         if matches!(
             status,
@@ -126,5 +233,37 @@ impl IntoResponse for ApiError {
             tracing::error!(code, error = %self, "request failed");
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_short_and_cut_on_a_character_boundary() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(1000);
+        let quoted = excerpt(&long);
+        assert_eq!(quoted.chars().count(), EXCERPT_CHARS + 1);
+        assert!(quoted.ends_with('…'));
+    }
+
+    #[test]
+    fn a_message_that_quotes_a_huge_input_is_cut() {
+        let error = ApiError::InvalidRequest(format!("unknown field `{}`", "x".repeat(1 << 20)));
+        let body = error.body();
+        assert_eq!(body["code"], "invalid_request");
+        let message = body["message"].as_str().unwrap();
+        assert_eq!(
+            message,
+            format!(
+                "the request body does not match the schema: unknown field `{}…`",
+                "x".repeat(EXCERPT_CHARS)
+            )
+        );
+        let error = ApiError::InvalidRequest("y".repeat(1 << 20));
+        let message = error.body()["message"].as_str().unwrap().to_string();
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
     }
 }

@@ -18,6 +18,7 @@
 
 use crate::body::parse_body;
 use crate::error::ApiError;
+use crate::input_limits;
 use crate::submit::{is_final, submit_and_wait, Target};
 use crate::AppState;
 use axum::body::Bytes;
@@ -244,9 +245,15 @@ pub(crate) async fn verify(
     let body: VerifyBody = parse_body(&state, &body)?;
     let mut custom_ids = Vec::new();
     let mut requests = Vec::new();
-    for code in body.codes {
+    for (index, code) in body.codes.into_iter().enumerate() {
+        // A custom id is echoed back: it is capped like any snippet id.
+        input_limits::string(
+            &format!("codes[{index}].custom_id"),
+            &code.custom_id.to_string(),
+            input_limits::MAX_CUSTOM_ID_BYTES,
+        )?;
         let text = code.proof.or(code.code).ok_or_else(|| {
-            ApiError::InvalidRequest(format!("snippet {} has no proof or code", code.custom_id))
+            ApiError::InvalidRequest(format!("codes[{index}] has no proof or code"))
         })?;
         let custom_id = match &code.custom_id {
             Value::String(text) => text.clone(),

@@ -10,7 +10,9 @@
 //! the handlers; `submit` is the submission logic `api` and `kimina` share;
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
-//! `error` and `metrics` serve them all. No two modules import each other.
+//! `input_limits` (the cap on every field), `error` and `metrics` serve them
+//! all. `serve` is the listener (connection cap, header read timeout,
+//! graceful close). No two modules import each other.
 //!
 //! This module must never change a job's state except through `Store`.
 
@@ -20,10 +22,12 @@ mod body;
 mod completion;
 mod error;
 mod in_process_queue;
+mod input_limits;
 mod kimina;
 mod metrics;
 mod remote;
 mod routes;
+mod serve;
 mod submit;
 
 pub use error::ApiError;
@@ -35,10 +39,12 @@ use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 
-/// Size, time and load limits of the API. `Default` holds the documented
-/// defaults (docs/operations.md); `leanfarm serve` takes each from a setting.
+/// Size, time and load limits of the API (docs/api.md, "Limits"). `Default`
+/// holds the documented defaults (docs/operations.md); `leanfarm serve`
+/// takes each from a setting.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest request body, in bytes (413 `body_too_large` beyond).
@@ -55,6 +61,18 @@ pub struct Limits {
     /// which new batches are refused with 429 `queue_full`; checked by the
     /// store in the enqueue transaction, so it is never exceeded.
     pub max_queued_jobs: u64,
+    /// The request target (path and query), in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// All request headers together, names and values, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// A client must send its request headers within this time, or its
+    /// connection is closed.
+    pub header_read_timeout: Duration,
+    /// A client must send its whole request body within this time (408).
+    pub body_read_timeout: Duration,
+    /// Open connections at once; a connection beyond is answered 503
+    /// `too_many_connections` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +84,11 @@ impl Default for Limits {
             max_timeout_seconds: 600.0,
             max_wait_seconds: 300.0,
             max_queued_jobs: 100_000,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 32 << 10,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -88,6 +111,9 @@ pub struct AppState {
     /// Woken when this process enqueues work.
     pub enqueued: Notify,
     pub shutting_down: AtomicBool,
+    /// Turns true when the in-process workers have drained: requests still
+    /// waiting for verdicts then answer with what there is.
+    pub(crate) workers_stopped: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -109,6 +135,7 @@ impl AppState {
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            workers_stopped: watch::channel(false).0,
         })
     }
 }
@@ -121,8 +148,13 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 /// A running farm: the API on a bound listener plus the workers.
 pub struct Farm {
     pub local_addr: std::net::SocketAddr,
-    shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    /// Where `/metrics` is served without a token, when it has its own listener.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Stops the workers (first) and the queue refresh.
+    stop_workers: watch::Sender<bool>,
+    /// Closes the listeners (once the workers have drained).
+    close_listeners: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     workers: tokio::task::JoinHandle<()>,
     state: Arc<AppState>,
 }
@@ -134,47 +166,77 @@ impl Farm {
         addr: std::net::SocketAddr,
         worker: WorkerConfig,
     ) -> std::io::Result<Farm> {
+        Farm::start_with_metrics(state, addr, None, worker).await
+    }
+
+    /// `start`, and serve `/metrics` without a token on `metrics_addr` too.
+    pub async fn start_with_metrics(
+        state: Arc<AppState>,
+        addr: std::net::SocketAddr,
+        metrics_addr: Option<std::net::SocketAddr>,
+        worker: WorkerConfig,
+    ) -> std::io::Result<Farm> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let metrics_listener = match metrics_addr {
+            Some(metrics_addr) => Some(tokio::net::TcpListener::bind(metrics_addr).await?),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let (stop_workers, stop_workers_receiver) = watch::channel(false);
+        let (close_listeners, close_listeners_receiver) = watch::channel(false);
         let workers = match state.driver.clone() {
             Some(driver) => tokio::spawn(leanfarm_worker::run(
                 InProcessQueue::new(Arc::clone(&state)),
                 driver,
                 worker,
-                shutdown_receiver.clone(),
+                stop_workers_receiver,
             )),
             None => tokio::spawn(async {}),
         };
-        let app = router(Arc::clone(&state));
-        let mut server_shutdown = shutdown_receiver;
-        let server = tokio::spawn(async move {
-            let graceful = async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(%error, "http server failed");
-            }
-        });
+        let mut servers = vec![tokio::spawn(serve::serve(
+            listener,
+            router(Arc::clone(&state)),
+            state.limits.clone(),
+            close_listeners_receiver.clone(),
+        ))];
+        if let Some(metrics_listener) = metrics_listener {
+            servers.push(tokio::spawn(serve::serve(
+                metrics_listener,
+                routes::metrics_router(Arc::clone(&state)),
+                state.limits.clone(),
+                close_listeners_receiver,
+            )));
+        }
         let slots = state.driver.as_ref().map_or(0, Driver::slots);
-        tracing::info!(%local_addr, slots, store = state.store.backend_name(), "lean farm is serving");
+        tracing::info!(%local_addr, ?metrics_addr, slots, store = state.store.backend_name(), "lean farm is serving");
         Ok(Farm {
             local_addr,
-            shutdown,
-            server,
+            metrics_addr,
+            stop_workers,
+            close_listeners,
+            servers,
             workers,
             state,
         })
     }
 
-    /// Stop taking requests and work, drain the workers, and return.
+    /// Drain and stop: new work is refused (`503 shutting_down`) and
+    /// `/readyz` answers 503 at once, while the listeners stay open; the
+    /// workers finish their running checks (up to their drain deadline);
+    /// then requests still waiting answer with what there is, the
+    /// listeners close, and this returns.
     pub async fn stop(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
-        let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        let _ = self.stop_workers.send(true);
         let _ = self.workers.await;
+        let _ = self.state.workers_stopped.send(true);
+        let _ = self.close_listeners.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
     }
 }

@@ -9,6 +9,7 @@
 use crate::body::parse_body;
 use crate::completion::verdict_stored;
 use crate::error::ApiError;
+use crate::input_limits::{self, MAX_ID_BYTES};
 use crate::{auth, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -38,6 +39,12 @@ fn lease_duration(seconds: f64) -> Result<Duration, ApiError> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A completion's or release's job and lease ids.
+fn lease_ids(job_id: &str, lease_id: &str) -> Result<(), ApiError> {
+    input_limits::string("job_id", job_id, MAX_ID_BYTES)?;
+    input_limits::string("lease_id", lease_id, MAX_ID_BYTES)
+}
+
 pub(crate) async fn lease(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -45,15 +52,52 @@ pub(crate) async fn lease(
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let authority = auth::worker(&state, &headers).await?;
     let request: LeaseRequest = parse_body(&state, &body)?;
+    input_limits::string(
+        "worker_id",
+        &request.worker_id,
+        input_limits::MAX_WORKER_ID_BYTES,
+    )?;
+    input_limits::optional_string(
+        "toolchain",
+        request.toolchain.as_deref(),
+        input_limits::MAX_TARGET_NAME_BYTES,
+    )?;
+    input_limits::optional_string(
+        "project",
+        request.project.as_deref(),
+        input_limits::MAX_TARGET_NAME_BYTES,
+    )?;
+    input_limits::list(
+        "warm_headers",
+        &request.warm_headers,
+        input_limits::MAX_WARM_HEADERS,
+    )?;
+    for (index, header) in request.warm_headers.iter().enumerate() {
+        input_limits::string(
+            &format!("warm_headers[{index}]"),
+            header,
+            input_limits::MAX_WARM_HEADER_BYTES,
+        )?;
+    }
+    if !(request.wait_seconds.is_finite()
+        && (0.0..=MAX_WAIT_SECONDS).contains(&request.wait_seconds))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "wait_seconds must be between 0 and {MAX_WAIT_SECONDS}"
+        )));
+    }
     let duration = lease_duration(request.lease_seconds)?;
-    let max = request.max.clamp(1, MAX_JOBS_PER_LEASE);
+    if request.max == 0 {
+        return Err(ApiError::InvalidRequest("max must be at least 1".into()));
+    }
+    // A worker with more free slots than one lease may hold asks again.
+    let max = request.max.min(MAX_JOBS_PER_LEASE);
     let offer = WorkerOffer {
         toolchain: request.toolchain,
         project: request.project,
         warm_headers: request.warm_headers,
     };
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(request.wait_seconds.clamp(0.0, MAX_WAIT_SECONDS));
+    let deadline = Instant::now() + Duration::from_secs_f64(request.wait_seconds);
     loop {
         if state
             .shutting_down
@@ -84,6 +128,19 @@ pub(crate) async fn renew(
 ) -> Result<Json<RenewResponse>, ApiError> {
     let authority = auth::worker(&state, &headers).await?;
     let request: RenewRequest = parse_body(&state, &body)?;
+    input_limits::list("leases", &request.leases, input_limits::MAX_RENEW_LEASES)?;
+    for (index, lease) in request.leases.iter().enumerate() {
+        input_limits::string(
+            &format!("leases[{index}].job_id"),
+            &lease.job_id,
+            MAX_ID_BYTES,
+        )?;
+        input_limits::string(
+            &format!("leases[{index}].lease_id"),
+            &lease.lease_id,
+            MAX_ID_BYTES,
+        )?;
+    }
     let duration = lease_duration(request.lease_seconds)?;
     let pairs: Vec<(String, String)> = request
         .leases
@@ -101,6 +158,18 @@ pub(crate) async fn complete(
 ) -> Result<Json<CompleteResponse>, ApiError> {
     let authority = auth::worker(&state, &headers).await?;
     let request: CompleteRequest = parse_body(&state, &body)?;
+    lease_ids(&request.job_id, &request.lease_id)?;
+    let verdict_bytes = serde_json::to_vec(&request.verdict)
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+        .len();
+    if verdict_bytes > input_limits::MAX_VERDICT_BYTES {
+        return Err(ApiError::FieldTooLarge {
+            field: "verdict".into(),
+            size: verdict_bytes,
+            limit: input_limits::MAX_VERDICT_BYTES,
+            unit: "bytes",
+        });
+    }
     let outcome = state
         .store
         .complete_as(
@@ -138,6 +207,12 @@ pub(crate) async fn release(
 ) -> Result<Json<ReleaseResponse>, ApiError> {
     let authority = auth::worker(&state, &headers).await?;
     let request: ReleaseRequest = parse_body(&state, &body)?;
+    lease_ids(&request.job_id, &request.lease_id)?;
+    input_limits::string(
+        "error",
+        &request.error,
+        input_limits::MAX_RELEASE_ERROR_BYTES,
+    )?;
     if !(request.retry_after_seconds.is_finite() && request.retry_after_seconds >= 0.0) {
         return Err(ApiError::InvalidRequest(
             "retry_after_seconds must be a finite number of seconds".into(),

@@ -1,12 +1,20 @@
 //! Every route of the server, composed in one place: the `/v1` API and
 //! probes (`api`), the Kimina endpoints (`kimina`) and the worker API
-//! (`remote`), under one body-size limit.
+//! (`remote`), under one body-size limit; the answers for an unknown route
+//! and a wrong method; and the guard every request passes first (the size
+//! of its target and headers, and the time its body may take to arrive).
 //!
 //! Handlers live in their modules; this module only wires them, and no
-//! handler module imports it.
+//! handler module imports it. Every answer it makes itself is an `ApiError`
+//! (`{code, message}` JSON), never a bare status.
 
+use crate::error::{excerpt, ApiError};
 use crate::{api, kimina, remote, AppState};
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
@@ -29,6 +37,90 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard_request,
+        ))
         .with_state(state)
+}
+
+/// The router of the metrics listener (`--metrics-addr`): `/metrics`
+/// without a token, and nothing else.
+pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics_without_token))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard_request,
+        ))
+        .with_state(state)
+}
+
+async fn no_route(method: Method, request: Request) -> ApiError {
+    ApiError::NoRoute {
+        method: excerpt(method.as_str()),
+        path: excerpt(request.uri().path()),
+    }
+}
+
+async fn method_not_allowed(method: Method, request: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: excerpt(method.as_str()),
+        path: excerpt(request.uri().path()),
+    }
+}
+
+/// Refuse a request whose target or headers are too large (414, 431), and
+/// read its body within the body read timeout (408) and the body limit
+/// (413), before any handler sees it.
+async fn guard_request(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limits = &state.limits;
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_bytes > limits.max_uri_bytes {
+        return ApiError::UriTooLong {
+            size: uri_bytes,
+            limit: limits.max_uri_bytes,
+        }
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return ApiError::HeadersTooLarge {
+            size: header_bytes,
+            limit: limits.max_header_bytes,
+        }
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, limits.max_body_bytes);
+    let bytes = match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Err(_elapsed) => {
+            return ApiError::BodyTimeout {
+                seconds: limits.body_read_timeout.as_secs_f64(),
+            }
+            .into_response()
+        }
+        Ok(Err(_too_large_or_broken)) => {
+            return ApiError::BodyTooLarge(limits.max_body_bytes).into_response()
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

@@ -185,6 +185,7 @@ fn validate(state: &AppState, requests: &[CheckRequest]) -> Result<(), ApiError>
         });
     }
     for (index, request) in requests.iter().enumerate() {
+        crate::input_limits::check_request(index, request)?;
         let id = request
             .custom_id
             .clone()
@@ -219,8 +220,11 @@ async fn wait_for(
     let deadline = Instant::now() + wait;
     let mut pending: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut next_poll = Instant::now() + WAIT_POLL;
+    // Once the workers have drained on shutdown, no verdict comes any more.
+    let mut workers_stopped = state.workers_stopped.subscribe();
     while !pending.is_empty() && Instant::now() < deadline {
         tokio::select! {
+            _ = async { let _ = workers_stopped.wait_for(|stopped| *stopped).await; } => break,
             received = completions.recv() => match received {
                 Ok(job_id) => { pending.remove(job_id.as_str()); }
                 Err(broadcast::error::RecvError::Lagged(_)) => next_poll = Instant::now(),

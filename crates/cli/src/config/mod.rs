@@ -101,7 +101,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args.addr;
-    Farm::start(state, addr, worker)
+    Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
 }
@@ -115,6 +115,9 @@ pub async fn serve(args: ServeArgs, explicit: &[String]) -> Result<(), CliError>
         "leanfarm: serving on http://{} (Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
+    if let Some(metrics_addr) = farm.metrics_addr {
+        eprintln!("leanfarm: metrics on http://{metrics_addr}/metrics");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: draining running checks");
     farm.stop().await;

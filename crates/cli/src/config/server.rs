@@ -46,6 +46,15 @@ pub(crate) mod defaults {
     pub fn max_queued_jobs() -> u64 {
         Limits::default().max_queued_jobs
     }
+    pub fn header_read_timeout_seconds() -> f64 {
+        Limits::default().header_read_timeout.as_secs_f64()
+    }
+    pub fn body_read_timeout_seconds() -> f64 {
+        Limits::default().body_read_timeout.as_secs_f64()
+    }
+    pub fn max_connections() -> usize {
+        Limits::default().max_connections
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -68,10 +77,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitArgs,
-    /// Every user request must carry a tenant's token (see `leanfarm tenant`)
+    /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
     pub require_auth: bool,
+    /// Also serve /metrics, without a token, on this address (for a private network) [default: none]
+    #[arg(long, env = "LEAN_FARM_METRICS_ADDR")]
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
@@ -124,6 +137,18 @@ pub struct LimitArgs {
     #[arg(long, env = "LEAN_FARM_MAX_QUEUED_JOBS", default_value_t = defaults::max_queued_jobs())]
     #[serde(default = "defaults::max_queued_jobs")]
     pub max_queued_jobs: u64,
+    /// Seconds a client has to send its request headers before its connection is closed (also closes idle keep-alive connections)
+    #[arg(long, env = "LEAN_FARM_HEADER_READ_TIMEOUT_SECONDS", default_value_t = defaults::header_read_timeout_seconds())]
+    #[serde(default = "defaults::header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a client has to send its request body (408 body_timeout beyond)
+    #[arg(long, env = "LEAN_FARM_BODY_READ_TIMEOUT_SECONDS", default_value_t = defaults::body_read_timeout_seconds())]
+    #[serde(default = "defaults::body_read_timeout_seconds")]
+    pub body_read_timeout_seconds: f64,
+    /// Open connections at once; more are answered 503 too_many_connections and closed
+    #[arg(long, env = "LEAN_FARM_MAX_CONNECTIONS", default_value_t = defaults::max_connections())]
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 impl LimitArgs {
@@ -143,6 +168,21 @@ impl LimitArgs {
         at_least_one("max_snippet_bytes", self.max_snippet_bytes as u64)?;
         at_least_one("max_batch", self.max_batch as u64)?;
         at_least_one("max_queued_jobs", self.max_queued_jobs)?;
+        at_least_one("max_connections", self.max_connections as u64)?;
+        for (setting, seconds) in [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+        ] {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+                return Err(SettingError::new(
+                    setting,
+                    format!("must be between 0 and 86400 seconds, not {seconds}"),
+                ));
+            }
+        }
         if self.max_snippet_bytes > self.max_body_bytes {
             return Err(SettingError::new(
                 "max_snippet_bytes",
@@ -176,6 +216,12 @@ impl LimitArgs {
             max_timeout_seconds: self.max_timeout_seconds,
             max_wait_seconds: self.max_wait_seconds,
             max_queued_jobs: self.max_queued_jobs,
+            header_read_timeout: std::time::Duration::from_secs_f64(
+                self.header_read_timeout_seconds,
+            ),
+            body_read_timeout: std::time::Duration::from_secs_f64(self.body_read_timeout_seconds),
+            max_connections: self.max_connections,
+            ..Limits::default()
         }
     }
 }
