@@ -286,7 +286,12 @@ fn a_value_that_cannot_work_is_refused_by_name_from_any_source() {
 /// under a cap of 10 queued jobs (no workers: nothing leaves the queue).
 /// Exactly 3 batches get in; the rest are 429 `queue_full` with
 /// Retry-After. Returns the replicas.
-async fn race_two_replicas(first: Server, second: Server) -> (Server, Server) {
+/// `metrics_token` reads `/metrics` where the farm requires an operator's.
+async fn race_two_replicas(
+    first: Server,
+    second: Server,
+    metrics_token: Option<String>,
+) -> (Server, Server) {
     let first = std::sync::Arc::new(first);
     let second = std::sync::Arc::new(second);
     let mut submitters = Vec::new();
@@ -318,7 +323,11 @@ async fn race_two_replicas(first: Server, second: Server) -> (Server, Server) {
         refused += r;
     }
     assert_eq!((accepted, refused), (3, 7));
-    let (_, metrics) = first.get("/metrics").await;
+    let mut scrape = reqwest::Client::new().get(format!("{}/metrics", first.url));
+    if let Some(token) = &metrics_token {
+        scrape = scrape.bearer_auth(token);
+    }
+    let metrics = scrape.send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("lean_farm_queue_size{state=\"queued\"} 9"),
         "{metrics}"
@@ -361,7 +370,7 @@ async fn the_queue_cap_holds_across_two_replicas_on_sqlite() {
     ];
     let first = Server::start(first_dir.path(), &flags);
     let second = Server::start(second_dir.path(), &flags);
-    race_two_replicas(first, second).await;
+    race_two_replicas(first, second, None).await;
 }
 
 #[tokio::test]
@@ -373,7 +382,10 @@ async fn the_queue_cap_holds_across_two_replicas_on_postgres() {
     let mut second = api_replica(second_dir.path(), &db.url, &["--max-queued-jobs", "10"]);
     first.token = Some(user.clone());
     second.token = Some(user);
-    race_two_replicas(first, second).await;
+    let operator = leanfarm(&[
+        "tenant", "--store", &db.url, "farm-key", "--scope", "operator",
+    ]);
+    race_two_replicas(first, second, Some(operator)).await;
 }
 
 #[tokio::test]

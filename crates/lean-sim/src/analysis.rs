@@ -74,14 +74,8 @@ const DECLARATION_KEYWORDS: &[&str] = &[
     "inductive",
     "class",
 ];
-const MODIFIERS: &[&str] = &[
-    "private",
-    "protected",
-    "noncomputable",
-    "partial",
-    "unsafe",
-    "nonrec",
-];
+/// Lean's declaration modifiers, as the farm's lexer knows them.
+const MODIFIERS: &[&str] = lean_syntax::MODIFIERS;
 
 fn strip_comment(line: &str) -> &str {
     match line.find("--") {
