@@ -379,3 +379,77 @@ impl ProcessGroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A group carries the memory, process and CPU limits it was created
+    /// with, in the files of this host's hierarchy, and leaves nothing
+    /// behind once removed. Needs root, as the sandbox does.
+    #[test]
+    fn a_group_carries_its_limits_and_is_removed() {
+        let layout = detect().expect("a usable cgroup hierarchy");
+        let name = format!("sandbox-{}-unit-limits", std::process::id());
+        let mut group = ProcessGroup::create(&layout, &name, 64 << 20, 7, 0.25).unwrap();
+        let directories = group.directories.clone();
+        match &layout {
+            Layout::V2 { root } => {
+                let dir = root.join(&name);
+                assert_eq!(read(&dir.join("memory.max")), (64u64 << 20).to_string());
+                assert_eq!(read(&dir.join("pids.max")), "7");
+                assert_eq!(read(&dir.join("memory.swap.max")), "0");
+                let offered = read(&root.join("cgroup.controllers"));
+                if offered.split_whitespace().any(|c| c == "cpu") {
+                    assert_eq!(read(&dir.join("cpu.max")), "25000 100000");
+                }
+                assert_eq!(group.procs_files, vec![dir.join("cgroup.procs")]);
+            }
+            Layout::V1 { root, has_cpu, .. } => {
+                let memory = root.join("memory").join(PARENT).join(&name);
+                assert_eq!(
+                    read(&memory.join("memory.limit_in_bytes")),
+                    (64u64 << 20).to_string()
+                );
+                let pids = root.join("pids").join(PARENT).join(&name);
+                assert_eq!(read(&pids.join("pids.max")), "7");
+                if *has_cpu {
+                    let cpu = root.join("cpu").join(PARENT).join(&name);
+                    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "25000");
+                    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+                }
+                assert!(group.procs_files.contains(&memory.join("cgroup.procs")));
+                assert!(group.procs_files.contains(&pids.join("cgroup.procs")));
+            }
+        }
+        assert_eq!(group.process_count(), 0);
+        group.kill_all();
+        group.remove();
+        for dir in directories {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
+    }
+
+    /// Creating a group that exists already fails with a message naming it
+    /// (two spawns never share a group).
+    #[test]
+    fn a_group_name_is_never_reused() {
+        let layout = detect().expect("a usable cgroup hierarchy");
+        let name = format!("sandbox-{}-unit-twice", std::process::id());
+        let mut first = ProcessGroup::create(&layout, &name, 64 << 20, 7, 1.0).unwrap();
+        let second = ProcessGroup::create(&layout, &name, 64 << 20, 7, 1.0).unwrap_err();
+        assert!(
+            second.to_string().contains("cannot create cgroup")
+                && second.to_string().contains(&name),
+            "{second}"
+        );
+        first.remove();
+    }
+}

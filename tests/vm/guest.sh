@@ -1,0 +1,41 @@
+#!/bin/sh
+# Second init of the cgroup v2 test VM (PID 1, on a tmpfs root).
+#
+# Mounts cgroup2 and builds the hierarchy a Kubernetes node gives a pod:
+# /sys/fs/cgroup/kubepods/pod1 with cpu, memory and pids delegated down to
+# it and a memory and CPU limit of its own, as the kubelet sets them. The
+# tests then run inside pod1 in a cgroup namespace of their own, with
+# cgroup2 mounted again, so that /sys/fs/cgroup is the pod's cgroup and
+# holds the test process itself, as a container sees it. Each test binary
+# of /vm/plan runs in turn; each ends with one result line that run.sh
+# reads from the console. It must never run on a real machine: it is only
+# packed into the VM's initramfs.
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin
+. /vm/settings
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+ip link set lo up 2>/dev/null || ifconfig lo up
+
+say() { echo "leanfarm-vm: $*"; }
+finish() {
+  say "end"
+  sync
+  poweroff -f
+  sleep 5
+}
+
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || { say "error: cannot mount cgroup2"; finish; }
+say "kernel $(uname -r), root cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/kubepods/pod1
+echo "+cpu +memory +pids" > /sys/fs/cgroup/kubepods/cgroup.subtree_control
+echo "$POD_MEMORY_MAX" > /sys/fs/cgroup/kubepods/pod1/memory.max
+echo "$POD_CPU_MAX" > /sys/fs/cgroup/kubepods/pod1/cpu.max
+say "pod cgroup /kubepods/pod1: controllers $(cat /sys/fs/cgroup/kubepods/pod1/cgroup.controllers), memory.max $(cat /sys/fs/cgroup/kubepods/pod1/memory.max), cpu.max $(cat /sys/fs/cgroup/kubepods/pod1/cpu.max)"
+
+# The pod: joins pod1, then a cgroup and a mount namespace of its own.
+sh -c 'echo $$ > /sys/fs/cgroup/kubepods/pod1/cgroup.procs && exec /usr/bin/unshare-util-linux --cgroup --mount sh /vm/pod.sh'
+say "pod exited with status $?"
+finish
