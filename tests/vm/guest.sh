@@ -35,7 +35,16 @@ echo "$POD_MEMORY_MAX" > /sys/fs/cgroup/kubepods/pod1/memory.max
 echo "$POD_CPU_MAX" > /sys/fs/cgroup/kubepods/pod1/cpu.max
 say "pod cgroup /kubepods/pod1: controllers $(cat /sys/fs/cgroup/kubepods/pod1/cgroup.controllers), memory.max $(cat /sys/fs/cgroup/kubepods/pod1/memory.max), cpu.max $(cat /sys/fs/cgroup/kubepods/pod1/cpu.max)"
 
-# The pod: joins pod1, then a cgroup and a mount namespace of its own.
-sh -c 'echo $$ > /sys/fs/cgroup/kubepods/pod1/cgroup.procs && exec /usr/bin/unshare-util-linux --cgroup --mount sh /vm/pod.sh'
-say "pod exited with status $?"
+# The pod as Kubernetes runs it on cgroup v2 (containerd's default): it
+# joins pod1, then a cgroup and a mount namespace of its own.
+sh -c 'echo $$ > /sys/fs/cgroup/kubepods/pod1/cgroup.procs && exec /usr/bin/unshare-util-linux --cgroup --mount sh /vm/pod.sh own-cgroup-namespace'
+say "pod1 exited with status $?"
+
+# A pod without a cgroup namespace of its own (a runtime configured so):
+# it sees the node's whole hierarchy, and must still keep its sandboxes
+# inside its own cgroup, pod2.
+mkdir -p /sys/fs/cgroup/kubepods/pod2
+echo "$POD_MEMORY_MAX" > /sys/fs/cgroup/kubepods/pod2/memory.max
+sh -c 'echo $$ > /sys/fs/cgroup/kubepods/pod2/cgroup.procs && exec sh /vm/pod.sh node-cgroup-namespace'
+say "pod2 exited with status $?"
 finish

@@ -183,36 +183,98 @@ async fn forks_past_the_process_limit_fail() {
     assert_eq!(processes_in_our_sandboxes(), Vec::<i32>::new());
 }
 
+/// The cgroup of process `pid` for `controller` (v1), or its one cgroup
+/// (v2), as /proc/PID/cgroup names it.
+fn cgroup_of(pid: &str, controller: &str) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    cgroups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let matches = if on_cgroup_v2() {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == controller)
+            };
+            matches.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("process {pid} has no {controller} cgroup: {cgroups}"))
+}
+
+/// The cgroup under which this farm makes its groups on v2: its own, or,
+/// once it moved itself into the `leanfarm-supervisor` leaf, that leaf's
+/// parent.
+fn farm_cgroup() -> String {
+    let own = cgroup_of("self", "");
+    let base = own.strip_suffix("/leanfarm-supervisor").unwrap_or(&own);
+    if base.is_empty() {
+        "/".to_string()
+    } else {
+        base.to_string()
+    }
+}
+
+/// On cgroup v2, every sandbox's cgroup lies inside the farm's own cgroup,
+/// so that what a sandbox uses counts against the pod's limits. A pod
+/// without a cgroup namespace of its own sees the node's whole hierarchy at
+/// /sys/fs/cgroup: a group made at its root would escape the pod. (On v1
+/// the groups are made at the root of each controller's mount, which in a
+/// container is the container's own cgroup; this test checks v2 only.)
+#[tokio::test]
+async fn a_sandbox_cgroup_lies_inside_the_farms_own_cgroup_on_v2() {
+    if !on_cgroup_v2() {
+        eprintln!("cgroup v1: this test is for cgroup v2 (tests/vm/run.sh runs it there)");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (sandbox, _scratch) = native_sandbox(|_| {});
+    let mut child = shell(&sandbox, "echo up; sleep 1000");
+    assert_eq!(first_line(&mut child).await, "up");
+    let running = processes_in_our_sandboxes();
+    assert!(!running.is_empty());
+    let inside = format!("{}/leanfarm/sandbox-", farm_cgroup().trim_end_matches('/'));
+    for pid in &running {
+        let cgroup = cgroup_of(&pid.to_string(), "");
+        assert!(
+            cgroup.starts_with(&inside),
+            "process {pid} is in {cgroup}, outside the farm's {inside}..."
+        );
+    }
+    child.kill_tree();
+    child.wait().await;
+}
+
 /// On cgroup v2 the farm hands the memory, pids and (where offered) cpu
-/// controllers down to its sandboxes: in a cgroup namespace whose root is
-/// not the host's (a pod), it first moves its own processes out of that
-/// root into a `leanfarm-supervisor` leaf. On v1, each controller's
-/// hierarchy gets a `leanfarm` group.
+/// controllers down to its sandboxes, from its own cgroup: where that
+/// cgroup is not the host's root (a pod's), it first moves its own
+/// processes out of it into a `leanfarm-supervisor` leaf, since a cgroup
+/// holding processes cannot give controllers to its children. On v1, each
+/// controller's hierarchy gets a `leanfarm` group.
 #[tokio::test]
 async fn the_farm_delegates_the_controllers_its_sandboxes_need() {
     let _serial = SERIAL.lock().await;
     let (_sandbox, _scratch) = native_sandbox(|_| {});
-    let root = Path::new("/sys/fs/cgroup");
+    let mount = Path::new("/sys/fs/cgroup");
     if !on_cgroup_v2() {
         for controller in ["memory", "pids"] {
-            assert!(
-                root.join(controller).join("leanfarm").is_dir(),
-                "{controller}"
-            );
+            let parent = mount.join(controller).join("leanfarm");
+            assert!(parent.is_dir(), "{}", parent.display());
         }
         return;
     }
+    let farm = mount.join(farm_cgroup().trim_start_matches('/'));
     let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let offered = read(&farm.join("cgroup.controllers"));
     let wanted: Vec<&str> = ["memory", "pids", "cpu"]
         .into_iter()
-        .filter(|c| {
-            read(&root.join("cgroup.controllers"))
-                .split_whitespace()
-                .any(|o| o == *c)
-        })
+        .filter(|c| offered.split_whitespace().any(|o| o == *c))
         .collect();
-    assert!(wanted.contains(&"memory") && wanted.contains(&"pids"));
-    for dir in [root.to_path_buf(), root.join("leanfarm")] {
+    assert!(
+        wanted.contains(&"memory") && wanted.contains(&"pids"),
+        "{offered}"
+    );
+    for dir in [farm.clone(), farm.join("leanfarm")] {
         let enabled = read(&dir.join("cgroup.subtree_control"));
         for controller in &wanted {
             assert!(
@@ -222,12 +284,14 @@ async fn the_farm_delegates_the_controllers_its_sandboxes_need() {
             );
         }
     }
-    // The host's root cgroup has no memory.max; a pod's cgroup has one.
-    if root.join("memory.max").exists() {
-        assert_eq!(read(&root.join("cgroup.procs")).trim(), "");
-        assert_eq!(
-            read(Path::new("/proc/self/cgroup")).trim(),
-            "0::/leanfarm-supervisor"
+    // The host's root cgroup has no memory.max; a pod's cgroup has one, and
+    // may hold no process once it gives controllers to its children.
+    if farm.join("memory.max").exists() {
+        assert_eq!(read(&farm.join("cgroup.procs")).trim(), "");
+        assert!(
+            cgroup_of("self", "").ends_with("/leanfarm-supervisor"),
+            "{}",
+            cgroup_of("self", "")
         );
     }
 }
