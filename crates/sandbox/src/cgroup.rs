@@ -1,5 +1,12 @@
 //! Per-process cgroups on cgroup v1 (one directory per controller) or v2
 //! (one unified directory): limits, usage, OOM events, and killing the tree.
+//!
+//! On v2 every group is made under the farm's own cgroup (see
+//! `farm_directory_v2`): this module must never write above it, where the
+//! node's or another pod's groups are, and must never kill a process that is
+//! not in one of its sandbox groups. `docs/sandbox.md` says what a host or a
+//! pod must grant, and `tests/vm/run.sh` runs these groups on a cgroup v2
+//! kernel.
 
 use crate::SandboxError;
 use std::path::{Path, PathBuf};
@@ -132,21 +139,29 @@ fn prepare_v2(farm: &Path) -> Result<Layout, String> {
     let parent = farm.join(PARENT);
     std::fs::create_dir_all(&parent)
         .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    match enable_controllers(farm) {
-        Ok(()) => {}
-        // A cgroup holding processes cannot hand controllers to its
-        // children (unless it is the host's root): move its processes,
-        // the farm's own among them, to a leaf, then retry.
-        Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
-            move_processes_to_leaf(farm)?;
-            enable_controllers(farm)
-                .map_err(|e| format!("cannot enable controllers in {}: {e}", farm.display()))?;
-        }
-        Err(error) => {
-            return Err(format!(
-                "cannot enable controllers in {}: {error}",
-                farm.display()
-            ))
+    // A cgroup holding processes cannot hand controllers to its children
+    // (unless it is the host's root): move its processes, the farm's own
+    // among them, to a leaf, then retry. A process forked while they move,
+    // or one the kernel has not finished moving, makes the retry fail with
+    // EBUSY again for a moment: move again, a bounded number of times.
+    const MOST_MOVES: u32 = 50;
+    let mut moves = 0;
+    loop {
+        match enable_controllers(farm) {
+            Ok(()) => break,
+            Err(error) if error.raw_os_error() == Some(libc::EBUSY) && moves < MOST_MOVES => {
+                if moves > 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                move_processes_to_leaf(farm)?;
+                moves += 1;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "cannot enable controllers in {} (after moving its processes {moves} times): {error}",
+                    farm.display()
+                ))
+            }
         }
     }
     enable_controllers(&parent)
