@@ -112,6 +112,16 @@ fn farm_directory_v2(own: &str, mountinfo: &str) -> Result<PathBuf, String> {
         )
     })?;
     let mut directory = PathBuf::from(relative.trim_start_matches('/'));
+    // A process that entered a cgroup namespace from outside its root sees
+    // its own cgroup as `/..`: that is no place of the farm's.
+    if directory
+        .components()
+        .any(|part| part == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "this process's cgroup {own_path} is outside the cgroup2 mount at {MOUNT_POINT}"
+        ));
+    }
     if directory.file_name() == Some(std::ffi::OsStr::new(SUPERVISOR_LEAF)) {
         directory.pop();
     }
@@ -531,6 +541,9 @@ mod tests {
             let error = farm_directory_v2(own, &mountinfo).unwrap_err();
             assert!(error.contains("outside the cgroup2 mount"), "{error}");
         }
+        let error =
+            farm_directory_v2("0::/../pod2\n", &mountinfo_with_cgroup2_root("/")).unwrap_err();
+        assert!(error.contains("outside the cgroup2 mount"), "{error}");
         let error = farm_directory_v2("0::/\n", "24 1 0:22 / / rw - tmpfs tmpfs rw\n").unwrap_err();
         assert!(
             error.contains("no cgroup2 filesystem is mounted"),
