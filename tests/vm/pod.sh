@@ -6,8 +6,9 @@
 #   node-cgroup-namespace  sees the node's whole hierarchy, and runs
 #                          /vm/plan-node-cgroup-namespace.
 # It prints one result line for each test binary:
-#   leanfarm-vm-result <label> <hierarchy> <passed|failed> <seconds>
+#   leanfarm-vm-result <label> <hierarchy> <passed|failed> <seconds> <tests passed>
 # It must never run on a real machine: it is only packed into the VM.
+set -o pipefail
 say() { echo "leanfarm-vm: $*"; }
 if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
   say "error: /sys/fs/cgroup is not cgroup v2"
@@ -39,7 +40,8 @@ while read -r label binary arguments; do
   say "running $label: $binary $arguments"
   started=$(date +%s)
   # shellcheck disable=SC2086 # the arguments are words
-  if "$binary" $arguments; then status=passed; else status=failed; fi
+  if "$binary" $arguments 2>&1 | tee /tmp/test-output; then status=passed; else status=failed; fi
+  tests_passed=$(sed -n 's/^test result: .* \([0-9]*\) passed.*/\1/p' /tmp/test-output | head -1)
   say "sandbox cgroups left after $label: $(ls "/sys/fs/cgroup$pod/leanfarm" 2>/dev/null | grep '^sandbox-' | tr '\n' ' ')"
-  echo "leanfarm-vm-result $label $hierarchy $status $(( $(date +%s) - started ))"
+  echo "leanfarm-vm-result $label $hierarchy $status $(( $(date +%s) - started )) ${tests_passed:-0}"
 done < "$plan"

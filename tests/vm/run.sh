@@ -138,8 +138,9 @@ if $on_host; then
     read -r label executable arguments <<<"$entry"
     started=$(date +%s)
     # shellcheck disable=SC2086 # the arguments are words
-    if LEAN_FARM_TEST_SANDBOX=native "$executable" $arguments; then status=passed; else status=failed; fi
-    echo "$label $host_hierarchy $status $(( $(date +%s) - started ))" >> "$results"
+    if LEAN_FARM_TEST_SANDBOX=native "$executable" $arguments 2>&1 | tee "$work/host-output"; then status=passed; else status=failed; fi
+    tests_passed=$(sed -n 's/^test result: .* \([0-9]*\) passed.*/\1/p' "$work/host-output" | head -1)
+    echo "$label $host_hierarchy $status $(( $(date +%s) - started )) ${tests_passed:-0}" >> "$results"
   done
 fi
 
@@ -150,14 +151,14 @@ timeout --foreground "$vm_timeout_seconds" qemu-system-x86_64 \
   -nographic -no-reboot -nic none \
   -kernel "$kernel" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" </dev/null | tee "$console" || true
-tr -d '\r' < "$console" | awk '/^leanfarm-vm-result / { print $2, $3, $4, $5 }' >> "$results"
+tr -d '\r' < "$console" | awk '/^leanfarm-vm-result / { print $2, $3, $4, $5, $6 }' >> "$results"
 
 echo
 echo "== results"
-printf '%-14s %-14s %-8s %s\n' "binary" "hierarchy" "result" "seconds"
+printf '%-14s %-14s %-8s %-13s %s\n' "binary" "hierarchy" "result" "tests passed" "seconds"
 failed=0
-while read -r label hierarchy status seconds; do
-  printf '%-14s %-14s %-8s %s\n' "$label" "$hierarchy" "$status" "$seconds"
+while read -r label hierarchy status seconds tests_passed; do
+  printf '%-14s %-14s %-8s %-13s %s\n' "$label" "$hierarchy" "$status" "$tests_passed" "$seconds"
   [ "$status" = passed ] || failed=1
 done < "$results"
 for entry in "${plan[@]}"; do
