@@ -6,10 +6,12 @@
 # it and a memory and CPU limit of its own, as the kubelet sets them. The
 # tests then run inside pod1 in a cgroup namespace of their own, with
 # cgroup2 mounted again, so that /sys/fs/cgroup is the pod's cgroup and
-# holds the test process itself, as a container sees it. Each test binary
-# of /vm/plan runs in turn; each ends with one result line that run.sh
-# reads from the console. It must never run on a real machine: it is only
-# packed into the VM's initramfs.
+# holds the test process itself, as a container sees it (pod.sh runs each
+# test binary of /vm/plan; each ends with one result line that run.sh reads
+# from the console). Then the sandbox's own tests run again in pod2, which
+# has no cgroup namespace of its own and sees the node's whole hierarchy.
+# It must never run on a real machine: it is only packed into the VM's
+# initramfs.
 export PATH=/usr/bin:/usr/sbin:/bin:/sbin
 . /vm/settings
 mount -t proc proc /proc
