@@ -1,5 +1,12 @@
 //! Per-process cgroups on cgroup v1 (one directory per controller) or v2
 //! (one unified directory): limits, usage, OOM events, and killing the tree.
+//!
+//! On v2 every group is made under the farm's own cgroup (see
+//! `farm_directory_v2`): this module must never write above it, where the
+//! node's or another pod's groups are, and must never kill a process that is
+//! not in one of its sandbox groups. `docs/sandbox.md` says what a host or a
+//! pod must grant, and `tests/vm/run.sh` runs these groups on a cgroup v2
+//! kernel.
 
 use crate::SandboxError;
 use std::path::{Path, PathBuf};
@@ -22,39 +29,25 @@ pub(crate) enum Layout {
     },
 }
 
+/// Where the cgroup filesystems are mounted.
+const MOUNT_POINT: &str = "/sys/fs/cgroup";
+
+/// The leaf the farm moves its own processes into on cgroup v2 (see
+/// `move_processes_to_leaf`).
+const SUPERVISOR_LEAF: &str = "leanfarm-supervisor";
+
 /// Find the cgroup layout of this host and prepare the parent group.
 pub(crate) fn detect() -> Result<Layout, String> {
-    let root = PathBuf::from("/sys/fs/cgroup");
-    if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers")) {
-        if controllers.split_whitespace().any(|c| c == "memory")
-            && controllers.split_whitespace().any(|c| c == "pids")
-        {
-            let parent = root.join(PARENT);
-            std::fs::create_dir_all(&parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            match enable_controllers(&root) {
-                Ok(()) => {}
-                // A cgroup holding processes cannot hand controllers to its
-                // children (the root of a container's cgroup namespace is
-                // such a cgroup): move its processes to a leaf, then retry.
-                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
-                    move_processes_to_leaf(&root)?;
-                    enable_controllers(&root).map_err(|e| {
-                        format!("cannot enable controllers in {}: {e}", root.display())
-                    })?;
-                }
-                Err(error) => {
-                    return Err(format!(
-                        "cannot enable controllers in {}: {error}",
-                        root.display()
-                    ))
-                }
-            }
-            enable_controllers(&parent)
-                .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
-            return Ok(Layout::V2 { root: parent });
-        }
+    let mount_point = PathBuf::from(MOUNT_POINT);
+    if mount_point.join("cgroup.controllers").exists() {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let farm = farm_directory_v2(&own, &mountinfo)?;
+        return prepare_v2(&mount_point.join(farm));
     }
+    let root = mount_point;
     if root.join("memory").is_dir() && root.join("pids").is_dir() {
         for controller in ["memory", "pids"] {
             let parent = root.join(controller).join(PARENT);
@@ -67,6 +60,9 @@ pub(crate) fn detect() -> Result<Layout, String> {
         let separate_cpuacct = root.join("cpuacct").is_dir()
             && !same("cpu", "cpuacct")
             && std::fs::create_dir_all(root.join("cpuacct").join(PARENT)).is_ok();
+        if !has_cpu {
+            tracing::warn!("no cgroup v1 cpu controller: sandboxes run without a CPU limit");
+        }
         return Ok(Layout::V1 {
             root,
             has_freezer,
@@ -75,6 +71,115 @@ pub(crate) fn detect() -> Result<Layout, String> {
         });
     }
     Err("no usable cgroup v1 or v2 hierarchy with the memory and pids controllers".to_string())
+}
+
+/// The directory, relative to the cgroup2 mount at /sys/fs/cgroup, under
+/// which the farm makes its groups on cgroup v2: its own cgroup (the `0::`
+/// line of /proc/self/cgroup, `own`), seen through the mount's root (from
+/// /proc/self/mountinfo, `mountinfo`); or that cgroup's parent when it is
+/// the supervisor leaf an earlier start moved the farm into.
+///
+/// In a pod with a cgroup namespace of its own, this is the mount's root,
+/// the pod's cgroup. In one that sees the node's whole hierarchy, it is
+/// still the pod's cgroup, so that the sandboxes count against the pod's
+/// limits instead of escaping them at the node's root.
+fn farm_directory_v2(own: &str, mountinfo: &str) -> Result<PathBuf, String> {
+    let own_path = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or_else(|| format!("/proc/self/cgroup names no cgroup v2 group: {own:?}"))?;
+    let mount_root = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (mount, filesystem) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let is_cgroup2 = filesystem.split(' ').next() == Some("cgroup2");
+            (is_cgroup2 && fields.get(4) == Some(&MOUNT_POINT))
+                .then(|| fields.get(3).copied())
+                .flatten()
+        })
+        .ok_or_else(|| format!("no cgroup2 filesystem is mounted at {MOUNT_POINT}"))?;
+    let relative = if mount_root == "/" {
+        Some(own_path)
+    } else {
+        own_path
+            .strip_prefix(mount_root)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+    .ok_or_else(|| {
+        format!(
+            "this process's cgroup {own_path} is outside the cgroup2 mount at {MOUNT_POINT} (whose root is {mount_root})"
+        )
+    })?;
+    let mut directory = PathBuf::from(relative.trim_start_matches('/'));
+    // A process that entered a cgroup namespace from outside its root sees
+    // its own cgroup as `/..`: that is no place of the farm's.
+    if directory
+        .components()
+        .any(|part| part == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "this process's cgroup {own_path} is outside the cgroup2 mount at {MOUNT_POINT}"
+        ));
+    }
+    if directory.file_name() == Some(std::ffi::OsStr::new(SUPERVISOR_LEAF)) {
+        directory.pop();
+    }
+    Ok(directory)
+}
+
+/// Prepare the farm's cgroup v2 directory `farm`: hand the controllers down
+/// to a `leanfarm` group below it, where each sandbox gets its group.
+fn prepare_v2(farm: &Path) -> Result<Layout, String> {
+    let offered = std::fs::read_to_string(farm.join("cgroup.controllers")).map_err(|e| {
+        format!(
+            "cannot read {}: {e}",
+            farm.join("cgroup.controllers").display()
+        )
+    })?;
+    for required in ["memory", "pids"] {
+        if !offered.split_whitespace().any(|c| c == required) {
+            return Err(format!(
+                "the {required} controller is not delegated to {} (it offers: {})",
+                farm.display(),
+                offered.trim()
+            ));
+        }
+    }
+    let parent = farm.join(PARENT);
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    // A cgroup holding processes cannot hand controllers to its children
+    // (unless it is the host's root): move its processes, the farm's own
+    // among them, to a leaf, then retry. A process forked while they move,
+    // or one the kernel has not finished moving, makes the retry fail with
+    // EBUSY again for a moment: move again, a bounded number of times.
+    const MOST_MOVES: u32 = 50;
+    let mut moves = 0;
+    loop {
+        match enable_controllers(farm) {
+            Ok(()) => break,
+            Err(error) if error.raw_os_error() == Some(libc::EBUSY) && moves < MOST_MOVES => {
+                if moves > 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                move_processes_to_leaf(farm)?;
+                moves += 1;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "cannot enable controllers in {} (after moving its processes {moves} times): {error}",
+                    farm.display()
+                ))
+            }
+        }
+    }
+    enable_controllers(&parent)
+        .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
+    if !offered.split_whitespace().any(|c| c == "cpu") {
+        tracing::warn!(cgroup = %farm.display(), "the cpu controller is not delegated: sandboxes run without a CPU limit");
+    }
+    Ok(Layout::V2 { root: parent })
 }
 
 /// Enable memory and pids (required) and cpu (if offered) for the children
@@ -92,7 +197,7 @@ fn enable_controllers(dir: &Path) -> std::io::Result<()> {
 /// Move every process of a cgroup v2 directory into its child
 /// `leanfarm-supervisor`, so that the directory may enable controllers.
 fn move_processes_to_leaf(dir: &Path) -> Result<(), String> {
-    let leaf = dir.join("leanfarm-supervisor");
+    let leaf = dir.join(SUPERVISOR_LEAF);
     std::fs::create_dir_all(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
     let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
         .map_err(|e| format!("cannot read {}: {e}", dir.join("cgroup.procs").display()))?;
@@ -377,5 +482,144 @@ impl ProcessGroup {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /proc/self/mountinfo with cgroup2 at /sys/fs/cgroup, its root `root`.
+    fn mountinfo_with_cgroup2_root(root: &str) -> String {
+        format!(
+            "24 1 0:22 / / rw,relatime - tmpfs tmpfs rw\n\
+             35 24 0:30 {root} /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n\
+             36 24 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        )
+    }
+
+    #[test]
+    fn in_its_own_cgroup_namespace_the_farm_uses_the_mounts_root() {
+        let mountinfo = mountinfo_with_cgroup2_root("/");
+        assert_eq!(farm_directory_v2("0::/\n", &mountinfo), Ok(PathBuf::new()));
+        assert_eq!(
+            farm_directory_v2("0::/leanfarm-supervisor\n", &mountinfo),
+            Ok(PathBuf::new())
+        );
+    }
+
+    #[test]
+    fn seeing_the_nodes_hierarchy_the_farm_stays_in_its_own_cgroup() {
+        let mountinfo = mountinfo_with_cgroup2_root("/");
+        assert_eq!(
+            farm_directory_v2("0::/kubepods/pod2\n", &mountinfo),
+            Ok(PathBuf::from("kubepods/pod2"))
+        );
+        assert_eq!(
+            farm_directory_v2("0::/kubepods/pod2/leanfarm-supervisor\n", &mountinfo),
+            Ok(PathBuf::from("kubepods/pod2"))
+        );
+    }
+
+    #[test]
+    fn a_mounted_subtree_is_read_relative_to_its_root() {
+        let mountinfo = mountinfo_with_cgroup2_root("/kubepods/pod2");
+        assert_eq!(
+            farm_directory_v2("0::/kubepods/pod2/leanfarm-supervisor\n", &mountinfo),
+            Ok(PathBuf::new())
+        );
+        assert_eq!(
+            farm_directory_v2("0::/kubepods/pod2/worker\n", &mountinfo),
+            Ok(PathBuf::from("worker"))
+        );
+    }
+
+    #[test]
+    fn a_cgroup_outside_the_mount_or_no_cgroup2_is_refused_with_a_reason() {
+        let mountinfo = mountinfo_with_cgroup2_root("/kubepods/pod1");
+        for own in ["0::/kubepods/pod2\n", "0::/kubepods/pod10\n"] {
+            let error = farm_directory_v2(own, &mountinfo).unwrap_err();
+            assert!(error.contains("outside the cgroup2 mount"), "{error}");
+        }
+        let error =
+            farm_directory_v2("0::/../pod2\n", &mountinfo_with_cgroup2_root("/")).unwrap_err();
+        assert!(error.contains("outside the cgroup2 mount"), "{error}");
+        let error = farm_directory_v2("0::/\n", "24 1 0:22 / / rw - tmpfs tmpfs rw\n").unwrap_err();
+        assert!(
+            error.contains("no cgroup2 filesystem is mounted"),
+            "{error}"
+        );
+        let error =
+            farm_directory_v2("4:memory:/\n", &mountinfo_with_cgroup2_root("/")).unwrap_err();
+        assert!(error.contains("names no cgroup v2 group"), "{error}");
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A group carries the memory, process and CPU limits it was created
+    /// with, in the files of this host's hierarchy, and leaves nothing
+    /// behind once removed. Needs root, as the sandbox does.
+    #[test]
+    fn a_group_carries_its_limits_and_is_removed() {
+        let layout = detect().expect("a usable cgroup hierarchy");
+        let name = format!("sandbox-{}-unit-limits", std::process::id());
+        let mut group = ProcessGroup::create(&layout, &name, 64 << 20, 7, 0.25).unwrap();
+        let directories = group.directories.clone();
+        match &layout {
+            Layout::V2 { root } => {
+                let dir = root.join(&name);
+                assert_eq!(read(&dir.join("memory.max")), (64u64 << 20).to_string());
+                assert_eq!(read(&dir.join("pids.max")), "7");
+                assert_eq!(read(&dir.join("memory.swap.max")), "0");
+                let offered = read(&root.join("cgroup.controllers"));
+                if offered.split_whitespace().any(|c| c == "cpu") {
+                    assert_eq!(read(&dir.join("cpu.max")), "25000 100000");
+                }
+                assert_eq!(group.procs_files, vec![dir.join("cgroup.procs")]);
+            }
+            Layout::V1 { root, has_cpu, .. } => {
+                let memory = root.join("memory").join(PARENT).join(&name);
+                assert_eq!(
+                    read(&memory.join("memory.limit_in_bytes")),
+                    (64u64 << 20).to_string()
+                );
+                let pids = root.join("pids").join(PARENT).join(&name);
+                assert_eq!(read(&pids.join("pids.max")), "7");
+                if *has_cpu {
+                    let cpu = root.join("cpu").join(PARENT).join(&name);
+                    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "25000");
+                    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+                }
+                assert!(group.procs_files.contains(&memory.join("cgroup.procs")));
+                assert!(group.procs_files.contains(&pids.join("cgroup.procs")));
+            }
+        }
+        assert_eq!(group.process_count(), 0);
+        group.kill_all();
+        group.remove();
+        for dir in directories {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
+    }
+
+    /// Creating a group that exists already fails with a message naming it
+    /// (two spawns never share a group).
+    #[test]
+    fn a_group_name_is_never_reused() {
+        let layout = detect().expect("a usable cgroup hierarchy");
+        let name = format!("sandbox-{}-unit-twice", std::process::id());
+        let mut first = ProcessGroup::create(&layout, &name, 64 << 20, 7, 1.0).unwrap();
+        let second = ProcessGroup::create(&layout, &name, 64 << 20, 7, 1.0).unwrap_err();
+        assert!(
+            second.to_string().contains("cannot create cgroup")
+                && second.to_string().contains(&name),
+            "{second}"
+        );
+        first.remove();
     }
 }
