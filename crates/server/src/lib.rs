@@ -11,11 +11,14 @@
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `error` and `metrics` serve them all. No two modules import each other.
+//! `autoscale` states the deployment's worker autoscaling arithmetic; nothing
+//! at run time uses it.
 //!
 //! This module must never change a job's state except through `Store`.
 
 mod api;
 pub mod auth;
+pub mod autoscale;
 mod body;
 mod completion;
 mod error;
