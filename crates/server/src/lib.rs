@@ -11,8 +11,6 @@
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `error` and `metrics` serve them all. No two modules import each other.
-//! `autoscale` states the deployment's worker autoscaling arithmetic; nothing
-//! at run time uses it.
 //!
 //! This module must never change a job's state except through `Store`.
 
