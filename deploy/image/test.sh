@@ -34,6 +34,13 @@ case "$user" in
   ""|0|0:*|root|root:*) fail "the image runs as root ('$user'), API replicas must not" ;;
 esac
 uid="${user%%:*}"; gid="${user##*:}"
+volumes="$(buildah inspect --type image --format '{{range $path, $_ := .OCIv1.Config.Volumes}}{{$path}} {{end}}' "$tag")"
+for volume in /var/lib/leanfarm /tmp; do
+  case " $volumes" in
+    *" $volume "*) ;;
+    *) fail "the image does not declare $volume as a volume (declared: $volumes)" ;;
+  esac
+done
 
 work="$(mktemp -d)"
 container="$(buildah from "$tag")"
