@@ -18,6 +18,7 @@
 
 mod api;
 pub mod auth;
+pub mod autoscale;
 mod body;
 mod completion;
 mod error;
