@@ -14,6 +14,7 @@ use crate::{
     Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
+use crate::{DeadJobSelector, CLOCK_RESOLUTION_MILLIS};
 use futures::future::BoxFuture;
 use leanfarm_core::Verdict;
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_scoped_tokens.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_outages.sql")),
 ];
 
 /// Connections kept per store (per process).
@@ -366,6 +368,7 @@ impl PostgresStore {
         max: usize,
         lease: Duration,
         offer: &WorkerOffer,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<Lease>, StoreError> {
         let worker_id = worker_id.to_string();
         let offer: Arc<WorkerOffer> = Arc::new(offer.clone());
@@ -375,6 +378,7 @@ impl PostgresStore {
                 (worker_id.clone(), Arc::clone(&offer), only_tenant.clone());
             Box::pin(async move {
                 let now = now_millis();
+                observe_queue_clock(tx, now, freeze_in_outages).await?;
                 let mut expired = TenantDeltas::default();
                 expire_leases(tx, now, &mut expired).await?;
                 // Counted now, so that the requeued jobs' tenants are candidates.
@@ -482,13 +486,16 @@ impl PostgresStore {
         only_tenant: Option<String>,
         leases: &[(String, String)],
         lease: Duration,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<bool>, StoreError> {
         let leases = Arc::new(leases.to_vec());
         let lease_millis = lease.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
             let (leases, only_tenant) = (Arc::clone(&leases), only_tenant.clone());
             Box::pin(async move {
-                let expires_at = now_millis() + lease_millis;
+                let now = now_millis();
+                observe_queue_clock(tx, now, freeze_in_outages).await?;
+                let expires_at = now + lease_millis;
                 let mut held = Vec::with_capacity(leases.len());
                 for (job_id, lease_id) in leases.iter() {
                     refuse_other_tenants_job(tx, only_tenant.as_deref(), job_id).await?;
@@ -522,8 +529,8 @@ impl PostgresStore {
                 refuse_other_tenants_job(tx, only_tenant.as_deref(), &job_id).await?;
                 let row = tx
                     .query_opt(
-                        "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
+                        "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL,
+                         artifacts_owed = TRUE WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
                         &[&job_id, &lease_id, &result, &now_millis()],
                     )
                     .await?;
@@ -583,6 +590,82 @@ impl PostgresStore {
                 };
                 deltas.apply(tx).await?;
                 Ok(outcome)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn jobs_owing_artifacts(
+        &self,
+        only_job: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let limit = limit.max(1) as i64;
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE artifacts_owed AND ($1::TEXT IS NULL OR id = $1) ORDER BY id LIMIT $2"
+                ),
+                &[&only_job, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn artifacts_written(&self, job_id: &str) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE jobs SET artifacts_owed = FALSE WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn retry_dead(
+        &self,
+        selector: DeadJobSelector,
+        note: String,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ids, batch, all): (Option<Vec<String>>, Option<String>, bool) = match selector {
+            DeadJobSelector::Ids(ids) => (Some(ids), None, false),
+            DeadJobSelector::Batch(batch) => (None, Some(batch), false),
+            DeadJobSelector::All => (None, None, true),
+        };
+        let arguments = Arc::new((ids, batch, all, note));
+        self.transaction(Box::new(move |tx| {
+            let arguments = Arc::clone(&arguments);
+            Box::pin(async move {
+                let (ids, batch, all, note) = &*arguments;
+                let now = now_millis();
+                let rows = tx
+                    .query(
+                        "UPDATE jobs SET state = 'queued', attempts = 0, last_error = $4, run_after = $5, finished_at = NULL,
+                         lease_id = NULL, lease_expires_at = NULL
+                         WHERE id IN (
+                             SELECT id FROM jobs WHERE state = 'dead'
+                             AND ($3 OR id = ANY($1::TEXT[]) OR batch_id = $2::TEXT)
+                             ORDER BY id FOR UPDATE
+                         )
+                         RETURNING id, tenant",
+                        &[ids, batch, all, note, &now],
+                    )
+                    .await?;
+                let mut retried = Vec::with_capacity(rows.len());
+                let mut per_tenant: BTreeMap<String, i64> = BTreeMap::new();
+                for row in &rows {
+                    retried.push(row.get::<_, String>(0));
+                    *per_tenant.entry(row.get(1)).or_default() += 1;
+                }
+                for (tenant, count) in per_tenant {
+                    tx.execute(
+                        "INSERT INTO tenant_queue (tenant, queued) VALUES ($1, $2)
+                         ON CONFLICT (tenant) DO UPDATE SET queued = tenant_queue.queued + $2",
+                        &[&tenant, &count],
+                    )
+                    .await?;
+                }
+                retried.sort();
+                Ok(retried)
             })
         }))
         .await
@@ -804,6 +887,62 @@ impl TenantDeltas {
         }
         Ok(())
     }
+}
+
+/// Tick the queue's clock (at most once a second). After a gap longer than
+/// `freeze_in_outages` milliseconds (nobody reached the store: an
+/// outage), every running lease is extended by the gap, so that
+/// no lease runs out because its holder could not renew it. The clock's row
+/// is locked and read again before it moves, so that of the transactions
+/// that come back together after an outage only one extends the leases.
+async fn observe_queue_clock(
+    tx: &Transaction<'_>,
+    now: UnixMillis,
+    freeze_in_outages: Option<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_opt("SELECT last_seen FROM queue_clock WHERE id = 1", &[])
+        .await?
+    else {
+        return Ok(());
+    };
+    if now - row.get::<_, i64>(0) < CLOCK_RESOLUTION_MILLIS {
+        return Ok(());
+    }
+    let Some(row) = tx
+        .query_opt(
+            "SELECT last_seen FROM queue_clock WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let last_seen: i64 = row.get(0);
+    let gap = now - last_seen;
+    if gap < CLOCK_RESOLUTION_MILLIS {
+        return Ok(());
+    }
+    if freeze_in_outages.is_some_and(|outage_gap| last_seen > 0 && gap > outage_gap) {
+        let extended = tx
+            .execute(
+                "UPDATE jobs SET lease_expires_at = lease_expires_at + $1
+                 WHERE state = 'running' AND lease_expires_at >= $2",
+                &[&gap, &last_seen],
+            )
+            .await?;
+        tracing::warn!(
+            gap_ms = gap,
+            extended,
+            "the queue was unreachable; running leases extended by the gap"
+        );
+    }
+    tx.execute(
+        "UPDATE queue_clock SET last_seen = $1 WHERE id = 1",
+        &[&now],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Return jobs whose lease expired to the queue, or to the dead letters when
