@@ -493,7 +493,8 @@ impl Store {
     /// After how long without a claim or renewal the running leases are
     /// extended by the gap (`None`: never, expiries count).
     fn freeze_leases_in_outages(&self) -> Option<i64> {
-        (!self.policy.count_expiry_during_outage).then(|| self.policy.outage_gap.as_millis() as i64)
+        (!self.policy.count_expiry_during_outage)
+            .then_some(self.policy.outage_gap.as_millis() as i64)
     }
 
     /// Name of the backend, for logs and metrics: `sqlite` or `postgres`.
