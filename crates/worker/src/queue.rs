@@ -40,6 +40,22 @@ pub enum QueueError {
     /// The store behind an in-process queue failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An HTTP queue was given no farm URL.
+    #[error("no farm url given: a worker needs at least one --server")]
+    NoServers,
+}
+
+impl QueueError {
+    /// Whether the replica that was called failed (not the request): it could
+    /// not be reached, or answered 502, 503 or 504. Another replica of the
+    /// same farm may take the call.
+    pub fn is_replica_failure(&self) -> bool {
+        match self {
+            QueueError::Unreachable { .. } => true,
+            QueueError::Refused { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
 }
 
 /// Where the worker loop gets its jobs and sends their outcomes.
