@@ -102,6 +102,19 @@ pub(crate) async fn worker(
         .ok_or_else(|| ApiError::Forbidden("a user token cannot use the worker API".into()))
 }
 
+/// Check that a request comes from an operator token (the farm itself).
+pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers)?.ok_or_else(|| {
+        ApiError::Unauthorized("the operator API requires an operator token".into())
+    })?;
+    match caller(state, token).await?.scope {
+        KeyScope::Operator => Ok(()),
+        KeyScope::User | KeyScope::Worker => Err(ApiError::Forbidden(
+            "only an operator token may use the operator API".into(),
+        )),
+    }
+}
+
 /// Token buckets per tenant, refilled at the tenant's `requests_per_second`
 /// (tenants without a record are not limited). Per replica: N replicas
 /// admit up to N times the rate.

@@ -18,10 +18,12 @@ mod api;
 pub mod auth;
 mod body;
 mod completion;
+mod dead_letters;
 mod error;
 mod in_process_queue;
 mod kimina;
 mod metrics;
+mod outbox;
 mod remote;
 mod routes;
 mod submit;
@@ -146,6 +148,10 @@ impl Farm {
             )),
             None => tokio::spawn(async {}),
         };
+        tokio::spawn(outbox::sweep_until_shutdown(
+            Arc::clone(&state),
+            shutdown_receiver.clone(),
+        ));
         let app = router(Arc::clone(&state));
         let mut server_shutdown = shutdown_receiver;
         let server = tokio::spawn(async move {

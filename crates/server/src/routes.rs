@@ -1,11 +1,12 @@
 //! Every route of the server, composed in one place: the `/v1` API and
 //! probes (`api`), the Kimina endpoints (`kimina`) and the worker API
-//! (`remote`), under one body-size limit.
+//! (`remote`), the operator's dead letters (`dead_letters`), under one
+//! body-size limit.
 //!
 //! Handlers live in their modules; this module only wires them, and no
 //! handler module imports it.
 
-use crate::{api, kimina, remote, AppState};
+use crate::{api, dead_letters, kimina, remote, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,6 +25,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/worker/renew", post(remote::renew))
         .route("/v1/worker/complete", post(remote::complete))
         .route("/v1/worker/release", post(remote::release))
+        .route("/v1/operator/jobs", get(dead_letters::list_jobs))
+        .route("/v1/operator/jobs/retry", post(dead_letters::retry_jobs))
         .route("/health", get(kimina::health))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
