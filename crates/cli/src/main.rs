@@ -3,6 +3,7 @@
 
 mod check;
 mod config;
+mod jobs;
 mod tenant;
 mod worker;
 
@@ -30,6 +31,8 @@ enum Command {
     Worker(Box<worker::WorkerArgs>),
     /// Manage tenants, their limits and their tokens.
     Tenant(tenant::TenantArgs),
+    /// List jobs by state and put dead jobs back in the queue.
+    Jobs(jobs::JobsArgs),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -91,7 +94,9 @@ fn main() -> ExitCode {
     }
     // `check` prints a table; its embedded farm logs only problems by default.
     let default_log = match cli.command {
-        Command::Check(_) | Command::Tenant(_) | Command::Migrate { .. } => "warn",
+        Command::Check(_) | Command::Tenant(_) | Command::Jobs(_) | Command::Migrate { .. } => {
+            "warn"
+        }
         _ => "info",
     };
     config::init_logging(default_log);
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,
+            Command::Jobs(args) => jobs::run(args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

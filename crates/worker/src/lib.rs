@@ -452,6 +452,7 @@ async fn run_job<Queue: JobQueue>(
     mut abort: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, "check started");
     queue.check_started();
     let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let heartbeat = tokio::spawn(heartbeat(
@@ -475,6 +476,7 @@ async fn run_job<Queue: JobQueue>(
                 verdict,
             };
             pending.hold(entry, started).await;
+            tracing::info!(job_id, "verdict held until stored");
             // The check is done: its slot is free while the verdict is reported.
             drop(permit);
             report_until_settled(

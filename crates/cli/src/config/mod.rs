@@ -7,13 +7,15 @@
 //!
 //! By concern: `server` (listening, auth, request and queue limits),
 //! `checker` (toolchain, slots, leases; builds the driver), `sandbox` (the
-//! sandbox's backend and limits), `store` (job and artifact stores). Each
+//! sandbox's backend and limits), `store` (job and artifact stores),
+//! `queue` (attempts and outages). Each
 //! struct has a `validate()` whose error names the setting. This module
 //! builds a running `Farm` from settings; it must never hold a default
 //! itself.
 
 mod checker;
 mod file;
+mod queue;
 mod sandbox;
 mod server;
 mod store;
@@ -86,7 +88,8 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     let store_url = args.stores.store_url(&data_dir);
     let store = Store::open(&store_url)
         .await
-        .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?;
+        .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?
+        .with_queue_policy(args.queue.policy());
     let artifacts_url = args.stores.artifacts_url(&data_dir);
     let artifacts = ArtifactStore::open(&artifacts_url)
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
