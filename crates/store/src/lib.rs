@@ -382,7 +382,7 @@ pub struct QueuePolicy {
     /// `outage_gap`) expires and uses an attempt like any other. When
     /// false, the queue's clock stops during the outage: every running
     /// lease is extended by the gap, so its holder can still renew it or
-    /// store its verdict.
+    /// store its verdict (and at least `outage_gap` from the store's return).
     pub count_expiry_during_outage: bool,
     /// No claim or renewal reaching the store for this long is an outage.
     /// Workers claim or renew several times a second while a farm is up.

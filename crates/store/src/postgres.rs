@@ -891,8 +891,10 @@ impl TenantDeltas {
 
 /// Tick the queue's clock (at most once a second). After a gap longer than
 /// `freeze_in_outages` milliseconds (nobody reached the store: an
-/// outage), every running lease is extended by the gap, so that
-/// no lease runs out because its holder could not renew it. The clock's row
+/// outage), every running lease is extended by the gap, and to at least
+/// the outage gap from now (time for its holder to come back after the
+/// store did), so that no lease runs out because its holder could not
+/// renew it. The clock's row
 /// is locked and read again before it moves, so that of the transactions
 /// that come back together after an outage only one extends the leases.
 async fn observe_queue_clock(
@@ -923,12 +925,14 @@ async fn observe_queue_clock(
     if gap < CLOCK_RESOLUTION_MILLIS {
         return Ok(());
     }
-    if freeze_in_outages.is_some_and(|outage_gap| last_seen > 0 && gap > outage_gap) {
+    if let Some(outage_gap) =
+        freeze_in_outages.filter(|outage_gap| last_seen > 0 && gap > *outage_gap)
+    {
         let extended = tx
             .execute(
-                "UPDATE jobs SET lease_expires_at = lease_expires_at + $1
+                "UPDATE jobs SET lease_expires_at = GREATEST(lease_expires_at + $1, $3)
                  WHERE state = 'running' AND lease_expires_at >= $2",
-                &[&gap, &last_seen],
+                &[&gap, &last_seen, &(now + outage_gap)],
             )
             .await?;
         tracing::warn!(

@@ -775,8 +775,10 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 
 /// Tick the queue's clock (at most once a second). After a gap longer than
 /// `freeze_in_outages` milliseconds (nobody reached the store: an
-/// outage), every running lease is extended by the gap, so that
-/// no lease runs out because its holder could not renew it.
+/// outage), every running lease is extended by the gap, and to at least
+/// the outage gap from now (time for its holder to come back after the
+/// store did), so that no lease runs out because its holder could not
+/// renew it.
 fn observe_queue_clock(
     transaction: &Transaction<'_>,
     now: UnixMillis,
@@ -795,14 +797,16 @@ fn observe_queue_clock(
     if gap < CLOCK_RESOLUTION_MILLIS {
         return Ok(());
     }
-    if freeze_in_outages.is_some_and(|outage_gap| last_seen > 0 && gap > outage_gap) {
+    if let Some(outage_gap) =
+        freeze_in_outages.filter(|outage_gap| last_seen > 0 && gap > *outage_gap)
+    {
         let extended = transaction
             .prepare_cached(
-                "UPDATE jobs SET lease_expires_at = lease_expires_at + ?1
+                "UPDATE jobs SET lease_expires_at = max(lease_expires_at + ?1, ?3)
                  WHERE state = 'running' AND lease_expires_at >= ?2",
             )
             .map_err(query_error)?
-            .execute(params![gap, last_seen])
+            .execute(params![gap, last_seen, now + outage_gap])
             .map_err(query_error)?;
         tracing::warn!(
             gap_ms = gap,
