@@ -216,6 +216,7 @@ pub async fn run_with_reporting<Queue: JobQueue>(
     report_spool_first(&queue, &driver, &pending).await;
     let slots = Arc::new(Semaphore::new(driver.slots()));
     let (abort_sender, abort) = watch::channel(false);
+    let mut spool_was_full = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -234,12 +235,19 @@ pub async fn run_with_reporting<Queue: JobQueue>(
         let room = pending.capacity().saturating_sub(pending.len() + running);
         if room == 0 {
             drop(permits);
-            tracing::warn!(
-                held = pending.len(),
-                "the verdicts not yet stored fill the spool; leasing no new work until they are"
-            );
+            if !spool_was_full {
+                tracing::warn!(
+                    held = pending.len(),
+                    "the verdicts not yet stored fill the spool; leasing no new work until they are"
+                );
+            }
+            spool_was_full = true;
             sleep_or_shutdown(config.poll_interval, &mut shutdown).await;
             continue;
+        }
+        if spool_was_full {
+            tracing::info!(held = pending.len(), "the spool has room again; leasing");
+            spool_was_full = false;
         }
         permits.truncate(room);
         let offer = WorkerOffer {
