@@ -127,7 +127,9 @@ async fn nothing_is_lost_when_workers_a_replica_and_the_database_fail() {
         worker.start(&worker_token);
     }
 
-    // Submit batches of five for a while, to whichever replica answers.
+    // Submit batches of five for a while, to whichever replica answers:
+    // faster than six slots check them, so that work is queued and running
+    // when the database goes down.
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
     let started = Instant::now();
     let submitter = {
@@ -143,7 +145,7 @@ async fn nothing_is_lost_when_workers_a_replica_and_the_database_fail() {
                 let codes: Vec<String> = (0..5)
                     .map(|index| {
                         format!(
-                            "-- sim: sleep 300\ntheorem chaos_{batch}_{index} : True := trivial"
+                            "-- sim: sleep 600\ntheorem chaos_{batch}_{index} : True := trivial"
                         )
                     })
                     .collect();
