@@ -389,6 +389,10 @@ async fn report_once<Queue: JobQueue>(
             }
             forgotten
         }
+        Err(error) if error.is_refused_for_good() => {
+            tracing::error!(job_id, %error, "the farm refuses this verdict for good; dropped, the job will be leased again");
+            pending.forget(job_id, &entry.lease.lease_id).await
+        }
         Err(error) => {
             tracing::warn!(job_id, %error, "storing a verdict failed; it is kept and tried again");
             false

@@ -56,6 +56,19 @@ impl QueueError {
             _ => false,
         }
     }
+
+    /// Whether the farm refused the request for what it is (400, 404, 413,
+    /// 422): sending it again, to any replica, cannot succeed. A refused
+    /// token (401, 403) is not: a worker restarted with a good one can.
+    pub fn is_refused_for_good(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Refused {
+                status: 400 | 404 | 413 | 422,
+                ..
+            }
+        )
+    }
 }
 
 /// Where the worker loop gets its jobs and sends their outcomes.

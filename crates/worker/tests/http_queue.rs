@@ -331,6 +331,7 @@ async fn a_replica_answering_503_is_left_but_a_refusal_of_the_request_is_not() {
         "{error}"
     );
     assert!(!error.is_replica_failure());
+    assert!(error.is_refused_for_good());
     assert!(
         second_received.try_recv().is_err(),
         "a 400 was tried on another replica"
@@ -350,6 +351,7 @@ async fn when_every_replica_is_down_the_call_fails_and_no_replica_is_no_queue() 
         .unwrap_err();
     assert!(matches!(error, QueueError::Unreachable { .. }), "{error}");
     assert!(error.is_replica_failure());
+    assert!(!error.is_refused_for_good());
     let error = HttpQueue::with_servers(&[], "t").err().unwrap();
     assert!(matches!(error, QueueError::NoServers));
     assert_eq!(

@@ -32,6 +32,8 @@ struct ScriptedQueue {
     complete_calls: AtomicUsize,
     /// Completions that fail before one succeeds.
     failing_completions: AtomicUsize,
+    /// The HTTP status the failing completions are refused with (503 if 0).
+    failing_status: std::sync::atomic::AtomicU16,
     released: Mutex<Vec<(String, String, Duration)>>,
     renewals: AtomicUsize,
     /// Whether a renewal finds the lease still held.
@@ -110,10 +112,14 @@ impl JobQueue for Shared {
             })
             .is_ok()
         {
+            let status = match self.0.failing_status.load(Ordering::SeqCst) {
+                0 => 503,
+                status => status,
+            };
             return Err(QueueError::Refused {
                 path: "/v1/worker/complete",
-                status: 503,
-                body: "store unavailable".into(),
+                status,
+                body: "refused".into(),
             });
         }
         self.0
@@ -459,6 +465,34 @@ async fn a_full_spool_stops_the_leasing_until_it_drains() {
     assert!(spool.entries().unwrap().is_empty());
 }
 
+async fn a_verdict_the_farm_refuses_for_good_leaves_the_spool() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(spool_dir.path(), 8).unwrap();
+    let queue = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    queue
+        .failing_completions
+        .store(usize::MAX, Ordering::SeqCst);
+    queue.failing_status.store(422, Ordering::SeqCst);
+    let running = start_reporting(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(Some(spool.clone())),
+    );
+    until("the verdict is sent", || {
+        queue.complete_calls.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert_eq!(
+        queue.complete_calls.load(Ordering::SeqCst),
+        1,
+        "a verdict refused for good was sent again"
+    );
+    assert!(spool.entries().unwrap().is_empty());
+}
+
 async fn the_spool_writes_whole_entries_and_refuses_bad_ones() {
     let spool_dir = tempfile::tempdir().unwrap();
     assert!(matches!(
@@ -502,7 +536,11 @@ fn main() {
         args.remove(0);
         std::process::exit(lean_sim::main_with_args(args));
     }
-    let tests: [Test; 9] = [
+    let tests: [Test; 10] = [
+        (
+            "a_verdict_the_farm_refuses_for_good_leaves_the_spool",
+            || Box::pin(a_verdict_the_farm_refuses_for_good_leaves_the_spool()),
+        ),
         (
             "a_verdict_is_reported_through_an_outage_of_any_length",
             || Box::pin(a_verdict_is_reported_through_an_outage_of_any_length()),
