@@ -1,7 +1,7 @@
 //! The artifacts outbox: a stored verdict owes its artifacts (`input.json`,
-//! `summary.json`, `messages.json`) until they are written. The store marks
-//! the job in the verdict's own transaction; whichever replica wrote the
-//! files clears the mark. Every replica sweeps the outbox when it starts and
+//! `summary.json`, `messages.json`: `VERDICT_ARTIFACTS`) until they are
+//! written. The store records the names owed in the verdict's own
+//! transaction; whichever replica wrote them clears the record. Every replica sweeps the outbox when it starts and
 //! every `SWEEP_INTERVAL`, so a replica killed between the commit and the
 //! writes leaves no verdict without its artifacts.
 //!
@@ -10,8 +10,8 @@
 
 use crate::AppState;
 use leanfarm_core::{CheckRequest, Verdict};
-use leanfarm_store::artifacts::ArtifactError;
-use leanfarm_store::{JobRecord, StoreError};
+use leanfarm_store::artifacts::{ArtifactError, VERDICT_ARTIFACTS};
+use leanfarm_store::{OwedArtifacts, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,42 +42,52 @@ pub(crate) enum OutboxError {
     },
     #[error("job {0} owes artifacts but has no verdict")]
     NoVerdict(String),
+    #[error("job {job_id} owes an artifact this server cannot write: {name}")]
+    UnknownArtifact { job_id: String, name: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Write a job's artifacts, then clear its outbox mark.
+/// Write a stored verdict's artifacts (all of `VERDICT_ARTIFACTS`), then
+/// clear its outbox record.
 pub(crate) async fn write_artifacts(
     state: &AppState,
     job_id: &str,
     request: &CheckRequest,
     verdict: &Verdict,
 ) -> Result<(), OutboxError> {
-    let encode = |name: &'static str, bytes: serde_json::Result<Vec<u8>>| {
-        bytes.map_err(|source| OutboxError::Encode {
+    write_named_artifacts(state, job_id, request, verdict, &VERDICT_ARTIFACTS).await
+}
+
+/// Write the named artifacts of a job, then clear its outbox record (only
+/// once every one is written).
+async fn write_named_artifacts(
+    state: &AppState,
+    job_id: &str,
+    request: &CheckRequest,
+    verdict: &Verdict,
+    names: &[&str],
+) -> Result<(), OutboxError> {
+    for name in names {
+        let (name, bytes) = match *name {
+            "input.json" => ("input.json", serde_json::to_vec_pretty(request)),
+            "summary.json" => ("summary.json", serde_json::to_vec_pretty(verdict)),
+            "messages.json" => (
+                "messages.json",
+                serde_json::to_vec_pretty(&verdict.messages),
+            ),
+            unknown => {
+                return Err(OutboxError::UnknownArtifact {
+                    job_id: job_id.to_string(),
+                    name: unknown.to_string(),
+                })
+            }
+        };
+        let bytes = bytes.map_err(|source| OutboxError::Encode {
             job_id: job_id.to_string(),
             name,
             source,
-        })
-    };
-    let files = [
-        (
-            "input.json",
-            encode("input.json", serde_json::to_vec_pretty(request))?,
-        ),
-        (
-            "summary.json",
-            encode("summary.json", serde_json::to_vec_pretty(verdict))?,
-        ),
-        (
-            "messages.json",
-            encode(
-                "messages.json",
-                serde_json::to_vec_pretty(&verdict.messages),
-            )?,
-        ),
-    ];
-    for (name, bytes) in files {
+        })?;
         state
             .artifacts
             .put(job_id, name, bytes.into())
@@ -92,21 +102,23 @@ pub(crate) async fn write_artifacts(
     Ok(())
 }
 
-/// Settle one job of the outbox from its stored record.
-async fn settle(state: &AppState, record: &JobRecord) -> Result<(), OutboxError> {
-    let verdict = record
+/// Settle one job of the outbox: write the artifacts it owes.
+async fn settle(state: &AppState, owed: &OwedArtifacts) -> Result<(), OutboxError> {
+    let verdict = owed
+        .job
         .result
         .as_ref()
-        .ok_or_else(|| OutboxError::NoVerdict(record.id.clone()))?;
-    write_artifacts(state, &record.id, &record.request, verdict).await
+        .ok_or_else(|| OutboxError::NoVerdict(owed.job.id.clone()))?;
+    let names: Vec<&str> = owed.names.iter().map(String::as_str).collect();
+    write_named_artifacts(state, &owed.job.id, &owed.job.request, verdict, &names).await
 }
 
 /// Settle `job_id` if it owes artifacts (a completion retried after its
 /// answer was lost finds the verdict stored and settles it here).
 pub(crate) async fn settle_job(state: &AppState, job_id: &str) -> Result<bool, OutboxError> {
     let owing = state.store.jobs_owing_artifacts(Some(job_id), 1).await?;
-    for record in &owing {
-        settle(state, record).await?;
+    for owed in &owing {
+        settle(state, owed).await?;
     }
     Ok(!owing.is_empty())
 }
@@ -118,14 +130,14 @@ pub(crate) async fn sweep(state: &AppState) -> Result<usize, StoreError> {
     loop {
         let owing = state.store.jobs_owing_artifacts(None, SWEEP_PAGE).await?;
         let mut progressed = false;
-        for record in &owing {
-            match settle(state, record).await {
+        for owed in &owing {
+            match settle(state, owed).await {
                 Ok(()) => {
                     settled += 1;
                     progressed = true;
                 }
                 Err(error) => {
-                    tracing::warn!(job_id = %record.id, %error, "settling a job's artifacts failed; the next sweep tries again")
+                    tracing::warn!(job_id = %owed.job.id, %error, "settling a job's artifacts failed; the next sweep tries again")
                 }
             }
         }

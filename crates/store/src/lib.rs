@@ -405,6 +405,25 @@ pub const DEFAULT_OUTAGE_GAP: Duration = Duration::from_secs(15);
 /// The queue's clock is written at most this often (milliseconds).
 const CLOCK_RESOLUTION_MILLIS: i64 = 1000;
 
+/// A job in the artifacts outbox: its verdict is stored, these artifacts
+/// are not yet written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwedArtifacts {
+    pub job: JobRecord,
+    /// Names of the artifacts owed (`artifacts::VERDICT_ARTIFACTS`).
+    pub names: Vec<String>,
+}
+
+/// How the outbox column lists the artifacts a stored verdict owes.
+fn owed_artifacts_column() -> String {
+    artifacts::VERDICT_ARTIFACTS.join(" ")
+}
+
+/// The names of an outbox column.
+fn owed_artifact_names(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_string).collect()
+}
+
 /// Which dead-lettered jobs `Store::retry_dead` puts back in the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadJobSelector {
@@ -716,12 +735,13 @@ impl Store {
     }
 
     /// Jobs whose verdict is stored but whose artifacts are not yet written
-    /// (the outbox), oldest first; with `only_job`, that job if it owes them.
+    /// (the outbox), with the artifacts each owes, oldest first; with
+    /// `only_job`, that job if it owes any.
     pub async fn jobs_owing_artifacts(
         &self,
         only_job: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
         let only_job = only_job.map(str::to_string);
         match &self.backend {
             Backend::Sqlite(store) => store.jobs_owing_artifacts(only_job, limit).await,

@@ -11,10 +11,13 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
+    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
+    CLOCK_RESOLUTION_MILLIS,
+};
+use crate::{
     Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
-use crate::{DeadJobSelector, CLOCK_RESOLUTION_MILLIS};
 use futures::future::BoxFuture;
 use leanfarm_core::Verdict;
 use std::collections::BTreeMap;
@@ -530,8 +533,8 @@ impl PostgresStore {
                 let row = tx
                     .query_opt(
                         "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL,
-                         artifacts_owed = TRUE WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
-                        &[&job_id, &lease_id, &result, &now_millis()],
+                         artifacts_owed = $5 WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
+                        &[&job_id, &lease_id, &result, &now_millis(), &owed_artifacts_column()],
                     )
                     .await?;
                 let Some(row) = row else { return Ok(CompleteOutcome::Stale) };
@@ -599,22 +602,29 @@ impl PostgresStore {
         &self,
         only_job: Option<String>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
         let limit = limit.max(1) as i64;
         let rows = self
             .query(
                 &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE artifacts_owed AND ($1::TEXT IS NULL OR id = $1) ORDER BY id LIMIT $2"
+                    "SELECT {JOB_COLUMNS}, artifacts_owed FROM jobs WHERE artifacts_owed IS NOT NULL AND ($1::TEXT IS NULL OR id = $1) ORDER BY id LIMIT $2"
                 ),
                 &[&only_job, &limit],
             )
             .await?;
-        rows.iter().map(|row| to_record(read_raw(row))).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(OwedArtifacts {
+                    job: to_record(read_raw(row))?,
+                    names: owed_artifact_names(row.get::<_, &str>(15)),
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn artifacts_written(&self, job_id: &str) -> Result<(), StoreError> {
         self.query(
-            "UPDATE jobs SET artifacts_owed = FALSE WHERE id = $1",
+            "UPDATE jobs SET artifacts_owed = NULL WHERE id = $1",
             &[&job_id],
         )
         .await

@@ -8,10 +8,13 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
+    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
+    CLOCK_RESOLUTION_MILLIS,
+};
+use crate::{
     Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
-use crate::{DeadJobSelector, CLOCK_RESOLUTION_MILLIS};
 use leanfarm_core::Verdict;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
@@ -325,9 +328,9 @@ impl SqliteStore {
                 .map_err(query_error)?;
             let Some(tenant) = tenant else { return Ok(CompleteOutcome::Stale) };
             transaction
-                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL, artifacts_owed = 1 WHERE id = ?1")
+                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL, artifacts_owed = ?4 WHERE id = ?1")
                 .map_err(query_error)?
-                .execute(params![job_id, result, now_millis()])
+                .execute(params![job_id, result, now_millis(), owed_artifacts_column()])
                 .map_err(query_error)?;
             transaction
                 .prepare_cached("UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1")
@@ -393,17 +396,23 @@ impl SqliteStore {
         &self,
         only_job: Option<String>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
         self.run(move |connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE artifacts_owed = 1 AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2"
+                    "SELECT {JOB_COLUMNS}, artifacts_owed FROM jobs WHERE artifacts_owed IS NOT NULL AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2"
                 ))
                 .map_err(query_error)?;
             let rows = statement
-                .query_map(params![only_job, limit.max(1) as i64], read_raw)
+                .query_map(params![only_job, limit.max(1) as i64], |row| {
+                    Ok((read_raw(row)?, row.get::<_, String>(15)?))
+                })
                 .map_err(query_error)?;
-            rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+            rows.map(|row| {
+                let (raw, owed) = row.map_err(query_error)?;
+                Ok(OwedArtifacts { job: to_record(raw)?, names: owed_artifact_names(&owed) })
+            })
+            .collect()
         })
         .await
     }
@@ -413,7 +422,7 @@ impl SqliteStore {
         self.run(move |connection| {
             connection
                 .execute(
-                    "UPDATE jobs SET artifacts_owed = 0 WHERE id = ?1",
+                    "UPDATE jobs SET artifacts_owed = NULL WHERE id = ?1",
                     params![job_id],
                 )
                 .map(|_| ())

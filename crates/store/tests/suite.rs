@@ -2,6 +2,7 @@
 //! (`store_suite!`). Each test opens its own fresh store.
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
+use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{
     Admission, Authentication, CompleteOutcome, DeadJobSelector, JobState, KeyOwner, KeyScope,
     ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store, StoreError, TenantKeyScope,
@@ -292,13 +293,17 @@ async fn a_stored_verdict_owes_its_artifacts_until_they_are_written(store: Store
     );
     let owing = store.jobs_owing_artifacts(None, 10).await.unwrap();
     assert_eq!(
-        owing.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(),
+        owing
+            .iter()
+            .map(|owed| owed.job.id.as_str())
+            .collect::<Vec<_>>(),
         ["a"]
     );
     assert_eq!(
-        owing[0].result.as_ref().unwrap().status(),
+        owing[0].job.result.as_ref().unwrap().status(),
         CheckStatus::Valid
     );
+    assert_eq!(owing[0].names, VERDICT_ARTIFACTS);
     assert_eq!(
         store
             .jobs_owing_artifacts(Some("a"), 10)

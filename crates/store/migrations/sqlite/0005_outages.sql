@@ -1,8 +1,9 @@
 -- The artifacts outbox: a job whose verdict is stored owes its artifacts
--- (input, summary, messages) until a replica has written them. Set in the
--- verdict's own transaction, cleared once the files are written.
-ALTER TABLE jobs ADD COLUMN artifacts_owed INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX jobs_artifacts_owed ON jobs (id) WHERE artifacts_owed = 1;
+-- (their names, separated by spaces: input.json summary.json messages.json)
+-- until a replica has written them. Set in the verdict's own transaction,
+-- cleared (NULL) once the files are written.
+ALTER TABLE jobs ADD COLUMN artifacts_owed TEXT;
+CREATE INDEX jobs_artifacts_owed ON jobs (id) WHERE artifacts_owed IS NOT NULL;
 
 -- The queue's clock: when a claim or renewal last reached the store. A gap
 -- longer than an outage threshold means nobody could renew a lease, and
