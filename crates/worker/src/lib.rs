@@ -326,8 +326,13 @@ async fn report_spool_first<Queue: JobQueue>(
     pending: &Pending,
 ) {
     let Some(spool) = &pending.spool else { return };
-    let entries = match spool.entries() {
-        Ok(entries) => entries,
+    let entries = match spool.readable_entries() {
+        Ok((entries, unreadable)) => {
+            for error in unreadable {
+                tracing::error!(%error, "a spooled verdict cannot be read; set aside, its job will be leased again");
+            }
+            entries
+        }
         Err(error) => {
             tracing::error!(%error, "reading the verdict spool failed; its verdicts are not reported");
             return;

@@ -137,23 +137,35 @@ impl Spool {
             .map_err(|source| SpoolError::Write { path, source })
     }
 
-    /// Every entry in the spool, by job id.
+    /// Every entry in the spool, by job id; an unreadable one is an error.
     pub fn entries(&self) -> Result<Vec<SpooledVerdict>, SpoolError> {
+        let (entries, mut unreadable) = self.readable_entries()?;
+        match unreadable.is_empty() {
+            true => Ok(entries),
+            false => Err(unreadable.remove(0)),
+        }
+    }
+
+    /// The entries that can be read, by job id, and an error for each file
+    /// that cannot (a disk that lost data): those files are renamed
+    /// `*.unreadable`, kept for inspection and not read again.
+    pub fn readable_entries(&self) -> Result<(Vec<SpooledVerdict>, Vec<SpoolError>), SpoolError> {
         let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
         for path in self.read_directory()? {
             if path.extension().is_none_or(|extension| extension != "json") {
                 continue;
             }
-            let bytes = std::fs::read(&path).map_err(|source| SpoolError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let entry: SpooledVerdict = serde_json::from_slice(&bytes)
-                .map_err(|source| SpoolError::Corrupt { path, source })?;
-            entries.push(entry);
+            match read_entry(&path) {
+                Ok(entry) => entries.push(entry),
+                Err(error) => {
+                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
+                    unreadable.push(error);
+                }
+            }
         }
         entries.sort_by(|left, right| left.lease.job_id.cmp(&right.lease.job_id));
-        Ok(entries)
+        Ok((entries, unreadable))
     }
 
     fn read_directory(&self) -> Result<Vec<PathBuf>, SpoolError> {
@@ -171,4 +183,15 @@ impl Spool {
     fn sync_directory(&self) -> std::io::Result<()> {
         std::fs::File::open(&self.directory)?.sync_all()
     }
+}
+
+fn read_entry(path: &Path) -> Result<SpooledVerdict, SpoolError> {
+    let bytes = std::fs::read(path).map_err(|source| SpoolError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| SpoolError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -516,9 +516,13 @@ async fn the_spool_writes_whole_entries_and_refuses_bad_ones() {
     spool.forget("job-3").unwrap();
     spool.forget("job-3").unwrap();
     assert!(spool.entries().unwrap().is_empty());
-    // Something that is not a spooled verdict is named in the error.
+    // Something that is not a spooled verdict is named in the error, and
+    // set aside so that the other entries are still read.
+    spool.hold(&entry).unwrap();
     std::fs::write(spool_dir.path().join("6a6f62.json"), b"not json").unwrap();
     let error = spool.entries().unwrap_err().to_string();
+    assert!(spool_dir.path().join("6a6f62.unreadable").exists());
+    assert_eq!(spool.entries().unwrap(), vec![entry]);
     assert!(
         error.contains("6a6f62.json") && error.contains("is not a spooled verdict"),
         "{error}"
