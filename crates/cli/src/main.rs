@@ -4,6 +4,7 @@
 mod check;
 mod config;
 mod conformance;
+mod jobs;
 mod tenant;
 mod worker;
 
@@ -33,6 +34,8 @@ enum Command {
     Conformance(Box<conformance::ConformanceArgs>),
     /// Manage tenants, their limits and their tokens.
     Tenant(tenant::TenantArgs),
+    /// List jobs by state and put dead jobs back in the queue.
+    Jobs(jobs::JobsArgs),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Check(_)
         | Command::Conformance(_)
         | Command::Tenant(_)
+        | Command::Jobs(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,
+            Command::Jobs(args) => jobs::run(args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

@@ -1,17 +1,24 @@
-//! `leanfarm worker`: check jobs leased from a farm over HTTP.
+//! `leanfarm worker`: check jobs leased from a farm over HTTP, through any
+//! of the farm's API replicas, keeping the verdicts not yet stored in a
+//! spool in its data directory (`DATA_DIR/spool`).
 
 use crate::config::{self, CheckerArgs};
 use crate::CliError;
 use clap::Args;
-use leanfarm_worker::HttpQueue;
+use leanfarm_worker::{HttpQueue, Reporting, Spool};
 use std::path::PathBuf;
 use tokio::sync::watch;
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The farm's URL, e.g. http://leanfarm:8000
-    #[arg(long, env = "LEAN_FARM_SERVER")]
-    pub server: String,
+    /// The farm's URL, e.g. http://leanfarm:8000; repeat it (or separate by commas) for each API replica: the worker moves to the next when its replica fails
+    #[arg(
+        long = "server",
+        env = "LEAN_FARM_SERVER",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub servers: Vec<String>,
     /// A worker token (`leanfarm tenant key TENANT --scope worker`)
     #[arg(long, env = "LEAN_FARM_WORKER_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -20,9 +27,19 @@ pub struct WorkerArgs {
     pub worker_id: Option<String>,
     #[command(flatten)]
     pub checker: CheckerArgs,
-    /// Directory for scratch space
+    /// Directory for scratch space and the spool of verdicts not yet stored
     #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value = "leanfarm-worker")]
     pub data_dir: PathBuf,
+    /// Verdicts not yet stored the spool holds at most; while it is full, the worker leases no new work
+    #[arg(long, env = "LEAN_FARM_SPOOL_CAPACITY", default_value_t = defaults::spool_capacity())]
+    pub spool_capacity: usize,
+}
+
+/// The one place each worker default is written.
+mod defaults {
+    pub fn spool_capacity() -> usize {
+        1000
+    }
 }
 
 pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
@@ -36,15 +53,31 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         format!("worker-{}-{}", host.trim(), std::process::id())
     });
     let worker_config = args.checker.worker_config(worker_id.clone());
-    let queue = HttpQueue::new(&args.server, &args.token)
-        .map_err(|error| CliError::Startup(error.to_string()))?;
+    let servers: Vec<String> = args
+        .servers
+        .iter()
+        .map(|server| server.trim().to_string())
+        .filter(|server| !server.is_empty())
+        .collect();
+    let queue = HttpQueue::with_servers(&servers, &args.token)
+        .map_err(|error| CliError::Config(error.to_string()))?;
+    let spool = Spool::open(&data_dir.join("spool"), args.spool_capacity)
+        .map_err(|error| CliError::Config(format!("--spool-capacity / --data-dir: {error}")))?;
+    let reporting = Reporting {
+        spool: Some(spool),
+        ..Reporting::default()
+    };
     let (stop, stopped) = watch::channel(false);
-    eprintln!(
-        "leanfarm: worker {worker_id} with {slots} slots, leasing from {}",
-        args.server
-    );
-    tracing::info!(worker_id, slots, server = %args.server, "worker started");
-    let work = tokio::spawn(leanfarm_worker::run(queue, driver, worker_config, stopped));
+    let server_list = servers.join(", ");
+    eprintln!("leanfarm: worker {worker_id} with {slots} slots, leasing from {server_list}");
+    tracing::info!(worker_id, slots, servers = %server_list, "worker started");
+    let work = tokio::spawn(leanfarm_worker::run_with_reporting(
+        queue,
+        driver,
+        worker_config,
+        reporting,
+        stopped,
+    ));
     config::shutdown_signal().await;
     tracing::info!("shutting down: no new leases; draining running checks");
     let _ = stop.send(true);

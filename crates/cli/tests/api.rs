@@ -320,10 +320,12 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/worker/renew",
         "/v1/worker/complete",
         "/v1/worker/release",
+        "/v1/operator/jobs",
+        "/v1/operator/jobs/retry",
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 14, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 16, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

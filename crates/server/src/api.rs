@@ -214,7 +214,7 @@ pub(crate) async fn list_workers(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<WorkersResponse>, ApiError> {
-    auth::operator(&state, &headers).await?;
+    auth::operational(&state, &headers).await?;
     Ok(Json(WorkersResponse {
         window_seconds: WORKER_SEEN_WINDOW.as_secs(),
         workers: workers_seen_lately(&state).await?,
@@ -319,7 +319,7 @@ pub(crate) async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::operator(&state, &headers).await?;
+    auth::operational(&state, &headers).await?;
     Ok(metrics_text(&state).await)
 }
 

@@ -93,7 +93,7 @@ pub(crate) async fn user_tenant(state: &AppState, headers: &HeaderMap) -> Result
 /// operator token may read it (401 without a token, 403 with another
 /// scope); otherwise anyone may, though a token that is present must
 /// authenticate.
-pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) async fn operational(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers)? {
         None if state.require_auth => Err(ApiError::Unauthorized(
             "this endpoint requires an operator token".into(),
@@ -123,6 +123,19 @@ pub(crate) async fn worker(
         .await?
         .worker_authority()
         .ok_or_else(|| ApiError::Forbidden("a user token cannot use the worker API".into()))
+}
+
+/// Check that a request comes from an operator token (the farm itself).
+pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers)?.ok_or_else(|| {
+        ApiError::Unauthorized("the operator API requires an operator token".into())
+    })?;
+    match caller(state, token).await?.scope {
+        KeyScope::Operator => Ok(()),
+        KeyScope::User | KeyScope::Worker => Err(ApiError::Forbidden(
+            "only an operator token may use the operator API".into(),
+        )),
+    }
 }
 
 /// Token buckets per tenant, refilled at the tenant's `requests_per_second`

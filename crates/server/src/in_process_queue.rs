@@ -64,7 +64,8 @@ impl JobQueue for InProcessQueue {
                 lease,
                 verdict.clone(),
                 started.elapsed().as_secs_f64(),
-            );
+            )
+            .await;
         }
         Ok(outcome)
     }

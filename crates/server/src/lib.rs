@@ -21,11 +21,13 @@ pub mod auth;
 pub mod autoscale;
 mod body;
 mod completion;
+mod dead_letters;
 mod error;
 mod in_process_queue;
 mod input_limits;
 mod kimina;
 mod metrics;
+mod outbox;
 mod remote;
 mod routes;
 mod serve;
@@ -198,6 +200,10 @@ impl Farm {
             )),
             None => tokio::spawn(async {}),
         };
+        tokio::spawn(outbox::sweep_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         let mut servers = vec![tokio::spawn(serve::serve(
             listener,
             router(Arc::clone(&state)),

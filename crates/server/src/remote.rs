@@ -3,13 +3,17 @@
 //! no database or bucket credentials of their own. Each call is one store
 //! operation; the server does what follows a stored verdict (metrics,
 //! artifacts, waking the requests that wait for it) through
-//! `completion::verdict_stored`, as for the in-process workers. The wire
-//! types are `leanfarm_worker::protocol`'s, shared with the worker's client.
+//! `completion::verdict_stored`, as for the in-process workers. A completion
+//! answered `stale` whose job owes artifacts (its verdict was stored by an
+//! earlier try whose answer was lost) settles them before it answers. The
+//! wire types are `leanfarm_worker::protocol`'s, shared with the worker's
+//! client.
 
 use crate::body::parse_body;
 use crate::completion::verdict_stored;
 use crate::error::ApiError;
 use crate::input_limits::{self, MAX_ID_BYTES};
+use crate::outbox::settle_job;
 use crate::{auth, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -194,8 +198,10 @@ pub(crate) async fn complete(
                 header_key: record.header_key,
                 expires_at: 0,
             };
-            verdict_stored(&state, &lease, request.verdict, seconds);
+            verdict_stored(&state, &lease, request.verdict, seconds).await;
         }
+    } else if let Err(error) = settle_job(&state, &request.job_id).await {
+        tracing::warn!(job_id = %request.job_id, %error, "settling the artifacts of a retried completion failed; the outbox sweep writes them");
     }
     Ok(Json(CompleteResponse { outcome }))
 }

@@ -1,15 +1,16 @@
 //! Every route of the server, composed in one place: the `/v1` API and
 //! probes (`api`), the Kimina endpoints (`kimina`) and the worker API
-//! (`remote`), under one body-size limit; the answers for an unknown route
-//! and a wrong method; and the guard every request passes first (the size
-//! of its target and headers, and the time its body may take to arrive).
+//! (`remote`), the operator's dead letters (`dead_letters`), under one
+//! body-size limit; the answers for an unknown route and a wrong method;
+//! and the guard every request passes first (the size of its target and
+//! headers, and the time its body may take to arrive).
 //!
 //! Handlers live in their modules; this module only wires them, and no
 //! handler module imports it. Every answer it makes itself is an `ApiError`
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, kimina, remote, AppState};
+use crate::{api, dead_letters, kimina, remote, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -32,6 +33,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/worker/renew", post(remote::renew))
         .route("/v1/worker/complete", post(remote::complete))
         .route("/v1/worker/release", post(remote::release))
+        .route("/v1/operator/jobs", get(dead_letters::list_jobs))
+        .route("/v1/operator/jobs/retry", post(dead_letters::retry_jobs))
         .route("/health", get(kimina::health))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

@@ -8,6 +8,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use std::sync::Arc;
 
+/// The artifacts of a stored verdict: the request, the verdict, and Lean's
+/// messages. A stored verdict owes these until they are written (the outbox).
+pub const VERDICT_ARTIFACTS: [&str; 3] = ["input.json", "summary.json", "messages.json"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("unsupported artifact url `{0}`")]

@@ -369,10 +369,77 @@ pub enum Admission {
     QueueFull { queued: u64, limit: u64 },
 }
 
+/// How the queue treats attempts and outages; `leanfarm serve` sets it from
+/// its settings (`Store::with_queue_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Attempts every job admitted by this store gets (a lease that expires
+    /// or a release after a failure of the farm uses one); `None` keeps each
+    /// `NewJob`'s own `max_attempts`.
+    pub max_attempts: Option<u32>,
+    /// Whether a lease that runs out while the store could not be reached
+    /// (an outage: no claim or renewal reached the store for
+    /// `outage_gap`) expires and uses an attempt like any other. When
+    /// false, the queue's clock stops during the outage: every running
+    /// lease is extended by the gap, so its holder can still renew it or
+    /// store its verdict (and at least `outage_gap` from the store's return).
+    pub count_expiry_during_outage: bool,
+    /// No claim or renewal reaching the store for this long is an outage.
+    /// Workers claim or renew several times a second while a farm is up.
+    pub outage_gap: Duration,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> QueuePolicy {
+        QueuePolicy {
+            max_attempts: None,
+            count_expiry_during_outage: false,
+            outage_gap: DEFAULT_OUTAGE_GAP,
+        }
+    }
+}
+
+/// The default of `QueuePolicy::outage_gap`.
+pub const DEFAULT_OUTAGE_GAP: Duration = Duration::from_secs(15);
+
+/// The queue's clock is written at most this often (milliseconds).
+const CLOCK_RESOLUTION_MILLIS: i64 = 1000;
+
+/// A job in the artifacts outbox: its verdict is stored, these artifacts
+/// are not yet written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwedArtifacts {
+    pub job: JobRecord,
+    /// Names of the artifacts owed (`artifacts::VERDICT_ARTIFACTS`).
+    pub names: Vec<String>,
+}
+
+/// How the outbox column lists the artifacts a stored verdict owes.
+fn owed_artifacts_column() -> String {
+    artifacts::VERDICT_ARTIFACTS.join(" ")
+}
+
+/// The names of an outbox column.
+fn owed_artifact_names(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_string).collect()
+}
+
+/// Which dead-lettered jobs `Store::retry_dead` puts back in the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadJobSelector {
+    /// These jobs (those of them that are dead).
+    Ids(Vec<String>),
+    /// The dead jobs of one batch.
+    Batch(String),
+    /// Every dead job.
+    All,
+}
+
 /// The job store and queue.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    policy: QueuePolicy,
     /// When this process last wrote each worker's row, and with what offer.
     workers_written: Arc<Mutex<HashMap<String, (WorkerTarget, Instant)>>>,
 }
@@ -416,8 +483,37 @@ impl Store {
     fn with(backend: Backend) -> Store {
         Store {
             backend,
+            policy: QueuePolicy::default(),
             workers_written: Arc::default(),
         }
+    }
+
+    /// This store with `policy` for the jobs it admits and the leases it expires.
+    pub fn with_queue_policy(mut self, policy: QueuePolicy) -> Store {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy this store applies.
+    pub fn queue_policy(&self) -> QueuePolicy {
+        self.policy
+    }
+
+    /// The jobs with the store's `max_attempts`, when the policy sets one.
+    fn admitted(&self, mut jobs: Vec<NewJob>) -> Vec<NewJob> {
+        if let Some(max_attempts) = self.policy.max_attempts {
+            for job in &mut jobs {
+                job.max_attempts = max_attempts;
+            }
+        }
+        jobs
+    }
+
+    /// After how long without a claim or renewal the running leases are
+    /// extended by the gap (`None`: never, expiries count).
+    fn freeze_leases_in_outages(&self) -> Option<i64> {
+        (!self.policy.count_expiry_during_outage)
+            .then_some(self.policy.outage_gap.as_millis() as i64)
     }
 
     /// Name of the backend, for logs and metrics: `sqlite` or `postgres`.
@@ -440,8 +536,8 @@ impl Store {
     /// limit on the queue's length.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.enqueue(jobs, None).await.map(|_| ()),
-            Backend::Postgres(store) => store.enqueue(jobs, None).await.map(|_| ()),
+            Backend::Sqlite(store) => store.enqueue(self.admitted(jobs), None).await.map(|_| ()),
+            Backend::Postgres(store) => store.enqueue(self.admitted(jobs), None).await.map(|_| ()),
         }
     }
 
@@ -456,6 +552,7 @@ impl Store {
         jobs: Vec<NewJob>,
         max_queued_jobs: u64,
     ) -> Result<Admission, StoreError> {
+        let jobs = self.admitted(jobs);
         match &self.backend {
             Backend::Sqlite(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
             Backend::Postgres(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
@@ -478,10 +575,17 @@ impl Store {
     ) -> Result<Vec<Lease>, StoreError> {
         self.record_worker(worker_id, offer).await?;
         let only_tenant = authority.tenant().map(str::to_string);
+        let freeze = self.freeze_leases_in_outages();
         match &self.backend {
-            Backend::Sqlite(store) => store.claim(only_tenant, worker_id, max, lease, offer).await,
+            Backend::Sqlite(store) => {
+                store
+                    .claim(only_tenant, worker_id, max, lease, offer, freeze)
+                    .await
+            }
             Backend::Postgres(store) => {
-                store.claim(only_tenant, worker_id, max, lease, offer).await
+                store
+                    .claim(only_tenant, worker_id, max, lease, offer, freeze)
+                    .await
             }
         }
     }
@@ -545,9 +649,10 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<bool>, StoreError> {
         let only_tenant = authority.tenant().map(str::to_string);
+        let freeze = self.freeze_leases_in_outages();
         match &self.backend {
-            Backend::Sqlite(store) => store.renew(only_tenant, leases, lease).await,
-            Backend::Postgres(store) => store.renew(only_tenant, leases, lease).await,
+            Backend::Sqlite(store) => store.renew(only_tenant, leases, lease, freeze).await,
+            Backend::Postgres(store) => store.renew(only_tenant, leases, lease, freeze).await,
         }
     }
 
@@ -627,6 +732,45 @@ impl Store {
     ) -> Result<ReleaseOutcome, StoreError> {
         self.release_as(&WorkerAuthority::Farm, job_id, lease_id, error, retry_after)
             .await
+    }
+
+    /// Jobs whose verdict is stored but whose artifacts are not yet written
+    /// (the outbox), with the artifacts each owes, oldest first; with
+    /// `only_job`, that job if it owes any.
+    pub async fn jobs_owing_artifacts(
+        &self,
+        only_job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
+        let only_job = only_job.map(str::to_string);
+        match &self.backend {
+            Backend::Sqlite(store) => store.jobs_owing_artifacts(only_job, limit).await,
+            Backend::Postgres(store) => store.jobs_owing_artifacts(only_job, limit).await,
+        }
+    }
+
+    /// The artifacts of this job are written: clear its mark in the outbox.
+    pub async fn artifacts_written(&self, job_id: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.artifacts_written(job_id).await,
+            Backend::Postgres(store) => store.artifacts_written(job_id).await,
+        }
+    }
+
+    /// Put dead-lettered jobs back in the queue with a fresh set of attempts,
+    /// recording `reason` as their last error (`retried: <reason>`), in one
+    /// transaction; returns the ids of the jobs put back. Jobs that are not
+    /// dead are left alone.
+    pub async fn retry_dead(
+        &self,
+        selector: &DeadJobSelector,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let note = format!("retried: {reason}");
+        match &self.backend {
+            Backend::Sqlite(store) => store.retry_dead(selector.clone(), note).await,
+            Backend::Postgres(store) => store.retry_dead(selector.clone(), note).await,
+        }
     }
 
     pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {

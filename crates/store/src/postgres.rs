@@ -11,6 +11,10 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
+    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
+    CLOCK_RESOLUTION_MILLIS,
+};
+use crate::{
     Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
@@ -32,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_scoped_tokens.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_outages.sql")),
 ];
 
 /// Connections kept per store (per process).
@@ -366,6 +371,7 @@ impl PostgresStore {
         max: usize,
         lease: Duration,
         offer: &WorkerOffer,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<Lease>, StoreError> {
         let worker_id = worker_id.to_string();
         let offer: Arc<WorkerOffer> = Arc::new(offer.clone());
@@ -375,6 +381,7 @@ impl PostgresStore {
                 (worker_id.clone(), Arc::clone(&offer), only_tenant.clone());
             Box::pin(async move {
                 let now = now_millis();
+                observe_queue_clock(tx, now, freeze_in_outages).await?;
                 let mut expired = TenantDeltas::default();
                 expire_leases(tx, now, &mut expired).await?;
                 // Counted now, so that the requeued jobs' tenants are candidates.
@@ -482,13 +489,16 @@ impl PostgresStore {
         only_tenant: Option<String>,
         leases: &[(String, String)],
         lease: Duration,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<bool>, StoreError> {
         let leases = Arc::new(leases.to_vec());
         let lease_millis = lease.as_millis() as i64;
         self.transaction(Box::new(move |tx| {
             let (leases, only_tenant) = (Arc::clone(&leases), only_tenant.clone());
             Box::pin(async move {
-                let expires_at = now_millis() + lease_millis;
+                let now = now_millis();
+                observe_queue_clock(tx, now, freeze_in_outages).await?;
+                let expires_at = now + lease_millis;
                 let mut held = Vec::with_capacity(leases.len());
                 for (job_id, lease_id) in leases.iter() {
                     refuse_other_tenants_job(tx, only_tenant.as_deref(), job_id).await?;
@@ -522,9 +532,9 @@ impl PostgresStore {
                 refuse_other_tenants_job(tx, only_tenant.as_deref(), &job_id).await?;
                 let row = tx
                     .query_opt(
-                        "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
-                        &[&job_id, &lease_id, &result, &now_millis()],
+                        "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL,
+                         artifacts_owed = $5 WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
+                        &[&job_id, &lease_id, &result, &now_millis(), &owed_artifacts_column()],
                     )
                     .await?;
                 let Some(row) = row else { return Ok(CompleteOutcome::Stale) };
@@ -583,6 +593,89 @@ impl PostgresStore {
                 };
                 deltas.apply(tx).await?;
                 Ok(outcome)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn jobs_owing_artifacts(
+        &self,
+        only_job: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
+        let limit = limit.max(1) as i64;
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS}, artifacts_owed FROM jobs WHERE artifacts_owed IS NOT NULL AND ($1::TEXT IS NULL OR id = $1) ORDER BY id LIMIT $2"
+                ),
+                &[&only_job, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OwedArtifacts {
+                    job: to_record(read_raw(row))?,
+                    names: owed_artifact_names(row.get::<_, &str>(15)),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn artifacts_written(&self, job_id: &str) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE jobs SET artifacts_owed = NULL WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn retry_dead(
+        &self,
+        selector: DeadJobSelector,
+        note: String,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ids, batch, all): (Option<Vec<String>>, Option<String>, bool) = match selector {
+            DeadJobSelector::Ids(ids) => (Some(ids), None, false),
+            DeadJobSelector::Batch(batch) => (None, Some(batch), false),
+            DeadJobSelector::All => (None, None, true),
+        };
+        let arguments = Arc::new((ids, batch, all, note));
+        self.transaction(Box::new(move |tx| {
+            let arguments = Arc::clone(&arguments);
+            Box::pin(async move {
+                let (ids, batch, all, note) = &*arguments;
+                let now = now_millis();
+                let rows = tx
+                    .query(
+                        "UPDATE jobs SET state = 'queued', attempts = 0, last_error = $4, run_after = $5, finished_at = NULL,
+                         lease_id = NULL, lease_expires_at = NULL
+                         WHERE id IN (
+                             SELECT id FROM jobs WHERE state = 'dead'
+                             AND ($3 OR id = ANY($1::TEXT[]) OR batch_id = $2::TEXT)
+                             ORDER BY id FOR UPDATE
+                         )
+                         RETURNING id, tenant",
+                        &[ids, batch, all, note, &now],
+                    )
+                    .await?;
+                let mut retried = Vec::with_capacity(rows.len());
+                let mut per_tenant: BTreeMap<String, i64> = BTreeMap::new();
+                for row in &rows {
+                    retried.push(row.get::<_, String>(0));
+                    *per_tenant.entry(row.get(1)).or_default() += 1;
+                }
+                for (tenant, count) in per_tenant {
+                    tx.execute(
+                        "INSERT INTO tenant_queue (tenant, queued) VALUES ($1, $2)
+                         ON CONFLICT (tenant) DO UPDATE SET queued = tenant_queue.queued + $2",
+                        &[&tenant, &count],
+                    )
+                    .await?;
+                }
+                retried.sort();
+                Ok(retried)
             })
         }))
         .await
@@ -804,6 +897,66 @@ impl TenantDeltas {
         }
         Ok(())
     }
+}
+
+/// Tick the queue's clock (at most once a second). After a gap longer than
+/// `freeze_in_outages` milliseconds (nobody reached the store: an
+/// outage), every running lease is extended by the gap, and to at least
+/// the outage gap from now (time for its holder to come back after the
+/// store did), so that no lease runs out because its holder could not
+/// renew it. The clock's row
+/// is locked and read again before it moves, so that of the transactions
+/// that come back together after an outage only one extends the leases.
+async fn observe_queue_clock(
+    tx: &Transaction<'_>,
+    now: UnixMillis,
+    freeze_in_outages: Option<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_opt("SELECT last_seen FROM queue_clock WHERE id = 1", &[])
+        .await?
+    else {
+        return Ok(());
+    };
+    if now - row.get::<_, i64>(0) < CLOCK_RESOLUTION_MILLIS {
+        return Ok(());
+    }
+    let Some(row) = tx
+        .query_opt(
+            "SELECT last_seen FROM queue_clock WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let last_seen: i64 = row.get(0);
+    let gap = now - last_seen;
+    if gap < CLOCK_RESOLUTION_MILLIS {
+        return Ok(());
+    }
+    if let Some(outage_gap) =
+        freeze_in_outages.filter(|outage_gap| last_seen > 0 && gap > *outage_gap)
+    {
+        let extended = tx
+            .execute(
+                "UPDATE jobs SET lease_expires_at = GREATEST(lease_expires_at + $1, $3)
+                 WHERE state = 'running' AND lease_expires_at >= $2",
+                &[&gap, &last_seen, &(now + outage_gap)],
+            )
+            .await?;
+        tracing::warn!(
+            gap_ms = gap,
+            extended,
+            "the queue was unreachable; running leases extended by the gap"
+        );
+    }
+    tx.execute(
+        "UPDATE queue_clock SET last_seen = $1 WHERE id = 1",
+        &[&now],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Return jobs whose lease expired to the queue, or to the dead letters when

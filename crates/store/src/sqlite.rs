@@ -8,6 +8,10 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
+    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
+    CLOCK_RESOLUTION_MILLIS,
+};
+use crate::{
     Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
     QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
 };
@@ -27,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_scoped_tokens.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_outages.sql")),
 ];
 
 #[derive(Clone)]
@@ -177,6 +182,7 @@ impl SqliteStore {
         max: usize,
         lease: Duration,
         offer: &WorkerOffer,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<Lease>, StoreError> {
         let worker_id = worker_id.to_string();
         let offer = offer.clone();
@@ -184,6 +190,7 @@ impl SqliteStore {
         self.run(move |connection| {
             let now = now_millis();
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            observe_queue_clock(&transaction, now, freeze_in_outages)?;
             expire_leases(&transaction, now)?;
             let mut leases = Vec::new();
             let mut skipped_tenants: Vec<String> = Vec::new();
@@ -276,12 +283,15 @@ impl SqliteStore {
         only_tenant: Option<String>,
         leases: &[(String, String)],
         lease: Duration,
+        freeze_in_outages: Option<i64>,
     ) -> Result<Vec<bool>, StoreError> {
         let leases = leases.to_vec();
         let lease_millis = lease.as_millis() as i64;
         self.run(move |connection| {
-            let expires_at = now_millis() + lease_millis;
+            let now = now_millis();
+            let expires_at = now + lease_millis;
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            observe_queue_clock(&transaction, now, freeze_in_outages)?;
             let mut held = Vec::with_capacity(leases.len());
             for (job_id, lease_id) in &leases {
                 refuse_other_tenants_job(&transaction, only_tenant.as_deref(), job_id)?;
@@ -318,9 +328,9 @@ impl SqliteStore {
                 .map_err(query_error)?;
             let Some(tenant) = tenant else { return Ok(CompleteOutcome::Stale) };
             transaction
-                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1")
+                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL, artifacts_owed = ?4 WHERE id = ?1")
                 .map_err(query_error)?
-                .execute(params![job_id, result, now_millis()])
+                .execute(params![job_id, result, now_millis(), owed_artifacts_column()])
                 .map_err(query_error)?;
             transaction
                 .prepare_cached("UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1")
@@ -378,6 +388,95 @@ impl SqliteStore {
             };
             transaction.commit().map_err(query_error)?;
             Ok(outcome)
+        })
+        .await
+    }
+
+    pub(crate) async fn jobs_owing_artifacts(
+        &self,
+        only_job: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OwedArtifacts>, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS}, artifacts_owed FROM jobs WHERE artifacts_owed IS NOT NULL AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2"
+                ))
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![only_job, limit.max(1) as i64], |row| {
+                    Ok((read_raw(row)?, row.get::<_, String>(15)?))
+                })
+                .map_err(query_error)?;
+            rows.map(|row| {
+                let (raw, owed) = row.map_err(query_error)?;
+                Ok(OwedArtifacts { job: to_record(raw)?, names: owed_artifact_names(&owed) })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn artifacts_written(&self, job_id: &str) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "UPDATE jobs SET artifacts_owed = NULL WHERE id = ?1",
+                    params![job_id],
+                )
+                .map(|_| ())
+                .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn retry_dead(
+        &self,
+        selector: DeadJobSelector,
+        note: String,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+            let dead: Vec<(String, String)> = {
+                let (sql, values): (&str, Vec<String>) = match &selector {
+                    DeadJobSelector::Ids(ids) => ("SELECT id, tenant FROM jobs WHERE state = 'dead' AND id = ?1", ids.clone()),
+                    DeadJobSelector::Batch(batch) => ("SELECT id, tenant FROM jobs WHERE state = 'dead' AND batch_id = ?1 ORDER BY id", vec![batch.clone()]),
+                    DeadJobSelector::All => ("SELECT id, tenant FROM jobs WHERE state = 'dead' AND ?1 IS NOT NULL ORDER BY id", vec![String::new()]),
+                };
+                let mut statement = transaction.prepare_cached(sql).map_err(query_error)?;
+                let mut found = Vec::new();
+                for value in &values {
+                    let rows = statement
+                        .query_map(params![value], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .map_err(query_error)?;
+                    for row in rows {
+                        found.push(row.map_err(query_error)?);
+                    }
+                }
+                found
+            };
+            for (job_id, tenant) in &dead {
+                transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'queued', attempts = 0, last_error = ?2, run_after = ?3, finished_at = NULL,
+                         lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                    )
+                    .map_err(query_error)?
+                    .execute(params![job_id, note, now])
+                    .map_err(query_error)?;
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO tenant_queue (tenant, queued) VALUES (?1, 1)
+                         ON CONFLICT (tenant) DO UPDATE SET queued = queued + 1",
+                    )
+                    .map_err(query_error)?
+                    .execute(params![tenant])
+                    .map_err(query_error)?;
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(dead.into_iter().map(|(job_id, _)| job_id).collect())
         })
         .await
     }
@@ -681,6 +780,55 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
             .map_err(query_error)?;
     }
     transaction.commit().map_err(query_error)
+}
+
+/// Tick the queue's clock (at most once a second). After a gap longer than
+/// `freeze_in_outages` milliseconds (nobody reached the store: an
+/// outage), every running lease is extended by the gap, and to at least
+/// the outage gap from now (time for its holder to come back after the
+/// store did), so that no lease runs out because its holder could not
+/// renew it.
+fn observe_queue_clock(
+    transaction: &Transaction<'_>,
+    now: UnixMillis,
+    freeze_in_outages: Option<i64>,
+) -> Result<(), StoreError> {
+    let last_seen: Option<i64> = transaction
+        .prepare_cached("SELECT last_seen FROM queue_clock WHERE id = 1")
+        .map_err(query_error)?
+        .query_row([], |row| row.get(0))
+        .optional()
+        .map_err(query_error)?;
+    let Some(last_seen) = last_seen else {
+        return Ok(());
+    };
+    let gap = now - last_seen;
+    if gap < CLOCK_RESOLUTION_MILLIS {
+        return Ok(());
+    }
+    if let Some(outage_gap) =
+        freeze_in_outages.filter(|outage_gap| last_seen > 0 && gap > *outage_gap)
+    {
+        let extended = transaction
+            .prepare_cached(
+                "UPDATE jobs SET lease_expires_at = max(lease_expires_at + ?1, ?3)
+                 WHERE state = 'running' AND lease_expires_at >= ?2",
+            )
+            .map_err(query_error)?
+            .execute(params![gap, last_seen, now + outage_gap])
+            .map_err(query_error)?;
+        tracing::warn!(
+            gap_ms = gap,
+            extended,
+            "the queue was unreachable; running leases extended by the gap"
+        );
+    }
+    transaction
+        .prepare_cached("UPDATE queue_clock SET last_seen = ?1 WHERE id = 1")
+        .map_err(query_error)?
+        .execute(params![now])
+        .map_err(query_error)?;
+    Ok(())
 }
 
 /// Return jobs whose lease expired to the queue, or to the dead letters when

@@ -2,9 +2,11 @@
 //! (`store_suite!`). Each test opens its own fresh store.
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
+use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{
-    Admission, Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
-    ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
+    Admission, Authentication, CompleteOutcome, DeadJobSelector, JobState, KeyOwner, KeyScope,
+    ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store, StoreError, TenantKeyScope,
+    TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use leanfarm_testkit::postgres::TestDatabase;
 use std::collections::HashSet;
@@ -257,6 +259,232 @@ async fn a_lease_expiring_on_the_last_attempt_dead_letters(store: Store) {
         .unwrap()
         .is_empty());
     assert_eq!(store.get("a").await.unwrap().unwrap().state, JobState::Dead);
+}
+
+async fn a_stored_verdict_owes_its_artifacts_until_they_are_written(store: Store) {
+    store
+        .enqueue(vec![job("a", "t1", "h"), job("b", "t1", "h")])
+        .await
+        .unwrap();
+    let leases = store
+        .claim("w1", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert!(store
+        .jobs_owing_artifacts(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let lease_a = leases.iter().find(|lease| lease.job_id == "a").unwrap();
+    assert_eq!(
+        store
+            .complete("a", &lease_a.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+    // A stale completion writes nothing, and owes nothing.
+    assert_eq!(
+        store
+            .complete("b", "not-a-lease", &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    let owing = store.jobs_owing_artifacts(None, 10).await.unwrap();
+    assert_eq!(
+        owing
+            .iter()
+            .map(|owed| owed.job.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(
+        owing[0].job.result.as_ref().unwrap().status(),
+        CheckStatus::Valid
+    );
+    assert_eq!(owing[0].names, VERDICT_ARTIFACTS);
+    assert_eq!(
+        store
+            .jobs_owing_artifacts(Some("a"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .jobs_owing_artifacts(Some("b"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.artifacts_written("a").await.unwrap();
+    assert!(store
+        .jobs_owing_artifacts(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Dead-letter a job with one attempt: claim it and release it.
+async fn kill_job(store: &Store, job_id: &str) {
+    let lease = store
+        .claim("w1", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(lease.job_id, job_id);
+    assert_eq!(
+        store
+            .release(job_id, &lease.lease_id, "sandbox broke", Duration::ZERO)
+            .await
+            .unwrap(),
+        ReleaseOutcome::DeadLettered
+    );
+}
+
+async fn dead_jobs_are_retried_by_id_batch_or_all_with_a_reason(store: Store) {
+    let mut new_jobs = Vec::new();
+    for (id, batch) in [("a", "one"), ("b", "two"), ("c", "two"), ("d", "three")] {
+        let mut new_job = job(id, "t1", "h");
+        new_job.max_attempts = 1;
+        new_job.batch_id = Some(batch.to_string());
+        new_jobs.push(new_job);
+    }
+    store.enqueue(new_jobs).await.unwrap();
+    for id in ["a", "b", "c", "d"] {
+        kill_job(&store, id).await;
+    }
+    assert_eq!(store.queue_counts().await.unwrap().dead, 4);
+
+    let retried = store
+        .retry_dead(
+            &DeadJobSelector::Ids(vec!["a".into(), "zz".into()]),
+            "disk replaced",
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried, ["a"]);
+    let a = store.get("a").await.unwrap().unwrap();
+    assert_eq!(a.state, JobState::Queued);
+    assert_eq!(a.attempts, 0);
+    assert_eq!(a.last_error.as_deref(), Some("retried: disk replaced"));
+    assert!(a.finished_at.is_none());
+    // Only dead jobs are put back: `a` is queued now.
+    assert!(store
+        .retry_dead(&DeadJobSelector::Ids(vec!["a".into()]), "again")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let retried = store
+        .retry_dead(&DeadJobSelector::Batch("two".into()), "batch two")
+        .await
+        .unwrap();
+    assert_eq!(retried, ["b", "c"]);
+    let retried = store
+        .retry_dead(&DeadJobSelector::All, "everything")
+        .await
+        .unwrap();
+    assert_eq!(retried, ["d"]);
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.dead), (4, 0));
+    assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 4);
+
+    // Back in the queue, each with a fresh attempt, and they run.
+    let leases = store
+        .claim("w1", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 4);
+    assert!(leases.iter().all(|lease| lease.attempt == 1));
+    for lease in &leases {
+        assert_eq!(
+            store
+                .complete(&lease.job_id, &lease.lease_id, &verdict())
+                .await
+                .unwrap(),
+            CompleteOutcome::Stored
+        );
+    }
+    assert_eq!(store.queue_counts().await.unwrap().done, 4);
+}
+
+async fn the_queue_policy_sets_every_jobs_attempts(store: Store) {
+    let store = store.with_queue_policy(QueuePolicy {
+        max_attempts: Some(7),
+        ..QueuePolicy::default()
+    });
+    store.enqueue(vec![job("a", "t1", "h")]).await.unwrap();
+    assert_eq!(
+        store
+            .enqueue_within(vec![job("b", "t1", "h")], 100)
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+    for id in ["a", "b"] {
+        assert_eq!(store.get(id).await.unwrap().unwrap().max_attempts, 7);
+    }
+}
+
+/// A store that nobody reached for longer than the outage gap extends the
+/// running leases by the gap (by default), or lets them expire and count
+/// (`count_expiry_during_outage`).
+async fn leases_do_not_run_out_during_an_outage(store: Store) {
+    let outage_gap = Duration::from_millis(1500);
+    let freezing = store.clone().with_queue_policy(QueuePolicy {
+        outage_gap,
+        ..QueuePolicy::default()
+    });
+    let counting = store.with_queue_policy(QueuePolicy {
+        outage_gap,
+        count_expiry_during_outage: true,
+        ..QueuePolicy::default()
+    });
+    freezing.enqueue(vec![job("a", "t1", "h")]).await.unwrap();
+    let held = freezing
+        .claim("w1", 1, Duration::from_secs(1), &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
+    // The outage: nothing reaches the store for longer than the gap and the lease.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert!(
+        freezing
+            .claim("w2", 1, LEASE, &WorkerOffer::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lease ran out during the outage"
+    );
+    assert_eq!(
+        freezing
+            .complete("a", &held.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+
+    counting.enqueue(vec![job("b", "t1", "h")]).await.unwrap();
+    let lost = counting
+        .claim("w1", 1, Duration::from_secs(1), &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let again = counting
+        .claim("w2", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((again.job_id.as_str(), again.attempt), ("b", 2));
+    assert_eq!(
+        counting
+            .complete("b", &lost.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
 }
 
 async fn warm_headers_are_preferred(store: Store) {
@@ -1013,6 +1241,10 @@ macro_rules! store_suite {
             case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
             case!(claims_record_what_each_worker_offers);
             case!(a_capped_enqueue_admits_a_batch_only_while_it_fits);
+            case!(a_stored_verdict_owes_its_artifacts_until_they_are_written);
+            case!(dead_jobs_are_retried_by_id_batch_or_all_with_a_reason);
+            case!(the_queue_policy_sets_every_jobs_attempts);
+            case!(leases_do_not_run_out_during_an_outage);
         }
     };
 }

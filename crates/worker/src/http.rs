@@ -1,6 +1,11 @@
 //! `HttpQueue`: the `JobQueue` of `leanfarm worker`, a client of a farm's
 //! `/v1/worker/*` endpoints with a worker token.
 //!
+//! It knows every API replica it was given and uses one at a time; a call
+//! that cannot reach its replica, or that the replica answers with 502, 503
+//! or 504, is made again on the next replica, and the worker stays there.
+//! Leases live in the store, so any replica renews or completes them.
+//!
 //! It holds no database or bucket credentials and must never need them:
 //! the server does what follows a stored verdict (metrics, artifacts,
 //! waking the requests that wait for it).
@@ -12,6 +17,7 @@ use crate::protocol::{
 use crate::queue::{JobQueue, QueueError};
 use leanfarm_core::Verdict;
 use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a lease request waits on the server for work.
@@ -24,35 +30,88 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// before asking again.
 const PAUSE_AFTER_EMPTY_LEASE: Duration = Duration::from_millis(50);
 
-/// A client of the `/v1/worker/*` endpoints.
+/// A client of the `/v1/worker/*` endpoints of one or more replicas.
 pub struct HttpQueue {
     client: reqwest::Client,
-    base_url: String,
+    base_urls: Vec<String>,
+    /// The replica in use, an index into `base_urls`.
+    current: AtomicUsize,
     token: String,
 }
 
 impl HttpQueue {
     /// A client of the farm at `base_url` (e.g. `http://leanfarm:8000`).
     pub fn new(base_url: &str, token: &str) -> Result<HttpQueue, QueueError> {
+        HttpQueue::with_servers(&[base_url.to_string()], token)
+    }
+
+    /// A client of the farm's replicas at `base_urls`, starting with the first.
+    pub fn with_servers(base_urls: &[String], token: &str) -> Result<HttpQueue, QueueError> {
+        if base_urls.is_empty() {
+            return Err(QueueError::NoServers);
+        }
         let client = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .build()
             .map_err(QueueError::Client)?;
         Ok(HttpQueue {
             client,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_urls: base_urls
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .collect(),
+            current: AtomicUsize::new(0),
             token: token.to_string(),
         })
     }
 
+    /// The replica calls go to now.
+    pub fn current_server(&self) -> &str {
+        &self.base_urls[self.current.load(Ordering::Relaxed) % self.base_urls.len()]
+    }
+
+    /// Call `path` on the current replica, and on each other one in turn
+    /// while a replica fails (see `is_replica_failure`).
     async fn call<Body: serde::Serialize, Answer: serde::de::DeserializeOwned>(
         &self,
         path: &'static str,
         body: &Body,
     ) -> Result<Answer, QueueError> {
+        let count = self.base_urls.len();
+        let first = self.current.load(Ordering::Relaxed) % count;
+        let mut last_failure = None;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            let base_url = &self.base_urls[index];
+            match self.call_one(base_url, path, body).await {
+                Ok(answer) => {
+                    if offset > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::warn!(server = %base_url, "moved to another replica");
+                    }
+                    return Ok(answer);
+                }
+                Err(error) if error.is_replica_failure() => {
+                    if count > 1 {
+                        tracing::warn!(server = %base_url, %error, "replica failed; trying the next");
+                    }
+                    last_failure = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_failure.expect("at least one replica was tried"))
+    }
+
+    async fn call_one<Body: serde::Serialize, Answer: serde::de::DeserializeOwned>(
+        &self,
+        base_url: &str,
+        path: &'static str,
+        body: &Body,
+    ) -> Result<Answer, QueueError> {
         let response = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(format!("{base_url}{path}"))
             .bearer_auth(&self.token)
             .json(body)
             .send()

@@ -8,6 +8,13 @@
 //! A Lean verdict is always final. Only a failure of the farm (the driver
 //! could not run the check) releases the job for a retry with backoff.
 //!
+//! A verdict is never thrown away: it is kept (in the `spool` on disk for
+//! `leanfarm worker`, in memory for the embedded workers) and reported with
+//! backoff for as long as an outage lasts, until the farm stores it or
+//! answers that the job is leased elsewhere (`stale`). While the pending
+//! verdicts fill the spool, the worker leases no new work; a job it holds a
+//! verdict for is never checked again, only reported under its new lease.
+//!
 //! This crate must never know of HTTP servers (axum) or SQL: what follows a
 //! stored verdict (metrics, artifacts, waking waiting requests) is the
 //! server's business, on both paths.
@@ -15,15 +22,151 @@
 mod http;
 pub mod protocol;
 mod queue;
+pub mod spool;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
+pub use spool::{Spool, SpoolError, SpooledVerdict};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{CompleteOutcome, Lease, WorkerOffer};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// Verdicts held in memory only (no spool) at most, before leasing stops.
+const PENDING_IN_MEMORY_CAPACITY: usize = 1024;
+
+/// The first pause after a failed report, doubled after each failure up to
+/// `Reporting::max_backoff`.
+const REPORT_FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Where a worker keeps the verdicts it has not stored yet, and how it
+/// retries them.
+#[derive(Clone, Debug)]
+pub struct Reporting {
+    /// The on-disk spool; `None` keeps them in memory only (lost if the
+    /// process dies, as the embedded workers' die with their store's server).
+    pub spool: Option<Spool>,
+    /// The longest pause between two reports of one verdict.
+    pub max_backoff: Duration,
+}
+
+impl Default for Reporting {
+    fn default() -> Reporting {
+        Reporting {
+            spool: None,
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The verdicts this worker holds and has not stored yet, by job id, each
+/// with the lease it is reported under and when its check began.
+#[derive(Clone)]
+struct Pending {
+    verdicts: Arc<Mutex<HashMap<String, (SpooledVerdict, Instant)>>>,
+    spool: Option<Spool>,
+    max_backoff: Duration,
+    /// Held while the spool's files change, with the map changed alongside,
+    /// so that a file never outlives its entry.
+    spool_io: Arc<tokio::sync::Mutex<()>>,
+    /// Turns true at shutdown: reports of spooled verdicts stop (the spool
+    /// keeps them for the next start).
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.verdicts.lock().expect("pending lock").len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.spool
+            .as_ref()
+            .map_or(PENDING_IN_MEMORY_CAPACITY, Spool::capacity)
+    }
+
+    fn current(&self, job_id: &str) -> Option<(SpooledVerdict, Instant)> {
+        self.verdicts
+            .lock()
+            .expect("pending lock")
+            .get(job_id)
+            .cloned()
+    }
+
+    /// Keep a verdict until it is stored: on disk first (fsynced), then here.
+    async fn hold(&self, entry: SpooledVerdict, started: Instant) {
+        let _io = self.spool_io.lock().await;
+        if let Some(spool) = self.spool.clone() {
+            let job_id = entry.lease.job_id.clone();
+            let to_write = entry.clone();
+            let written = tokio::task::spawn_blocking(move || spool.hold(&to_write)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%job_id, %error, "spooling a verdict failed; it is kept in memory only")
+                }
+                Err(error) => {
+                    tracing::error!(%job_id, %error, "spooling a verdict failed; it is kept in memory only")
+                }
+            }
+        }
+        self.verdicts
+            .lock()
+            .expect("pending lock")
+            .insert(entry.lease.job_id.clone(), (entry, started));
+    }
+
+    /// A new lease on a job whose verdict is held: report under it. Returns
+    /// false when no verdict is held for the job.
+    async fn take_new_lease(&self, lease: &Lease) -> bool {
+        let _io = self.spool_io.lock().await;
+        let updated = {
+            let mut verdicts = self.verdicts.lock().expect("pending lock");
+            match verdicts.get_mut(&lease.job_id) {
+                Some((entry, _)) => {
+                    entry.lease = lease.clone();
+                    Some(entry.clone())
+                }
+                None => None,
+            }
+        };
+        match updated {
+            Some(entry) => {
+                if let Some(spool) = self.spool.clone() {
+                    let _ = tokio::task::spawn_blocking(move || spool.hold(&entry)).await;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forget a job's verdict if it is still held under `lease_id`; false
+    /// when a newer lease came in meanwhile (report again under it).
+    async fn forget(&self, job_id: &str, lease_id: &str) -> bool {
+        let _io = self.spool_io.lock().await;
+        {
+            let mut verdicts = self.verdicts.lock().expect("pending lock");
+            match verdicts.get(job_id) {
+                Some((entry, _)) if entry.lease.lease_id != lease_id => return false,
+                _ => {
+                    verdicts.remove(job_id);
+                }
+            }
+        }
+        if let Some(spool) = self.spool.clone() {
+            let job_id = job_id.to_string();
+            let removed = tokio::task::spawn_blocking(move || spool.forget(&job_id)).await;
+            if let Ok(Err(error)) = removed {
+                tracing::error!(%error, "removing a reported verdict from the spool failed");
+            }
+        }
+        true
+    }
+}
 
 /// How the worker loop leases and retries.
 #[derive(Clone, Debug)]
@@ -40,16 +183,40 @@ pub struct WorkerConfig {
     pub drain_deadline: Duration,
 }
 
-/// Run the loop until `shutdown` turns true, then drain.
+/// Run the loop until `shutdown` turns true, then drain; verdicts not yet
+/// stored are kept in memory.
 pub async fn run<Queue: JobQueue>(
     queue: Queue,
     driver: Driver,
     config: WorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with_reporting(queue, driver, config, Reporting::default(), shutdown).await
+}
+
+/// Run the loop, keeping the verdicts not yet stored as `reporting` says:
+/// a spool's verdicts are reported first, then the loop leases until
+/// `shutdown` turns true, then drains.
+pub async fn run_with_reporting<Queue: JobQueue>(
+    queue: Queue,
+    driver: Driver,
+    config: WorkerConfig,
+    reporting: Reporting,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let queue = Arc::new(queue);
+    let spool = reporting.spool.clone();
+    let pending = Pending {
+        verdicts: Arc::default(),
+        spool: reporting.spool,
+        max_backoff: reporting.max_backoff,
+        spool_io: Arc::default(),
+        shutdown: shutdown.clone(),
+    };
+    report_spool_first(&queue, &driver, &pending).await;
     let slots = Arc::new(Semaphore::new(driver.slots()));
     let (abort_sender, abort) = watch::channel(false);
+    let mut spool_was_full = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -62,6 +229,27 @@ pub async fn run<Queue: JobQueue>(
         while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
             permits.push(permit);
         }
+        // Every check running or about to run may add a verdict to hold:
+        // lease only as many as the spool has room for.
+        let running = driver.slots().saturating_sub(permits.len());
+        let room = pending.capacity().saturating_sub(pending.len() + running);
+        if room == 0 {
+            drop(permits);
+            if !spool_was_full {
+                tracing::warn!(
+                    held = pending.len(),
+                    "the verdicts not yet stored fill the spool; leasing no new work until they are"
+                );
+            }
+            spool_was_full = true;
+            sleep_or_shutdown(config.poll_interval, &mut shutdown).await;
+            continue;
+        }
+        if spool_was_full {
+            tracing::info!(held = pending.len(), "the spool has room again; leasing");
+            spool_was_full = false;
+        }
+        permits.truncate(room);
         let offer = WorkerOffer {
             toolchain: Some(driver.toolchain().name.clone()),
             project: Some(driver.toolchain().project_name.clone()),
@@ -90,10 +278,15 @@ pub async fn run<Queue: JobQueue>(
         }
         // More leases than permits cannot come back; extra permits are freed.
         for (lease, permit) in leases.into_iter().zip(permits) {
+            if pending.take_new_lease(&lease).await {
+                tracing::info!(job_id = %lease.job_id, "leased a job whose verdict this worker holds; reporting it, not checking again");
+                continue;
+            }
             tokio::spawn(run_job(
                 Arc::clone(&queue),
                 driver.clone(),
                 config.clone(),
+                pending.clone(),
                 lease,
                 permit,
                 abort.clone(),
@@ -108,7 +301,64 @@ pub async fn run<Queue: JobQueue>(
         let _ = abort_sender.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
     }
+    if spool.is_none() {
+        // Held in memory only: give their reports until the drain deadline.
+        let deadline = Instant::now() + config.drain_deadline;
+        while pending.len() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if pending.len() > 0 {
+            tracing::error!(
+                held = pending.len(),
+                "verdicts not stored by the drain deadline; their jobs will be leased again"
+            );
+        }
+    }
     driver.shutdown().await;
+}
+
+/// Report the spool's verdicts (left by an earlier run of this worker) once
+/// each before leasing; those the farm does not take yet are reported on in
+/// the background.
+async fn report_spool_first<Queue: JobQueue>(
+    queue: &Arc<Queue>,
+    driver: &Driver,
+    pending: &Pending,
+) {
+    let Some(spool) = &pending.spool else { return };
+    let entries = match spool.readable_entries() {
+        Ok((entries, unreadable)) => {
+            for error in unreadable {
+                tracing::error!(%error, "a spooled verdict cannot be read; set aside, its job will be leased again");
+            }
+            entries
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading the verdict spool failed; its verdicts are not reported");
+            return;
+        }
+    };
+    if entries.is_empty() {
+        return;
+    }
+    tracing::info!(count = entries.len(), spool = %spool.directory().display(), "reporting spooled verdicts before leasing");
+    let toolchain = driver.toolchain().name.clone();
+    for entry in entries {
+        let job_id = entry.lease.job_id.clone();
+        pending
+            .verdicts
+            .lock()
+            .expect("pending lock")
+            .insert(job_id.clone(), (entry, Instant::now()));
+        if !report_once(queue, pending, &job_id, &toolchain).await {
+            tokio::spawn(report_until_settled(
+                Arc::clone(queue),
+                pending.clone(),
+                job_id,
+                toolchain.clone(),
+            ));
+        }
+    }
 }
 
 async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) {
@@ -118,7 +368,71 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bo
     }
 }
 
-/// Try an operation on the queue a few times: a completion must not be
+/// Report a held verdict once. True when it is settled (stored, or the job
+/// is leased elsewhere) and forgotten; false when it must be tried again.
+async fn report_once<Queue: JobQueue>(
+    queue: &Arc<Queue>,
+    pending: &Pending,
+    job_id: &str,
+    toolchain: &str,
+) -> bool {
+    let Some((entry, started)) = pending.current(job_id) else {
+        return true;
+    };
+    match queue.complete(&entry.lease, &entry.verdict, started).await {
+        Ok(CompleteOutcome::Stored) => {
+            log_attempt(&entry.lease, &entry.verdict, toolchain);
+            pending.forget(job_id, &entry.lease.lease_id).await
+        }
+        Ok(CompleteOutcome::Stale) => {
+            let forgotten = pending.forget(job_id, &entry.lease.lease_id).await;
+            if forgotten {
+                tracing::warn!(
+                    job_id,
+                    "the job is leased elsewhere or already done; verdict dropped"
+                );
+            }
+            forgotten
+        }
+        Err(error) if error.is_refused_for_good() => {
+            tracing::error!(job_id, %error, "the farm refuses this verdict for good; dropped, the job will be leased again");
+            pending.forget(job_id, &entry.lease.lease_id).await
+        }
+        Err(error) => {
+            tracing::warn!(job_id, %error, "storing a verdict failed; it is kept and tried again");
+            false
+        }
+    }
+}
+
+/// Report a held verdict with backoff until it is settled, however long
+/// the farm stays unreachable.
+async fn report_until_settled<Queue: JobQueue>(
+    queue: Arc<Queue>,
+    pending: Pending,
+    job_id: String,
+    toolchain: String,
+) {
+    let mut delay = REPORT_FIRST_BACKOFF.min(pending.max_backoff);
+    let mut shutdown = pending.shutdown.clone();
+    loop {
+        if report_once(&queue, &pending, &job_id, &toolchain).await {
+            return;
+        }
+        if pending.spool.is_some() && *shutdown.borrow() {
+            tracing::info!(%job_id, "verdict left in the spool for the next start");
+            return;
+        }
+        if pending.spool.is_some() {
+            sleep_or_shutdown(delay, &mut shutdown).await;
+        } else {
+            tokio::time::sleep(delay).await;
+        }
+        delay = (delay * 2).min(pending.max_backoff);
+    }
+}
+
+/// Try an operation on the queue a few times: a release must not be
 /// lost to a short outage of the store or the network.
 async fn persistently<T, F, Fut>(
     what: &str,
@@ -149,11 +463,13 @@ async fn run_job<Queue: JobQueue>(
     queue: Arc<Queue>,
     driver: Driver,
     config: WorkerConfig,
+    pending: Pending,
     lease: Lease,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     mut abort: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, "check started");
     queue.check_started();
     let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let heartbeat = tokio::spawn(heartbeat(
@@ -172,21 +488,21 @@ async fn run_job<Queue: JobQueue>(
     let job_id = lease.job_id.as_str();
     match outcome {
         Some(Ok(verdict)) => {
-            let stored = persistently("storing a verdict", job_id, || {
-                queue.complete(&lease, &verdict, started)
-            })
+            let entry = SpooledVerdict {
+                lease: lease.clone(),
+                verdict,
+            };
+            pending.hold(entry, started).await;
+            tracing::info!(job_id, "verdict held until stored");
+            // The check is done: its slot is free while the verdict is reported.
+            drop(permit);
+            report_until_settled(
+                queue,
+                pending,
+                lease.job_id.clone(),
+                driver.toolchain().name.clone(),
+            )
             .await;
-            match stored {
-                Ok(CompleteOutcome::Stored) => {
-                    log_attempt(&lease, &verdict, driver.toolchain().name.as_str())
-                }
-                Ok(CompleteOutcome::Stale) => {
-                    tracing::warn!(job_id, "lease lost before completion; result discarded")
-                }
-                Err(error) => {
-                    tracing::error!(job_id, %error, "storing a verdict failed; the job will be leased again")
-                }
-            }
         }
         Some(Err(error)) => {
             tracing::warn!(job_id, %error, "check could not run; releasing the job for a retry");

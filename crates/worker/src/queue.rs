@@ -40,6 +40,35 @@ pub enum QueueError {
     /// The store behind an in-process queue failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An HTTP queue was given no farm URL.
+    #[error("no farm url given: a worker needs at least one --server")]
+    NoServers,
+}
+
+impl QueueError {
+    /// Whether the replica that was called failed (not the request): it could
+    /// not be reached, or answered 502, 503 or 504. Another replica of the
+    /// same farm may take the call.
+    pub fn is_replica_failure(&self) -> bool {
+        match self {
+            QueueError::Unreachable { .. } => true,
+            QueueError::Refused { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+
+    /// Whether the farm refused the request for what it is (400, 404, 413,
+    /// 422): sending it again, to any replica, cannot succeed. A refused
+    /// token (401, 403) is not: a worker restarted with a good one can.
+    pub fn is_refused_for_good(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Refused {
+                status: 400 | 404 | 413 | 422,
+                ..
+            }
+        )
+    }
 }
 
 /// Where the worker loop gets its jobs and sends their outcomes.

@@ -271,3 +271,91 @@ async fn after_an_empty_lease_the_pause_is_short() {
     queue.wait_for_work(Duration::from_secs(30)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The URL of a port nothing listens on: a replica that is down.
+async fn replica_that_is_down() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+#[tokio::test]
+async fn a_call_moves_to_the_next_replica_when_its_replica_is_down_and_stays_there() {
+    let down = replica_that_is_down().await;
+    let held = json!({ "held": [true] }).to_string();
+    let (up, mut received) = scripted_farm(vec![(200, held.clone()), (200, held)]).await;
+    let queue = HttpQueue::with_servers(&[down.clone(), up.clone()], "t").unwrap();
+    assert_eq!(queue.current_server(), down);
+    assert!(queue.renew(&lease(), Duration::from_secs(9)).await.unwrap());
+    assert_eq!(queue.current_server(), up.trim_end_matches('/'));
+    assert!(queue.renew(&lease(), Duration::from_secs(9)).await.unwrap());
+    for _ in 0..2 {
+        let request = received.recv().await.unwrap();
+        assert_eq!(request.method_and_path, "POST /v1/worker/renew");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_answering_503_is_left_but_a_refusal_of_the_request_is_not() {
+    let unavailable = json!({ "error": { "code": "store_unavailable" } }).to_string();
+    let bad_request = json!({ "error": { "code": "invalid_request" } }).to_string();
+    let (first, mut first_received) =
+        scripted_farm(vec![(503, unavailable), (400, bad_request)]).await;
+    let stored = json!({ "outcome": "stored" }).to_string();
+    let (second, mut second_received) = scripted_farm(vec![(200, stored)]).await;
+    let queue = HttpQueue::with_servers(&[first.clone(), second.clone()], "t").unwrap();
+    let outcome = queue
+        .complete(&lease(), &Verdict::valid(), Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(outcome, CompleteOutcome::Stored);
+    assert_eq!(queue.current_server(), second.trim_end_matches('/'));
+    assert_eq!(
+        first_received.recv().await.unwrap().method_and_path,
+        "POST /v1/worker/complete"
+    );
+    assert_eq!(
+        second_received.recv().await.unwrap().method_and_path,
+        "POST /v1/worker/complete"
+    );
+
+    // A 400 is about the request: the same request fails on every replica.
+    let queue = HttpQueue::with_servers(&[first, second], "t").unwrap();
+    let error = queue
+        .release(&lease(), "sandbox broke", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, QueueError::Refused { status: 400, .. }),
+        "{error}"
+    );
+    assert!(!error.is_replica_failure());
+    assert!(error.is_refused_for_good());
+    assert!(
+        second_received.try_recv().is_err(),
+        "a 400 was tried on another replica"
+    );
+}
+
+#[tokio::test]
+async fn when_every_replica_is_down_the_call_fails_and_no_replica_is_no_queue() {
+    let queue = HttpQueue::with_servers(
+        &[replica_that_is_down().await, replica_that_is_down().await],
+        "t",
+    )
+    .unwrap();
+    let error = queue
+        .renew(&lease(), Duration::from_secs(9))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, QueueError::Unreachable { .. }), "{error}");
+    assert!(error.is_replica_failure());
+    assert!(!error.is_refused_for_good());
+    let error = HttpQueue::with_servers(&[], "t").err().unwrap();
+    assert!(matches!(error, QueueError::NoServers));
+    assert_eq!(
+        error.to_string(),
+        "no farm url given: a worker needs at least one --server"
+    );
+}

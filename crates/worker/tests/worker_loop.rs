@@ -2,7 +2,10 @@
 //! lean-sim (this test binary re-executes itself as lean-sim): a verdict is
 //! completed once, a Lean error is a verdict too, a completion that fails is
 //! tried again, a check the farm cannot run is released with the backoff, a
-//! lost lease abandons the job, and shutdown hands running jobs back.
+//! lost lease abandons the job, and shutdown hands running jobs back. A
+//! verdict is reported through an outage of any length, survives a restart
+//! in the spool without its job being checked again, and a full spool stops
+//! the leasing.
 //!
 //! `harness = false`: `main` runs the tests, or acts as lean-sim when the
 //! driver starts it with `lean-sim` as its first argument.
@@ -13,7 +16,7 @@ use leanfarm_sandbox::{BackendKind, Sandbox, SandboxConfig};
 use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
 use leanfarm_testkit::driver::{lean_sim_toolchain, small_pool};
 use leanfarm_testkit::sandbox::sandbox_config;
-use leanfarm_worker::{JobQueue, QueueError, WorkerConfig};
+use leanfarm_worker::{JobQueue, QueueError, Reporting, Spool, WorkerConfig};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +32,8 @@ struct ScriptedQueue {
     complete_calls: AtomicUsize,
     /// Completions that fail before one succeeds.
     failing_completions: AtomicUsize,
+    /// The HTTP status the failing completions are refused with (503 if 0).
+    failing_status: std::sync::atomic::AtomicU16,
     released: Mutex<Vec<(String, String, Duration)>>,
     renewals: AtomicUsize,
     /// Whether a renewal finds the lease still held.
@@ -107,10 +112,14 @@ impl JobQueue for Shared {
             })
             .is_ok()
         {
+            let status = match self.0.failing_status.load(Ordering::SeqCst) {
+                0 => 503,
+                status => status,
+            };
             return Err(QueueError::Refused {
                 path: "/v1/worker/complete",
-                status: 503,
-                body: "store unavailable".into(),
+                status,
+                body: "refused".into(),
             });
         }
         self.0
@@ -176,6 +185,15 @@ fn config(lease: Duration, drain_deadline: Duration) -> WorkerConfig {
 
 /// Start the loop with a driver whose REPL is `repl_program` (lean-sim: this binary).
 fn start(queue: &Arc<ScriptedQueue>, config: WorkerConfig, repl_program: PathBuf) -> Running {
+    start_reporting(queue, config, repl_program, Reporting::default())
+}
+
+fn start_reporting(
+    queue: &Arc<ScriptedQueue>,
+    config: WorkerConfig,
+    repl_program: PathBuf,
+    reporting: Reporting,
+) -> Running {
     let scratch = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(SandboxConfig {
         scratch_size_bytes: 64 << 20,
@@ -186,10 +204,11 @@ fn start(queue: &Arc<ScriptedQueue>, config: WorkerConfig, repl_program: PathBuf
     let pool = small_pool();
     let driver = Driver::new(toolchain, pool, Arc::new(sandbox));
     let (stop, stopped) = watch::channel(false);
-    let loop_task = tokio::spawn(leanfarm_worker::run(
+    let loop_task = tokio::spawn(leanfarm_worker::run_with_reporting(
         Shared(Arc::clone(queue)),
         driver,
         config,
+        reporting,
         stopped,
     ));
     Running {
@@ -315,6 +334,201 @@ async fn shutdown_hands_running_jobs_back() {
     assert!(queue.completed().is_empty());
 }
 
+/// Reports that back off at most 20 ms, so that many failures pass quickly.
+fn quick_reporting(spool: Option<Spool>) -> Reporting {
+    Reporting {
+        spool,
+        max_backoff: Duration::from_millis(20),
+    }
+}
+
+/// Far more failures than the old limit of eight retries.
+const LONG_OUTAGE: usize = 40;
+
+async fn a_verdict_is_reported_through_an_outage_of_any_length() {
+    let queue = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    queue
+        .failing_completions
+        .store(LONG_OUTAGE, Ordering::SeqCst);
+    let running = start_reporting(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(None),
+    );
+    until("the job is completed", || queue.completed().len() == 1).await;
+    running.stop().await;
+    assert_eq!(queue.complete_calls.load(Ordering::SeqCst), LONG_OUTAGE + 1);
+    assert_eq!(queue.completed()[0].1.status(), CheckStatus::Valid);
+    assert_eq!(queue.checks_started.load(Ordering::SeqCst), 1);
+    assert!(queue.released().is_empty());
+}
+
+async fn a_spooled_verdict_survives_a_restart_and_its_job_is_not_checked_again() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(spool_dir.path(), 8).unwrap();
+    let first = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    first
+        .failing_completions
+        .store(usize::MAX, Ordering::SeqCst);
+    let running = start_reporting(
+        &first,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(Some(spool.clone())),
+    );
+    until("the verdict is spooled", || {
+        spool.entries().unwrap().len() == 1
+    })
+    .await;
+    running.stop().await;
+    assert!(first.completed().is_empty());
+    let spooled = spool.entries().unwrap();
+    assert_eq!(
+        spooled.len(),
+        1,
+        "the spool keeps the verdict through shutdown"
+    );
+    assert_eq!(spooled[0].lease.job_id, "job-0");
+    assert_eq!(spooled[0].verdict.status(), CheckStatus::Valid);
+
+    // The next start: the farm leased the job again (its first lease ran
+    // out), and the first report fails.
+    let second = ScriptedQueue::default();
+    let mut again = lease(0, "theorem one : True := trivial");
+    again.lease_id = "lease-0-again".into();
+    second.waiting.lock().unwrap().push_back(again);
+    second.failing_completions.store(1, Ordering::SeqCst);
+    let second = Arc::new(second);
+    let running = start_reporting(
+        &second,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(Some(Spool::open(spool_dir.path(), 8).unwrap())),
+    );
+    until("the spooled verdict is stored", || {
+        second.completed().len() == 1
+    })
+    .await;
+    until("the job is leased again", || {
+        second.waiting.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert_eq!(
+        second.checks_started.load(Ordering::SeqCst),
+        0,
+        "a job whose verdict the worker holds is not checked again"
+    );
+    let completed = second.completed();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0].0, "job-0");
+    assert_eq!(completed[0].1.status(), CheckStatus::Valid);
+    assert!(
+        spool.entries().unwrap().is_empty(),
+        "a stored verdict leaves the spool"
+    );
+}
+
+async fn a_full_spool_stops_the_leasing_until_it_drains() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(spool_dir.path(), 1).unwrap();
+    let queue = ScriptedQueue::with_jobs(&[
+        "theorem one : True := trivial",
+        "theorem two : True := trivial",
+    ]);
+    queue
+        .failing_completions
+        .store(usize::MAX, Ordering::SeqCst);
+    let running = start_reporting(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(Some(spool.clone())),
+    );
+    until("a verdict is spooled", || {
+        spool.entries().unwrap().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        queue.waiting.lock().unwrap().len(),
+        1,
+        "a worker with a full spool leased new work"
+    );
+    assert_eq!(queue.checks_started.load(Ordering::SeqCst), 1);
+    queue.failing_completions.store(0, Ordering::SeqCst);
+    until("both jobs are completed", || queue.completed().len() == 2).await;
+    running.stop().await;
+    assert_eq!(queue.checks_started.load(Ordering::SeqCst), 2);
+    assert!(spool.entries().unwrap().is_empty());
+}
+
+async fn a_verdict_the_farm_refuses_for_good_leaves_the_spool() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(spool_dir.path(), 8).unwrap();
+    let queue = ScriptedQueue::with_jobs(&["theorem one : True := trivial"]);
+    queue
+        .failing_completions
+        .store(usize::MAX, Ordering::SeqCst);
+    queue.failing_status.store(422, Ordering::SeqCst);
+    let running = start_reporting(
+        &queue,
+        config(Duration::from_secs(30), Duration::from_secs(5)),
+        lean_sim(),
+        quick_reporting(Some(spool.clone())),
+    );
+    until("the verdict is sent", || {
+        queue.complete_calls.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert_eq!(
+        queue.complete_calls.load(Ordering::SeqCst),
+        1,
+        "a verdict refused for good was sent again"
+    );
+    assert!(spool.entries().unwrap().is_empty());
+}
+
+async fn the_spool_writes_whole_entries_and_refuses_bad_ones() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Spool::open(spool_dir.path(), 0),
+        Err(leanfarm_worker::SpoolError::NoCapacity)
+    ));
+    // A write cut short leaves a temporary file; opening the spool removes it.
+    std::fs::write(spool_dir.path().join("6a6f62.tmp"), b"{\"lea").unwrap();
+    let spool = Spool::open(spool_dir.path(), 4).unwrap();
+    assert!(!spool_dir.path().join("6a6f62.tmp").exists());
+    assert!(spool.entries().unwrap().is_empty());
+    let entry = leanfarm_worker::SpooledVerdict {
+        lease: lease(3, "theorem t : True := trivial"),
+        verdict: Verdict::valid(),
+    };
+    spool.hold(&entry).unwrap();
+    let mut newer = entry.clone();
+    newer.lease.lease_id = "lease-3-again".into();
+    spool.hold(&newer).unwrap();
+    assert_eq!(spool.entries().unwrap(), vec![newer]);
+    spool.forget("job-3").unwrap();
+    spool.forget("job-3").unwrap();
+    assert!(spool.entries().unwrap().is_empty());
+    // Something that is not a spooled verdict is named in the error, and
+    // set aside so that the other entries are still read.
+    spool.hold(&entry).unwrap();
+    std::fs::write(spool_dir.path().join("6a6f62.json"), b"not json").unwrap();
+    let error = spool.entries().unwrap_err().to_string();
+    assert!(spool_dir.path().join("6a6f62.unreadable").exists());
+    assert_eq!(spool.entries().unwrap(), vec![entry]);
+    assert!(
+        error.contains("6a6f62.json") && error.contains("is not a spooled verdict"),
+        "{error}"
+    );
+}
+
 type Test = (
     &'static str,
     fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
@@ -326,7 +540,26 @@ fn main() {
         args.remove(0);
         std::process::exit(lean_sim::main_with_args(args));
     }
-    let tests: [Test; 5] = [
+    let tests: [Test; 10] = [
+        (
+            "a_verdict_the_farm_refuses_for_good_leaves_the_spool",
+            || Box::pin(a_verdict_the_farm_refuses_for_good_leaves_the_spool()),
+        ),
+        (
+            "a_verdict_is_reported_through_an_outage_of_any_length",
+            || Box::pin(a_verdict_is_reported_through_an_outage_of_any_length()),
+        ),
+        (
+            "a_spooled_verdict_survives_a_restart_and_its_job_is_not_checked_again",
+            || Box::pin(a_spooled_verdict_survives_a_restart_and_its_job_is_not_checked_again()),
+        ),
+        ("a_full_spool_stops_the_leasing_until_it_drains", || {
+            Box::pin(a_full_spool_stops_the_leasing_until_it_drains())
+        }),
+        (
+            "the_spool_writes_whole_entries_and_refuses_bad_ones",
+            || Box::pin(the_spool_writes_whole_entries_and_refuses_bad_ones()),
+        ),
         ("a_verdict_is_completed_once", || {
             Box::pin(a_verdict_is_completed_once())
         }),

@@ -7,13 +7,15 @@
 //!
 //! By concern: `server` (listening, auth, request and queue limits),
 //! `checker` (toolchain, slots, leases; builds the driver), `sandbox` (the
-//! sandbox's backend and limits), `store` (job and artifact stores). Each
+//! sandbox's backend and limits), `store` (job and artifact stores),
+//! `queue` (attempts and outages). Each
 //! struct has a `validate()` whose error names the setting. This module
 //! builds a running `Farm` from settings; it must never hold a default
 //! itself.
 
 mod checker;
 mod file;
+mod queue;
 mod sandbox;
 mod server;
 mod store;
@@ -86,7 +88,8 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     let store_url = args.stores.store_url(&data_dir);
     let store = Store::open(&store_url)
         .await
-        .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?;
+        .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?
+        .with_queue_policy(args.queue.policy());
     let artifacts_url = args.stores.artifacts_url(&data_dir);
     let artifacts = ArtifactStore::open(&artifacts_url)
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
@@ -182,6 +185,26 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_settings_become_the_stores_policy() {
+        let (defaults, _) = parse_serve(&[]);
+        let policy = defaults.queue.policy();
+        assert_eq!(policy.max_attempts, Some(3));
+        assert!(!policy.count_expiry_during_outage);
+        assert_eq!(policy.outage_gap, std::time::Duration::from_secs(15));
+        let (args, _) = parse_serve(&[
+            "--max-attempts",
+            "5",
+            "--count-lease-expiry-in-outages",
+            "--outage-gap-seconds",
+            "40",
+        ]);
+        let policy = args.queue.policy();
+        assert_eq!(policy.max_attempts, Some(5));
+        assert!(policy.count_expiry_during_outage);
+        assert_eq!(policy.outage_gap, std::time::Duration::from_secs(40));
+    }
+
+    #[test]
     fn the_file_fills_only_what_flags_did_not_give() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("farm.toml");
@@ -240,6 +263,11 @@ mod tests {
         assert_eq!(
             refused(|a| a.stores.store = Some("mysql://x".into())),
             "store"
+        );
+        assert_eq!(refused(|a| a.queue.max_attempts = 0), "max_attempts");
+        assert_eq!(
+            refused(|a| a.queue.outage_gap_seconds = 1.0),
+            "outage_gap_seconds"
         );
         assert_eq!(refused(|a| a.limits.max_body_bytes = 0), "max_body_bytes");
         assert_eq!(refused(|a| a.limits.max_batch = 0), "max_batch");

@@ -8,6 +8,7 @@
 //! socket or open a store.
 
 use super::checker::CheckerArgs;
+use super::queue::QueueArgs;
 use super::store::StoreArgs;
 use super::SettingError;
 use clap::Args;
@@ -76,6 +77,9 @@ pub struct ServeArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     #[serde(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub limits: LimitArgs,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
@@ -96,6 +100,7 @@ impl ServeArgs {
     pub fn validate(&self) -> Result<(), SettingError> {
         self.checker.validate()?;
         self.stores.validate()?;
+        self.queue.validate()?;
         self.limits.validate()
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod private_postgres;
+
 use leanfarm_testkit::test_backend_name;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -240,10 +242,67 @@ impl Worker {
         }
     }
 
+    /// Start a worker that leases through `servers` (a comma list) and
+    /// appends its info-level JSON log to `log`.
+    pub fn start_logged(
+        servers: &str,
+        token: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Worker {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the worker's log");
+        let child = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .args([
+                "worker",
+                "--simulate",
+                "--server",
+                servers,
+                "--token",
+                token,
+            ])
+            .args(["--sandbox", &test_backend_name()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("LEAN_FARM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn leanfarm worker");
+        Worker {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Per job id, how many times worker logs (JSON lines) carry `message`.
+pub fn log_events(logs: &[&Path], message: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if event["fields"]["message"] == message {
+                if let Some(job_id) = event["fields"]["job_id"].as_str() {
+                    *counts.entry(job_id.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    counts
 }
 
 impl Drop for Worker {
