@@ -170,3 +170,71 @@ pub fn keys(args: KeysArgs) -> Result<(), CliError> {
         }
     }
 }
+
+/// `leanfarm worker`'s signing settings: the key file, or its content in a
+/// variable (never shown in help or logs), and the content hashes stated
+/// for its toolchain and project.
+#[derive(Args, Debug)]
+pub struct SigningArgs {
+    /// Key file whose secret keys sign every verdict (`leanfarm keys generate`)
+    #[arg(long, env = "LEAN_FARM_WORKER_SIGNING_KEYS")]
+    pub signing_keys: Option<PathBuf>,
+    /// The key file's JSON itself, for secrets handed over in the environment
+    #[arg(
+        long,
+        env = "LEAN_FARM_WORKER_SIGNING_KEYS_JSON",
+        hide_env_values = true,
+        conflicts_with = "signing_keys"
+    )]
+    pub signing_keys_json: Option<String>,
+    /// SHA-256 of the toolchain's content, recorded in attestations [default: unhashed]
+    #[arg(long, env = "LEAN_FARM_TOOLCHAIN_SHA256")]
+    pub toolchain_sha256: Option<String>,
+    /// SHA-256 of the Lean project's content, recorded in attestations [default: unhashed]
+    #[arg(long, env = "LEAN_FARM_PROJECT_SHA256")]
+    pub project_sha256: Option<String>,
+}
+
+impl SigningArgs {
+    /// The queue, signing its completions when keys are given.
+    pub fn apply(
+        self,
+        queue: leanfarm_worker::HttpQueue,
+        worker_id: &str,
+    ) -> Result<leanfarm_worker::HttpQueue, CliError> {
+        let key_error =
+            |error: leanfarm_attest::KeyError| CliError::Config(format!("signing keys: {error}"));
+        let file = match (self.signing_keys, self.signing_keys_json) {
+            (Some(path), _) => KeyFile::read(&path).map_err(key_error)?,
+            (None, Some(json)) => KeyFile::parse(&json).map_err(key_error)?,
+            (None, None) => return Ok(queue),
+        };
+        let keys = leanfarm_attest::SigningKeys::new(&file).map_err(key_error)?;
+        let unhashed = || leanfarm_attest::UNHASHED.to_string();
+        let identity = leanfarm_attest::WorkerIdentity {
+            worker_id: worker_id.to_string(),
+            toolchain_sha256: self.toolchain_sha256.unwrap_or_else(unhashed),
+            project_sha256: self.project_sha256.unwrap_or_else(unhashed),
+        };
+        tracing::info!(key_ids = ?keys.public_keys().keys.iter().map(|key| key.key_id.clone()).collect::<Vec<_>>(), "verdicts are signed");
+        Ok(queue.with_signer(leanfarm_worker::VerdictSigner { keys, identity }))
+    }
+}
+
+/// Make the farm require attestations that verify against the key file at
+/// `path`, when one is given.
+pub fn trust_worker_keys(
+    state: &leanfarm_server::AppState,
+    path: Option<&Path>,
+) -> Result<(), CliError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let trusted = read_keys(path)
+        .and_then(|file| {
+            TrustedKeys::new(&file).map_err(|error| CliError::Config(error.to_string()))
+        })
+        .map_err(|error| CliError::Config(format!("trusted worker keys: {error}")))?;
+    let _ = state.trusted_worker_keys.set(trusted);
+    Ok(())
+}

@@ -20,6 +20,8 @@ pub struct WorkerArgs {
     pub worker_id: Option<String>,
     #[command(flatten)]
     pub checker: CheckerArgs,
+    #[command(flatten)]
+    pub signing: crate::verify::SigningArgs,
     /// Directory for scratch space
     #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value = "leanfarm-worker")]
     pub data_dir: PathBuf,
@@ -38,6 +40,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let worker_config = args.checker.worker_config(worker_id.clone());
     let queue = HttpQueue::new(&args.server, &args.token)
         .map_err(|error| CliError::Startup(error.to_string()))?;
+    let queue = args.signing.apply(queue, &worker_id)?;
     let (stop, stopped) = watch::channel(false);
     eprintln!(
         "leanfarm: worker {worker_id} with {slots} slots, leasing from {}",

@@ -20,6 +20,7 @@ mod body;
 mod completion;
 mod error;
 mod in_process_queue;
+mod keys;
 mod kimina;
 mod metrics;
 mod remote;
@@ -88,6 +89,9 @@ pub struct AppState {
     /// Woken when this process enqueues work.
     pub enqueued: Notify,
     pub shutting_down: AtomicBool,
+    /// The public keys remote workers' attestations must verify against
+    /// (`keys.rs`); unset, completions need no attestation.
+    pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
 }
 
 impl AppState {
@@ -109,6 +113,7 @@ impl AppState {
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            trusted_worker_keys: std::sync::OnceLock::new(),
         })
     }
 }

@@ -101,6 +101,7 @@ pub(crate) async fn complete(
 ) -> Result<Json<CompleteResponse>, ApiError> {
     let authority = auth::worker(&state, &headers).await?;
     let request: CompleteRequest = parse_body(&state, &body)?;
+    crate::keys::check_completion(&state, &request).await?;
     let outcome = state
         .store
         .complete_as(

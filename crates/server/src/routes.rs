@@ -5,7 +5,7 @@
 //! Handlers live in their modules; this module only wires them, and no
 //! handler module imports it.
 
-use crate::{api, kimina, remote, AppState};
+use crate::{api, keys, kimina, remote, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,6 +18,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/checks", post(api::submit_checks).get(api::list_checks))
         .route("/v1/checks/{id}", get(api::get_check))
         .route("/v1/workers", get(api::list_workers))
+        .route("/v1/keys", get(keys::list_keys))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
         .route("/v1/worker/lease", post(remote::lease))

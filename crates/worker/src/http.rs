@@ -29,6 +29,8 @@ pub struct HttpQueue {
     client: reqwest::Client,
     base_url: String,
     token: String,
+    /// Signs each completion's verdict, when the worker has keys.
+    signer: Option<crate::signing::VerdictSigner>,
 }
 
 impl HttpQueue {
@@ -42,7 +44,14 @@ impl HttpQueue {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            signer: None,
         })
+    }
+
+    /// Sign every verdict this queue completes with `signer`'s keys.
+    pub fn with_signer(mut self, signer: crate::signing::VerdictSigner) -> HttpQueue {
+        self.signer = Some(signer);
+        self
     }
 
     async fn call<Body: serde::Serialize, Answer: serde::de::DeserializeOwned>(
@@ -117,6 +126,7 @@ impl JobQueue for HttpQueue {
             job_id: lease.job_id.clone(),
             lease_id: lease.lease_id.clone(),
             verdict: verdict.clone(),
+            attestation: crate::signing::attest(self.signer.as_ref(), lease, verdict)?,
         };
         let answer: CompleteResponse = self.call("/v1/worker/complete", &request).await?;
         Ok(answer.outcome)

@@ -15,9 +15,11 @@
 mod http;
 pub mod protocol;
 mod queue;
+mod signing;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
+pub use signing::VerdictSigner;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{CompleteOutcome, Lease, WorkerOffer};
