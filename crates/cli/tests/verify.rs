@@ -1,6 +1,9 @@
 //! `leanfarm keys` and `leanfarm verify` through the real binary: a key made
 //! by `keys generate` signs a statement, `verify` accepts it (exit 0) and
-//! refuses any change to it (exit 1), naming the check that failed.
+//! refuses any change to it (exit 1), naming the check that failed; and a
+//! farm that trusts a worker's key stores that worker's signed verdicts.
+
+mod common;
 
 use leanfarm_attest::{KeyFile, SigningKeys, Statement, WorkerIdentity};
 use leanfarm_core::{CheckRequest, Verdict};
@@ -157,4 +160,115 @@ fn verify_with_unreadable_keys_is_a_usage_error() {
     let output = leanfarm(&["verify", path(&attestation), "--keys", path(&missing)]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the key file"));
+}
+
+/// `serve --trusted-worker-keys` and `worker --signing-keys`, as processes:
+/// the farm publishes the key and stores the signed worker's verdicts; a
+/// worker that signs as another worker id with the same key stores none.
+#[tokio::test]
+async fn a_farm_stores_the_verdicts_of_a_worker_whose_key_it_trusts() {
+    let data = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
+    let (user, worker_token) = common::tokens(&store);
+    let keys = data.path().join("w1.keys.json");
+    common::leanfarm(&[
+        "keys",
+        "generate",
+        "--out",
+        path(&keys),
+        "--key-id",
+        "w1-key",
+    ]);
+    let trusted = data.path().join("trusted.json");
+    let public = common::leanfarm(&["keys", "public", path(&keys), "--worker-id", "w1"]);
+    std::fs::write(&trusted, public).unwrap();
+    let server_dir = tempfile::tempdir().unwrap();
+    let mut server = common::api_replica(
+        server_dir.path(),
+        &store,
+        &["--trusted-worker-keys", path(&trusted)],
+    );
+    server.token = Some(user);
+
+    let (status, published) = server.get_json("/v1/keys").await;
+    assert_eq!(status, 200);
+    assert_eq!(published["keys"][0]["key_id"], "w1-key");
+    assert_eq!(published["keys"][0]["worker_id"], "w1");
+    assert!(published["keys"][0].get("secret_key").is_none());
+
+    // A worker signing as w2 with w1's key: every completion is refused.
+    let impostor_dir = tempfile::tempdir().unwrap();
+    let mut impostor = common::Worker::start(
+        &server.url,
+        &worker_token,
+        impostor_dir.path(),
+        &[
+            "--slots",
+            "1",
+            "--worker-id",
+            "w2",
+            "--signing-keys",
+            path(&keys),
+        ],
+    );
+    let body = serde_json::json!({"snippets": common::snippets(&["theorem t : True := trivial"]), "wait": 3});
+    let (status, response) = server.post("/v1/checks", &body).await;
+    // Not done within the wait: 202, the job still queued or running.
+    assert_eq!(status, 202, "{response}");
+    assert_ne!(response["results"][0]["state"], "done", "{response}");
+    // ... though the impostor leased it and had three seconds to check it.
+    let mut leased = false;
+    for _ in 0..50 {
+        let id = response["results"][0]["id"].as_str().unwrap();
+        let (_, job) = server.get_json(&format!("/v1/checks/{id}")).await;
+        assert_ne!(
+            job["state"], "done",
+            "the impostor's verdict was stored: {job}"
+        );
+        if job["attempts"].as_u64().unwrap_or(0) >= 1 {
+            leased = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(leased, "the impostor never leased the job");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let id = response["results"][0]["id"].as_str().unwrap();
+    let (_, job) = server.get_json(&format!("/v1/checks/{id}")).await;
+    assert_ne!(
+        job["state"], "done",
+        "the impostor's verdict was stored: {job}"
+    );
+    impostor.kill_hard();
+
+    // The worker the key belongs to: its verdict is stored.
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = common::Worker::start(
+        &server.url,
+        &worker_token,
+        worker_dir.path(),
+        &[
+            "--slots",
+            "1",
+            "--worker-id",
+            "w1",
+            "--signing-keys",
+            path(&keys),
+        ],
+    );
+    let id = response["results"][0]["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (status, job) = server.get_json(&format!("/v1/checks/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        if job["state"] == "done" {
+            assert_eq!(job["verdict"]["status"], "valid", "{job}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never completed: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
