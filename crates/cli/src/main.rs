@@ -6,6 +6,7 @@ mod config;
 mod conformance;
 mod jobs;
 mod tenant;
+mod verify;
 mod worker;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -36,6 +37,10 @@ enum Command {
     Tenant(tenant::TenantArgs),
     /// List jobs by state and put dead jobs back in the queue.
     Jobs(jobs::JobsArgs),
+    /// Check a signed verdict (an attestation) offline against trusted public keys.
+    Verify(verify::VerifyArgs),
+    /// Make and publish the Ed25519 keys that workers sign verdicts with.
+    Keys(verify::KeysArgs),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -65,12 +70,16 @@ pub enum CliError {
     NotAllValid(usize, usize),
     #[error("{0} of {1} conformance cases failed")]
     ConformanceFailed(usize, usize),
+    #[error("the attestation is not valid: {0}")]
+    AttestationInvalid(String),
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::NotAllValid(..) | CliError::ConformanceFailed(..) => 1,
+            CliError::NotAllValid(..)
+            | CliError::ConformanceFailed(..)
+            | CliError::AttestationInvalid(_) => 1,
             CliError::Config(_) | CliError::Setting(_) => 2,
             CliError::Startup(_) => 3,
             CliError::Request(_) => 4,
@@ -103,6 +112,8 @@ fn main() -> ExitCode {
         | Command::Conformance(_)
         | Command::Tenant(_)
         | Command::Jobs(_)
+        | Command::Verify(_)
+        | Command::Keys(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -126,6 +137,8 @@ fn main() -> ExitCode {
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,
             Command::Jobs(args) => jobs::run(args).await,
+            Command::Verify(args) => verify::verify(args),
+            Command::Keys(args) => verify::keys(args),
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

@@ -27,6 +27,8 @@ pub struct WorkerArgs {
     pub worker_id: Option<String>,
     #[command(flatten)]
     pub checker: CheckerArgs,
+    #[command(flatten)]
+    pub signing: crate::verify::SigningArgs,
     /// Directory for scratch space and the spool of verdicts not yet stored
     #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value = "leanfarm-worker")]
     pub data_dir: PathBuf,
@@ -67,6 +69,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         spool: Some(spool),
         ..Reporting::default()
     };
+    let queue = args.signing.apply(queue, &worker_id)?;
     let (stop, stopped) = watch::channel(false);
     let server_list = servers.join(", ");
     eprintln!("leanfarm: worker {worker_id} with {slots} slots, leasing from {server_list}");

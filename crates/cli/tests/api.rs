@@ -309,6 +309,7 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/checks",
         "/v1/checks/{id}",
         "/v1/workers",
+        "/v1/keys",
         "/api/check",
         "/verify",
         "/health",
@@ -325,7 +326,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 16, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 17, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ mod dead_letters;
 mod error;
 mod in_process_queue;
 mod input_limits;
+mod keys;
 mod kimina;
 mod metrics;
 mod outbox;
@@ -117,6 +118,9 @@ pub struct AppState {
     /// Turns true when the in-process workers have drained: requests still
     /// waiting for verdicts then answer with what there is.
     pub(crate) workers_stopped: watch::Sender<bool>,
+    /// The public keys remote workers' attestations must verify against
+    /// (`keys.rs`); unset, completions need no attestation.
+    pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
 }
 
 impl AppState {
@@ -139,6 +143,7 @@ impl AppState {
             enqueued: Notify::new(),
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
+            trusted_worker_keys: std::sync::OnceLock::new(),
         })
     }
 }

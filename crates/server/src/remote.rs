@@ -174,6 +174,7 @@ pub(crate) async fn complete(
             unit: "bytes",
         });
     }
+    crate::keys::check_completion(&state, &request).await?;
     let outcome = state
         .store
         .complete_as(

@@ -10,7 +10,7 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, dead_letters, kimina, remote, AppState};
+use crate::{api, dead_letters, keys, kimina, remote, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -27,6 +27,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/checks", post(api::submit_checks).get(api::list_checks))
         .route("/v1/checks/{id}", get(api::get_check))
         .route("/v1/workers", get(api::list_workers))
+        .route("/v1/keys", get(keys::list_keys))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
         .route("/v1/worker/lease", post(remote::lease))

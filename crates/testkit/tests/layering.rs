@@ -127,6 +127,24 @@ const LAYERING: &[Rule] = &[
         architecture: "worker: knows nothing of HTTP servers (no axum, no leanfarm-server)",
     },
     Rule {
+        subject: Subject::Crate("leanfarm-attest"),
+        constraint: Constraint::WorkspaceCratesOnly(&["leanfarm-core", "lean-syntax"]),
+        architecture:
+            "attest: no cryptography of its own, no I/O but reading and writing key files",
+    },
+    Rule {
+        subject: Subject::Crate("leanfarm-attest"),
+        constraint: Constraint::ReachesNone(&[
+            "tokio",
+            "axum",
+            "reqwest",
+            "rusqlite",
+            "tokio-postgres",
+        ]),
+        architecture:
+            "attest: no cryptography of its own, no I/O but reading and writing key files",
+    },
+    Rule {
         subject: Subject::Crate("lean-sim"),
         constraint: Constraint::WorkspaceCratesOnly(&["lean-protocol", "lean-syntax"]),
         architecture: "lean-sim: depends on no farm crate but lean-protocol and lean-syntax",
@@ -360,6 +378,7 @@ const SYNTHETIC_WORKSPACE: &[&str] = &[
     "leanfarm-server",
     "lean-sim",
     "leanfarm-testkit",
+    "leanfarm-attest",
 ];
 
 /// A graph that keeps every rule: the workspace's real shape, in short.
@@ -383,6 +402,9 @@ const LAWFUL_EDGES: &[Edge] = &[
     ("lean-sim", "lean-protocol", "normal"),
     ("lean-syntax", "serde_json", "dev"),
     ("leanfarm-testkit", "leanfarm-driver", "normal"),
+    ("leanfarm-attest", "leanfarm-core", "normal"),
+    ("leanfarm-attest", "ed25519-dalek", "normal"),
+    ("leanfarm-worker", "leanfarm-attest", "normal"),
 ];
 
 /// The violations of `LAYERING` in the lawful graph with `extra` edges added.
@@ -452,6 +474,14 @@ fn control_each_kind_of_forbidden_edge_is_found() {
         (
             &[("leanfarm-worker", "leanfarm-server", "normal")],
             &["leanfarm-worker reaches leanfarm-worker -> leanfarm-server"],
+        ),
+        (
+            &[("leanfarm-attest", "tokio", "normal")],
+            &["leanfarm-attest reaches leanfarm-attest -> tokio"],
+        ),
+        (
+            &[("leanfarm-attest", "leanfarm-store", "normal")],
+            &["leanfarm-attest reaches leanfarm-attest -> leanfarm-store"],
         ),
         (
             &[("lean-sim", "leanfarm-core", "normal")],

@@ -37,6 +37,8 @@ pub struct HttpQueue {
     /// The replica in use, an index into `base_urls`.
     current: AtomicUsize,
     token: String,
+    /// Signs each completion's verdict, when the worker has keys.
+    signer: Option<crate::signing::VerdictSigner>,
 }
 
 impl HttpQueue {
@@ -62,7 +64,14 @@ impl HttpQueue {
                 .collect(),
             current: AtomicUsize::new(0),
             token: token.to_string(),
+            signer: None,
         })
+    }
+
+    /// Sign every verdict this queue completes with `signer`'s keys.
+    pub fn with_signer(mut self, signer: crate::signing::VerdictSigner) -> HttpQueue {
+        self.signer = Some(signer);
+        self
     }
 
     /// The replica calls go to now.
@@ -176,6 +185,7 @@ impl JobQueue for HttpQueue {
             job_id: lease.job_id.clone(),
             lease_id: lease.lease_id.clone(),
             verdict: verdict.clone(),
+            attestation: crate::signing::attest(self.signer.as_ref(), lease, verdict)?,
         };
         let answer: CompleteResponse = self.call("/v1/worker/complete", &request).await?;
         Ok(answer.outcome)

@@ -22,10 +22,12 @@
 mod http;
 pub mod protocol;
 mod queue;
+mod signing;
 pub mod spool;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
+pub use signing::VerdictSigner;
 pub use spool::{Spool, SpoolError, SpooledVerdict};
 
 use leanfarm_driver::Driver;

@@ -6,6 +6,7 @@
 //! requests refuse unknown fields. This module must never change a field's
 //! name or default: workers and servers of different builds talk through it.
 
+use leanfarm_attest::Attestation;
 use leanfarm_core::Verdict;
 use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,10 @@ pub struct CompleteRequest {
     pub job_id: String,
     pub lease_id: String,
     pub verdict: Verdict,
+    /// The worker's signed statement of the verdict (`leanfarm_attest`);
+    /// required when the farm trusts worker keys, absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

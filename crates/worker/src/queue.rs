@@ -37,6 +37,9 @@ pub enum QueueError {
         #[source]
         source: reqwest::Error,
     },
+    /// The worker's signing keys could not sign the verdict.
+    #[error("cannot sign the verdict: {0}")]
+    Signing(#[from] leanfarm_attest::KeyError),
     /// The store behind an in-process queue failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -87,8 +87,10 @@ fn requests_refuse_unknown_fields() {
         job_id: "j".into(),
         lease_id: "l".into(),
         verdict,
+        attestation: None,
     })
     .unwrap();
+    // Without an attestation (in-process or unsigned workers) the body is as before.
     assert_eq!(keys(&complete), ["job_id", "lease_id", "verdict"]);
     serde_json::from_value::<CompleteRequest>(complete.clone()).expect("its own JSON reads");
     let mut forged = complete.clone();

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_METRICS_ADDR")]
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Public keys (a key file, see `leanfarm keys`) that remote workers' signed verdicts must verify against; unset, completions need no attestation
+    #[arg(long, env = "LEAN_FARM_TRUSTED_WORKER_KEYS")]
+    #[serde(default)]
+    pub trusted_worker_keys: Option<PathBuf>,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]

@@ -1,0 +1,240 @@
+//! `leanfarm verify ATTESTATION --keys KEYS`: check a signed verdict offline,
+//! and `leanfarm keys generate|public`: make and publish signing keys.
+//!
+//! Verification needs no farm: the attestation file and the farm's public
+//! keys (`GET /v1/keys`, or a key file) are enough. It exits 0 only when
+//! every check passes, and otherwise names the check that failed. This
+//! module must never print a secret key: `keys generate` writes it to a file
+//! readable by its owner only, and prints the public half.
+
+use crate::CliError;
+use clap::{Args, Subcommand};
+use leanfarm_attest::{
+    now_unix_seconds, Attestation, KeyEntry, KeyFile, Statement, TrustedKeys, VerifyError,
+};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The attestation file (`-` for standard input)
+    pub attestation: PathBuf,
+    /// The trusted public keys: a key file, such as the body of `GET /v1/keys`
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Also check that the attestation is of this snippet (its SHA-256)
+    #[arg(long)]
+    pub snippet: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a new Ed25519 signing key and write it to a key file (mode 0600).
+    Generate {
+        /// The key file to write
+        #[arg(long)]
+        out: PathBuf,
+        /// The new key's id [default: key-<now>]
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Valid from (seconds since the epoch) [default: now]
+        #[arg(long)]
+        not_before: Option<i64>,
+        /// Valid until (seconds since the epoch) [default: no end]
+        #[arg(long)]
+        not_after: Option<i64>,
+        /// Add the key to the existing file `--out` (rotation) instead of
+        /// refusing to touch it
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Print a key file's public keys (what verifiers and the farm trust).
+    Public {
+        /// The key file
+        file: PathBuf,
+        /// Bind the keys to this worker id: verifiers then refuse the
+        /// keys' signatures on any other worker's statements
+        #[arg(long)]
+        worker_id: Option<String>,
+    },
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    text.map_err(|error| CliError::Config(format!("cannot read {}: {error}", path.display())))
+}
+
+fn read_keys(path: &Path) -> Result<KeyFile, CliError> {
+    KeyFile::read(path).map_err(|error| CliError::Config(error.to_string()))
+}
+
+/// Every check of the attestation in `text`, and of its snippet when given.
+pub fn verify_text(
+    text: &str,
+    trusted: &TrustedKeys,
+    snippet: Option<&str>,
+) -> Result<Statement, VerifyError> {
+    let attestation = Attestation::from_json(text)?;
+    let statement = trusted.verify(&attestation)?;
+    if let Some(snippet) = snippet {
+        use sha2::Digest;
+        if hex::encode(sha2::Sha256::digest(snippet.as_bytes())) != statement.snippet_sha256 {
+            return Err(VerifyError::Mismatch(leanfarm_attest::Mismatch {
+                field: "snippet_sha256",
+            }));
+        }
+    }
+    Ok(statement)
+}
+
+pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
+    let keys = read_keys(&args.keys)?;
+    let trusted = TrustedKeys::new(&keys).map_err(|error| CliError::Config(error.to_string()))?;
+    let text = read_text(&args.attestation)?;
+    let snippet = args.snippet.as_deref().map(read_text).transpose()?;
+    let statement = verify_text(&text, &trusted, snippet.as_deref())
+        .map_err(|error| CliError::AttestationInvalid(error.to_string()))?;
+    println!(
+        "valid: {} ({}) signed by key {} of worker {} at {}, snippet sha256 {}",
+        statement.verdict.status.as_str(),
+        statement
+            .verdict
+            .reason
+            .map(|reason| reason.as_str())
+            .unwrap_or("no reason"),
+        statement.key_id,
+        statement.worker_id,
+        statement.signed_at,
+        statement.snippet_sha256
+    );
+    Ok(())
+}
+
+pub fn keys(args: KeysArgs) -> Result<(), CliError> {
+    let key_error = |error: leanfarm_attest::KeyError| CliError::Config(error.to_string());
+    match args.command {
+        KeysCommand::Generate {
+            out,
+            key_id,
+            not_before,
+            not_after,
+            rotate,
+        } => {
+            let now = now_unix_seconds();
+            let key_id = key_id.unwrap_or_else(|| format!("key-{now}"));
+            let entry = KeyEntry::generate(&key_id, not_before.unwrap_or(now), not_after)
+                .map_err(key_error)?;
+            let mut file = if rotate {
+                read_keys(&out)?
+            } else {
+                KeyFile::default()
+            };
+            file.keys.push(entry);
+            file.validate().map_err(key_error)?;
+            if rotate {
+                // Written beside it, then moved over it: never half a file.
+                let staging = out.with_extension("new");
+                let _ = std::fs::remove_file(&staging);
+                file.write(&staging).map_err(key_error)?;
+                std::fs::rename(&staging, &out).map_err(|error| {
+                    CliError::Config(format!("cannot replace {}: {error}", out.display()))
+                })?;
+            } else {
+                file.write(&out).map_err(key_error)?;
+            }
+            eprintln!(
+                "leanfarm: key {key_id} written to {} (secret: keep it there); its public keys:",
+                out.display()
+            );
+            print!("{}", file.public_only().to_json());
+            Ok(())
+        }
+        KeysCommand::Public { file, worker_id } => {
+            let mut public = read_keys(&file)?.public_only();
+            if let Some(worker_id) = worker_id {
+                for key in &mut public.keys {
+                    key.worker_id = Some(worker_id.clone());
+                }
+            }
+            print!("{}", public.to_json());
+            Ok(())
+        }
+    }
+}
+
+/// `leanfarm worker`'s signing settings: the key file, or its content in a
+/// variable (never shown in help or logs), and the content hashes stated
+/// for its toolchain and project.
+#[derive(Args, Debug)]
+pub struct SigningArgs {
+    /// Key file whose secret keys sign every verdict (`leanfarm keys generate`)
+    #[arg(long, env = "LEAN_FARM_WORKER_SIGNING_KEYS")]
+    pub signing_keys: Option<PathBuf>,
+    /// The key file's JSON itself, for secrets handed over in the environment
+    #[arg(
+        long,
+        env = "LEAN_FARM_WORKER_SIGNING_KEYS_JSON",
+        hide_env_values = true,
+        conflicts_with = "signing_keys"
+    )]
+    pub signing_keys_json: Option<String>,
+    /// SHA-256 of the toolchain's content, recorded in attestations [default: unhashed]
+    #[arg(long, env = "LEAN_FARM_TOOLCHAIN_SHA256")]
+    pub toolchain_sha256: Option<String>,
+    /// SHA-256 of the Lean project's content, recorded in attestations [default: unhashed]
+    #[arg(long, env = "LEAN_FARM_PROJECT_SHA256")]
+    pub project_sha256: Option<String>,
+}
+
+impl SigningArgs {
+    /// The queue, signing its completions when keys are given.
+    pub fn apply(
+        self,
+        queue: leanfarm_worker::HttpQueue,
+        worker_id: &str,
+    ) -> Result<leanfarm_worker::HttpQueue, CliError> {
+        let key_error =
+            |error: leanfarm_attest::KeyError| CliError::Config(format!("signing keys: {error}"));
+        let file = match (self.signing_keys, self.signing_keys_json) {
+            (Some(path), _) => KeyFile::read(&path).map_err(key_error)?,
+            (None, Some(json)) => KeyFile::parse(&json).map_err(key_error)?,
+            (None, None) => return Ok(queue),
+        };
+        let keys = leanfarm_attest::SigningKeys::new(&file).map_err(key_error)?;
+        let unhashed = || leanfarm_attest::UNHASHED.to_string();
+        let identity = leanfarm_attest::WorkerIdentity {
+            worker_id: worker_id.to_string(),
+            toolchain_sha256: self.toolchain_sha256.unwrap_or_else(unhashed),
+            project_sha256: self.project_sha256.unwrap_or_else(unhashed),
+        };
+        tracing::info!(key_ids = ?keys.public_keys().keys.iter().map(|key| key.key_id.clone()).collect::<Vec<_>>(), "verdicts are signed");
+        Ok(queue.with_signer(leanfarm_worker::VerdictSigner { keys, identity }))
+    }
+}
+
+/// Make the farm require attestations that verify against the key file at
+/// `path`, when one is given.
+pub fn trust_worker_keys(
+    state: &leanfarm_server::AppState,
+    path: Option<&Path>,
+) -> Result<(), CliError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let trusted = read_keys(path)
+        .and_then(|file| {
+            TrustedKeys::new(&file).map_err(|error| CliError::Config(error.to_string()))
+        })
+        .map_err(|error| CliError::Config(format!("trusted worker keys: {error}")))?;
+    let _ = state.trusted_worker_keys.set(trusted);
+    Ok(())
+}
