@@ -11,11 +11,12 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, BatchCounts, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter,
+    NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
+    WorkerSeen,
 };
 use futures::future::BoxFuture;
-use leanfarm_core::Verdict;
+use leanfarm_core::{CheckStatus, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -615,17 +616,40 @@ impl PostgresStore {
 
     pub(crate) async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
         let state = filter.state.map(state_name);
+        let status = filter.status.map(CheckStatus::as_str);
         let limit = filter.limit.max(1) as i64;
         let rows = self
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::TEXT IS NULL OR state = $2)
-                     AND ($3::TEXT IS NULL OR batch_id = $3) AND ($4::TEXT IS NULL OR id > $4) ORDER BY id LIMIT $5"
+                     AND ($3::TEXT IS NULL OR batch_id = $3) AND ($4::TEXT IS NULL OR id > $4)
+                     AND ($6::TEXT IS NULL OR (state = 'done' AND result::jsonb ->> 'status' = $6)) ORDER BY id LIMIT $5"
                 ),
-                &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit],
+                &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit, &status],
             )
             .await?;
         rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn batch_counts(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+    ) -> Result<BatchCounts, StoreError> {
+        let rows = self
+            .query(
+                "SELECT state, CASE WHEN state = 'done' THEN result::jsonb ->> 'status' END, count(*)
+                 FROM jobs WHERE batch_id = $1 AND tenant = $2 GROUP BY 1, 2",
+                &[&batch_id, &tenant],
+            )
+            .await?;
+        BatchCounts::from_rows(rows.iter().map(|row| {
+            (
+                row.get::<_, &str>(0),
+                row.get::<_, Option<&str>>(1),
+                row.get::<_, i64>(2) as u64,
+            )
+        }))
     }
 
     pub(crate) async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {

@@ -8,10 +8,11 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, BatchCounts, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter,
+    NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
+    WorkerSeen,
 };
-use leanfarm_core::Verdict;
+use leanfarm_core::{CheckStatus, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -408,16 +409,41 @@ impl SqliteStore {
         self.run(move |connection| {
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2)
-                 AND (?3 IS NULL OR batch_id = ?3) AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
+                 AND (?3 IS NULL OR batch_id = ?3) AND (?4 IS NULL OR id > ?4)
+                 AND (?6 IS NULL OR (state = 'done' AND json_extract(result, '$.status') = ?6)) ORDER BY id LIMIT ?5"
             );
             let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
             let rows = statement
                 .query_map(
-                    params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64],
+                    params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64, filter.status.map(CheckStatus::as_str)],
                     read_raw,
                 )
                 .map_err(query_error)?;
             rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn batch_counts(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+    ) -> Result<BatchCounts, StoreError> {
+        let (tenant, batch_id) = (tenant.to_string(), batch_id.to_string());
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT state, CASE WHEN state = 'done' THEN json_extract(result, '$.status') END, count(*)
+                     FROM jobs WHERE batch_id = ?1 AND tenant = ?2 GROUP BY 1, 2",
+                )
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![batch_id, tenant], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, u64>(2)?))
+                })
+                .map_err(query_error)?;
+            let rows: Vec<(String, Option<String>, u64)> = rows.collect::<Result<_, _>>().map_err(query_error)?;
+            BatchCounts::from_rows(rows.iter().map(|(state, status, count)| (state.as_str(), status.as_deref(), *count)))
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! The store's specification, written once and run against every backend
 //! (`store_suite!`). Each test opens its own fresh store.
 
-use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
+use leanfarm_core::{CheckRequest, CheckStatus, Policy, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::{
     Admission, Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
     ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
@@ -1013,8 +1013,112 @@ macro_rules! store_suite {
             case!(a_job_goes_only_to_a_worker_with_its_toolchain_and_project);
             case!(claims_record_what_each_worker_offers);
             case!(a_capped_enqueue_admits_a_batch_only_while_it_fits);
+            case!(a_batch_is_listed_by_verdict_status_and_counted);
         }
     };
+}
+
+/// Lists filter by verdict status within a batch (with paging), and a
+/// batch's counts show its jobs by state and its verdicts by status, for
+/// its own tenant only.
+async fn a_batch_is_listed_by_verdict_status_and_counted(store: Store) {
+    let mut batch = jobs("b", "t1", 5);
+    let mut other_batch = jobs("c", "t1", 2);
+    for job in &mut other_batch {
+        job.batch_id = Some("other".into());
+    }
+    batch.append(&mut other_batch);
+    store.enqueue(batch).await.unwrap();
+    let leases = store
+        .claim("w1", 7, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let sorry = Verdict::rejected(VerdictReason::new(ReasonCode::UsesSorry, "sorry"));
+    // b00000, b00002, c00000 valid; b00001 sorry; b00003 running; b00004, c00001 queued again.
+    for lease in &leases {
+        let verdict = match lease.job_id.as_str() {
+            "b00000" | "b00002" | "c00000" => Verdict::valid(),
+            "b00001" => sorry.clone(),
+            _ => continue,
+        };
+        store
+            .complete(&lease.job_id, &lease.lease_id, &verdict)
+            .await
+            .unwrap();
+    }
+    for lease in leases
+        .iter()
+        .filter(|lease| ["b00004", "c00001"].contains(&lease.job_id.as_str()))
+    {
+        store
+            .release(
+                &lease.job_id,
+                &lease.lease_id,
+                "farm failure",
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+    }
+    let ids = |records: Vec<leanfarm_store::JobRecord>| {
+        records
+            .into_iter()
+            .map(|record| record.id)
+            .collect::<Vec<_>>()
+    };
+    let valid_in_batch = ListFilter {
+        tenant: Some("t1".into()),
+        batch_id: Some("batch".into()),
+        status: Some(CheckStatus::Valid),
+        limit: 1,
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(store.list(&valid_in_batch).await.unwrap()), ["b00000"]);
+    let second_page = ListFilter {
+        after: Some("b00000".into()),
+        ..valid_in_batch.clone()
+    };
+    assert_eq!(ids(store.list(&second_page).await.unwrap()), ["b00002"]);
+    let third_page = ListFilter {
+        after: Some("b00002".into()),
+        ..valid_in_batch.clone()
+    };
+    assert!(store.list(&third_page).await.unwrap().is_empty());
+    let sorry_anywhere = ListFilter {
+        status: Some(CheckStatus::Sorry),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(store.list(&sorry_anywhere).await.unwrap()), ["b00001"]);
+    let other_tenant = ListFilter {
+        tenant: Some("t2".into()),
+        ..valid_in_batch.clone()
+    };
+    assert!(store.list(&other_tenant).await.unwrap().is_empty());
+
+    let counts = store.batch_counts("t1", "batch").await.unwrap().unwrap();
+    assert_eq!(counts.total, 5);
+    assert_eq!(
+        (
+            counts.states.queued,
+            counts.states.running,
+            counts.states.done,
+            counts.states.dead
+        ),
+        (1, 1, 3, 0)
+    );
+    assert_eq!(
+        counts.statuses.into_iter().collect::<Vec<_>>(),
+        [(CheckStatus::Valid, 2), (CheckStatus::Sorry, 1)]
+    );
+    assert!(!store
+        .batch_counts("t1", "other")
+        .await
+        .unwrap()
+        .unwrap()
+        .all_final());
+    assert_eq!(store.batch_counts("t2", "batch").await.unwrap(), None);
+    assert_eq!(store.batch_counts("t1", "missing").await.unwrap(), None);
 }
 
 async fn open_sqlite() -> (Store, tempfile::TempDir) {
