@@ -9,7 +9,7 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, kimina, remote, AppState};
+use crate::{api, batches, kimina, remote, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -25,6 +25,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/checks", post(api::submit_checks).get(api::list_checks))
         .route("/v1/checks/{id}", get(api::get_check))
+        .route("/v1/batches/{id}", get(batches::get_batch))
+        .route("/v1/batches/{id}/results", get(batches::export_results))
+        .route("/v1/batches/{id}/events", get(batches::batch_events))
         .route("/v1/workers", get(api::list_workers))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
