@@ -351,3 +351,99 @@ async fn a_batch_streams_each_verdict_once_as_it_finishes_then_ends() {
     let again = read_events(&server, &format!("/v1/batches/{batch}/events")).await;
     assert_eq!(again.len(), 4);
 }
+
+#[tokio::test]
+async fn cancelling_ends_queued_and_running_checks_and_frees_the_worker() {
+    let data = tempfile::tempdir().unwrap();
+    // One slot and a short lease: the running check's worker renews every second.
+    let server = Server::start(data.path(), &["--slots", "1", "--lease-seconds", "3"]);
+    let body = json!({"snippets": [
+        {"id": "long", "code": "-- sim: sleep 120000\ntheorem s : True := trivial"},
+        {"id": "waiting-1", "code": "theorem a : True := trivial"},
+        {"id": "waiting-2", "code": "theorem b : True := trivial"}
+    ], "timeout": 300});
+    let (status, submitted) = server.post("/v1/checks", &body).await;
+    assert_eq!(status, 202, "{submitted}");
+    let batch = submitted["batch_id"].as_str().unwrap().to_string();
+    let long_id = submitted["results"][0]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, check) = server.get_json(&format!("/v1/checks/{long_id}")).await;
+        if check["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the long check never started: {check}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = server
+        .client
+        .delete(format!("{}/v1/batches/{batch}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cancellation: Value = response.json().await.unwrap();
+    assert_eq!(cancellation["running"], 1, "{cancellation}");
+    assert_eq!(cancellation["queued"], 2, "{cancellation}");
+    assert_eq!(cancellation["job_ids"].as_array().unwrap().len(), 3);
+    let (_, view) = server.get_json(&format!("/v1/batches/{batch}")).await;
+    assert_eq!(view["all_final"], true, "{view}");
+    assert_eq!(view["statuses"], json!({"server_error": 3}));
+    let (_, check) = server.get_json(&format!("/v1/checks/{long_id}")).await;
+    assert_eq!(check["verdict"]["reason"]["code"], "cancelled", "{check}");
+    assert_eq!(check["verdict"]["status"], "server_error");
+
+    // The only slot is free again long before the 120 s check would have
+    // ended: the worker stopped it at its next renewal.
+    let started = Instant::now();
+    let (status, next) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": [{"code": "theorem n : True := trivial"}], "wait": 60}),
+        )
+        .await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["results"][0]["verdict"]["status"], "valid");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // The cancelled verdict stays: the stopped check's late result never replaced it.
+    let (_, check) = server.get_json(&format!("/v1/checks/{long_id}")).await;
+    assert_eq!(check["verdict"]["reason"]["code"], "cancelled", "{check}");
+
+    // Cancelling one check; a final check is left as it is; unknown is 404.
+    let (_, single) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": [{"code": "-- sim: sleep 120000\ntheorem q : True := trivial"}], "timeout": 300}),
+        )
+        .await;
+    let single_id = single["results"][0]["id"].as_str().unwrap();
+    let delete = |path: String| {
+        let client = server.client.clone();
+        let url = format!("{}{path}", server.url);
+        async move {
+            let response = client.delete(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, cancelled) = delete(format!("/v1/checks/{single_id}")).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["job_ids"], json!([single_id]));
+    let done_id = next["results"][0]["id"].as_str().unwrap();
+    let (status, nothing) = delete(format!("/v1/checks/{done_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(nothing["job_ids"], json!([]));
+    let (_, still) = server.get_json(&format!("/v1/checks/{done_id}")).await;
+    assert_eq!(still["verdict"]["status"], "valid");
+    let (status, _) = delete("/v1/checks/no-such-check".into()).await;
+    assert_eq!(status, 404);
+    let (status, _) = delete("/v1/batches/no-such-batch".into()).await;
+    assert_eq!(status, 404);
+}

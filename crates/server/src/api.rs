@@ -8,7 +8,7 @@ use crate::body::parse_body;
 use crate::error::{excerpt, ApiError};
 use crate::input_limits;
 use crate::submit::{
-    is_final, submit_and_wait, wait_duration, workers_seen_lately, ChangeWaiter, Target,
+    cancel, is_final, submit_and_wait, wait_duration, workers_seen_lately, ChangeWaiter, Target,
     WORKER_SEEN_WINDOW,
 };
 use crate::views::{percent_decodes_to_utf8, CheckView};
@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leanfarm_core::{CheckRequest, CheckStatus, Policy};
 use leanfarm_driver::Driver;
-use leanfarm_store::{JobState, ListFilter, WorkerSeen};
+use leanfarm_store::{CancelScope, Cancellation, JobState, ListFilter, WorkerSeen};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -157,6 +157,24 @@ pub(crate) async fn get_check(
             return Ok(Json(CheckView::from(record)));
         }
     }
+}
+
+/// `DELETE /v1/checks/{id}`: cancel the check if it is still open.
+pub(crate) async fn cancel_check(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Cancellation>, ApiError> {
+    let Path(id) = path.map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))?;
+    let tenant = auth::user_tenant(&state, &headers).await?;
+    if id.len() > input_limits::MAX_ID_BYTES {
+        return Err(ApiError::NotFound(excerpt(&id)));
+    }
+    match state.store.get(&id).await? {
+        Some(record) if record.tenant == tenant => {}
+        _ => return Err(ApiError::NotFound(excerpt(&id))),
+    }
+    Ok(Json(cancel(&state, &tenant, &CancelScope::Job(id)).await?))
 }
 
 /// The most checks one page lists.

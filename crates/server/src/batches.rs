@@ -8,7 +8,7 @@
 //! module only reads the store; it must never change a job's state.
 
 use crate::error::{excerpt, ApiError};
-use crate::submit::{wait_duration, ChangeWaiter};
+use crate::submit::{cancel, wait_duration, ChangeWaiter};
 use crate::views::{percent_decodes_to_utf8, CheckView};
 use crate::{auth, input_limits, AppState};
 use axum::body::{Body, Bytes};
@@ -18,7 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leanfarm_core::CheckStatus;
-use leanfarm_store::{BatchCounts, JobRecord, JobState, ListFilter, QueueCounts};
+use leanfarm_store::{
+    BatchCounts, CancelScope, Cancellation, JobRecord, JobState, ListFilter, QueueCounts,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -126,6 +128,20 @@ pub(crate) async fn get_batch(
         counts = counts_of(&state, &tenant, &batch_id).await?;
     }
     Ok(Json(BatchView::new(&batch_id, counts)))
+}
+
+/// `DELETE /v1/batches/{id}`: cancel every open check of the batch.
+pub(crate) async fn cancel_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Cancellation>, ApiError> {
+    let batch_id = batch_id_from(path)?;
+    let tenant = auth::user_tenant(&state, &headers).await?;
+    counts_of(&state, &tenant, &batch_id).await?;
+    Ok(Json(
+        cancel(&state, &tenant, &CancelScope::Batch(batch_id)).await?,
+    ))
 }
 
 /// The formats a batch's results export to.

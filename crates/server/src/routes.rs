@@ -24,8 +24,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route("/v1/checks", post(api::submit_checks).get(api::list_checks))
-        .route("/v1/checks/{id}", get(api::get_check))
-        .route("/v1/batches/{id}", get(batches::get_batch))
+        .route(
+            "/v1/checks/{id}",
+            get(api::get_check).delete(api::cancel_check),
+        )
+        .route(
+            "/v1/batches/{id}",
+            get(batches::get_batch).delete(batches::cancel_batch),
+        )
         .route("/v1/batches/{id}/results", get(batches::export_results))
         .route("/v1/batches/{id}/events", get(batches::batch_events))
         .route("/v1/workers", get(api::list_workers))

@@ -7,9 +7,11 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use leanfarm_core::CheckRequest;
+use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_driver::Driver;
-use leanfarm_store::{Admission, JobRecord, JobState, NewJob, WorkerSeen};
+use leanfarm_store::{
+    Admission, CancelScope, Cancellation, JobRecord, JobState, NewJob, WorkerSeen,
+};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -218,6 +220,34 @@ pub(crate) fn wait_duration(state: &AppState, wait: Option<f64>) -> Result<Durat
         return Err(ApiError::InvalidWait { limit });
     }
     Ok(Duration::from_secs_f64(wait))
+}
+
+/// Cancel the tenant's open jobs in `scope` (docs/api.md, "Cancelling"):
+/// each gets a `cancelled` verdict at once; a running one's worker learns at
+/// its next renewal that the lease is gone and stops the check. Requests
+/// waiting in this process for these jobs are woken.
+pub(crate) async fn cancel(
+    state: &AppState,
+    tenant: &str,
+    scope: &CancelScope,
+) -> Result<Cancellation, ApiError> {
+    let verdict = Verdict::rejected(VerdictReason::new(
+        ReasonCode::Cancelled,
+        "the submitter cancelled this check before it finished",
+    ));
+    let cancellation = state.store.cancel(tenant, scope, &verdict).await?;
+    for job_id in &cancellation.job_ids {
+        let _ = state.completions.send(job_id.clone());
+    }
+    if !cancellation.job_ids.is_empty() {
+        tracing::info!(
+            tenant,
+            queued = cancellation.queued,
+            running = cancellation.running,
+            "checks cancelled"
+        );
+    }
+    Ok(cancellation)
 }
 
 /// Paces a long poll (`?wait=`) or a stream: `changed` returns when a job

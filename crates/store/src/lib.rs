@@ -220,6 +220,27 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// Which open jobs `Store::cancel` cancels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelScope {
+    /// One job.
+    Job(String),
+    /// Every open job of one batch.
+    Batch(String),
+}
+
+/// What `Store::cancel` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cancellation {
+    /// The jobs cancelled, by id, oldest first.
+    pub job_ids: Vec<String>,
+    /// How many of them were queued (never ran).
+    pub queued: u64,
+    /// How many were running: their lease is gone, so their worker learns at
+    /// its next renewal that it no longer holds the job, and stops the check.
+    pub running: u64,
+}
+
 /// How far one batch has got: its jobs by state, and its verdicts by status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BatchCounts {
@@ -694,6 +715,23 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.list(filter).await,
             Backend::Postgres(store) => store.list(filter).await,
+        }
+    }
+
+    /// Cancel the tenant's open (queued or running) jobs in `scope`, in one
+    /// transaction: each becomes `done` with `verdict` (a `cancelled`
+    /// verdict), and a running job's lease is cleared, so that its worker's
+    /// next renewal finds the lease no longer held and its late result is
+    /// refused as stale. Final jobs and other tenants' jobs are untouched.
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.cancel(tenant, scope, verdict).await,
+            Backend::Postgres(store) => store.cancel(tenant, scope, verdict).await,
         }
     }
 

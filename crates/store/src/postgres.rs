@@ -11,9 +11,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    Admission, BatchCounts, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter,
-    NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
-    WorkerSeen,
+    Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
+    KeyScope, Lease, ListFilter, NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord,
+    UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
 use leanfarm_core::{CheckStatus, Verdict};
@@ -629,6 +629,57 @@ impl PostgresStore {
             )
             .await?;
         rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        let tenant = tenant.to_string();
+        let (job_id, batch_id) = match scope {
+            CancelScope::Job(id) => (Some(id.clone()), None::<String>),
+            CancelScope::Batch(id) => (None, Some(id.clone())),
+        };
+        let result = encode_verdict(verdict)?;
+        self.transaction(Box::new(move |tx| {
+            let (tenant, job_id, batch_id, result) =
+                (tenant.clone(), job_id.clone(), batch_id.clone(), result.clone());
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        "SELECT id, state FROM jobs WHERE tenant = $1 AND state IN ('queued', 'running')
+                         AND ($2::TEXT IS NULL OR id = $2) AND ($3::TEXT IS NULL OR batch_id = $3)
+                         ORDER BY id FOR UPDATE",
+                        &[&tenant, &job_id, &batch_id],
+                    )
+                    .await?;
+                let now = now_millis();
+                let mut cancellation = Cancellation::default();
+                let mut deltas = TenantDeltas::default();
+                for row in rows {
+                    let id: String = row.get(0);
+                    let state: String = row.get(1);
+                    tx.execute(
+                        "UPDATE jobs SET state = 'done', result = $2, finished_at = $3, lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                        &[&id, &result, &now],
+                    )
+                    .await?;
+                    if state == "running" {
+                        cancellation.running += 1;
+                        deltas.add(&tenant, 0, -1, false);
+                    } else {
+                        cancellation.queued += 1;
+                        deltas.add(&tenant, -1, 0, false);
+                    }
+                    cancellation.job_ids.push(id);
+                }
+                deltas.apply(tx).await?;
+                Ok(cancellation)
+            })
+        }))
+        .await
     }
 
     pub(crate) async fn batch_counts(

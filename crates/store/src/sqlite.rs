@@ -8,9 +8,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    Admission, BatchCounts, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter,
-    NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer,
-    WorkerSeen,
+    Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
+    KeyScope, Lease, ListFilter, NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord,
+    UnixMillis, WorkerOffer, WorkerSeen,
 };
 use leanfarm_core::{CheckStatus, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -420,6 +420,64 @@ impl SqliteStore {
                 )
                 .map_err(query_error)?;
             rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        let tenant = tenant.to_string();
+        let (job_id, batch_id) = match scope {
+            CancelScope::Job(id) => (Some(id.clone()), None),
+            CancelScope::Batch(id) => (None, Some(id.clone())),
+        };
+        let result = encode_verdict(verdict)?;
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            let open: Vec<(String, String)> = {
+                let mut select = transaction
+                    .prepare_cached(
+                        "SELECT id, state FROM jobs WHERE tenant = ?1 AND state IN ('queued', 'running')
+                         AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR batch_id = ?3) ORDER BY id",
+                    )
+                    .map_err(query_error)?;
+                let rows = select
+                    .query_map(params![tenant, job_id, batch_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(query_error)?;
+                rows.collect::<Result<_, _>>().map_err(query_error)?
+            };
+            let mut cancellation = Cancellation::default();
+            for (id, state) in open {
+                transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                    )
+                    .map_err(query_error)?
+                    .execute(params![id, result, now])
+                    .map_err(query_error)?;
+                let counter = if state == "running" {
+                    cancellation.running += 1;
+                    "UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1"
+                } else {
+                    cancellation.queued += 1;
+                    "UPDATE tenant_queue SET queued = queued - 1 WHERE tenant = ?1"
+                };
+                transaction
+                    .prepare_cached(counter)
+                    .map_err(query_error)?
+                    .execute(params![tenant])
+                    .map_err(query_error)?;
+                cancellation.job_ids.push(id);
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(cancellation)
         })
         .await
     }

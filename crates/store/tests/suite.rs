@@ -3,8 +3,9 @@
 
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::{
-    Admission, Authentication, CompleteOutcome, JobState, KeyOwner, KeyScope, ListFilter, NewJob,
-    ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
+    Admission, Authentication, CancelScope, CompleteOutcome, JobState, KeyOwner, KeyScope,
+    ListFilter, NewJob, ReleaseOutcome, Store, StoreError, TenantKeyScope, TenantRecord,
+    WorkerAuthority, WorkerOffer,
 };
 use leanfarm_testkit::postgres::TestDatabase;
 use std::collections::HashSet;
@@ -1014,6 +1015,7 @@ macro_rules! store_suite {
             case!(claims_record_what_each_worker_offers);
             case!(a_capped_enqueue_admits_a_batch_only_while_it_fits);
             case!(a_batch_is_listed_by_verdict_status_and_counted);
+            case!(cancelling_ends_open_jobs_and_takes_a_running_jobs_lease);
         }
     };
 }
@@ -1119,6 +1121,102 @@ async fn a_batch_is_listed_by_verdict_status_and_counted(store: Store) {
         .all_final());
     assert_eq!(store.batch_counts("t2", "batch").await.unwrap(), None);
     assert_eq!(store.batch_counts("t1", "missing").await.unwrap(), None);
+}
+
+/// Cancelling a batch ends its queued and running jobs with the verdict
+/// given, in one go: the running job's lease is no longer held (its
+/// worker's renewal says so), its late result is stale, and the tenant's
+/// open jobs fall; final jobs and other tenants' jobs are untouched.
+async fn cancelling_ends_open_jobs_and_takes_a_running_jobs_lease(store: Store) {
+    let mut batch = jobs("a", "t1", 3);
+    let mut foreign = jobs("z", "t2", 1);
+    for job in &mut foreign {
+        job.batch_id = Some("batch".into());
+    }
+    batch.append(&mut foreign);
+    store.enqueue(batch).await.unwrap();
+    // a00000 is done, a00001 running, a00002 queued.
+    let leases = store
+        .claim_as(
+            &WorkerAuthority::Tenant("t1".into()),
+            "w1",
+            2,
+            LEASE,
+            &WorkerOffer::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    store
+        .complete(&leases[0].job_id, &leases[0].lease_id, &verdict())
+        .await
+        .unwrap();
+    let cancelled = Verdict::rejected(VerdictReason::new(ReasonCode::Cancelled, "cancelled"));
+    let cancellation = store
+        .cancel("t1", &CancelScope::Batch("batch".into()), &cancelled)
+        .await
+        .unwrap();
+    assert_eq!(cancellation.job_ids, ["a00001", "a00002"]);
+    assert_eq!((cancellation.queued, cancellation.running), (1, 1));
+    for id in ["a00001", "a00002"] {
+        let record = store.get(id).await.unwrap().unwrap();
+        assert_eq!(record.state, JobState::Done);
+        assert_eq!(record.result.unwrap().status(), CheckStatus::ServerError);
+        assert!(record.finished_at.is_some());
+    }
+    assert!(store
+        .get("a00000")
+        .await
+        .unwrap()
+        .unwrap()
+        .result
+        .unwrap()
+        .is_valid());
+    assert_eq!(
+        store.get("z00000").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let running = &leases[1];
+    assert_eq!(
+        store
+            .renew(&[(running.job_id.clone(), running.lease_id.clone())], LEASE)
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store
+            .complete(&running.job_id, &running.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 0);
+    assert_eq!(store.tenant_open_jobs("t2").await.unwrap(), 1);
+    // Nothing is open any more: a second cancellation changes nothing.
+    let again = store
+        .cancel("t1", &CancelScope::Job("a00002".into()), &cancelled)
+        .await
+        .unwrap();
+    assert!(again.job_ids.is_empty());
+    // Another tenant cannot cancel t2's job, by job or by batch.
+    let foreign = store
+        .cancel("t1", &CancelScope::Job("z00000".into()), &cancelled)
+        .await
+        .unwrap();
+    assert!(foreign.job_ids.is_empty());
+    // A queued job cancelled alone is not leased any more.
+    let only = store
+        .cancel("t2", &CancelScope::Job("z00000".into()), &cancelled)
+        .await
+        .unwrap();
+    assert_eq!(only.job_ids, ["z00000"]);
+    assert!(store
+        .claim("w2", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.queue_counts().await.unwrap().queued, 0);
 }
 
 async fn open_sqlite() -> (Store, tempfile::TempDir) {
