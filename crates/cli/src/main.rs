@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod conformance;
 mod jobs;
+mod results;
 mod tenant;
 mod verify;
 mod worker;
@@ -29,6 +30,8 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Check .lean files (or directories of them) and print their verdicts.
     Check(check::CheckArgs),
+    /// Export a batch's results from a farm as JSONL or CSV.
+    Results(results::ResultsArgs),
     /// Check jobs leased from a farm over HTTP (a remote worker).
     Worker(Box<worker::WorkerArgs>),
     /// Run the conformance kit of hostile and honest snippets through an embedded driver.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         | Command::Jobs(_)
         | Command::Verify(_)
         | Command::Keys(_)
+        | Command::Results(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => config::serve(*args, &explicit).await,
             Command::Check(args) => check::run(args).await,
+            Command::Results(args) => results::run(args).await,
             Command::Conformance(args) => conformance::run(*args).await,
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,

@@ -308,6 +308,9 @@ async fn health_readiness_metrics_and_openapi() {
     for route in [
         "/v1/checks",
         "/v1/checks/{id}",
+        "/v1/batches/{id}",
+        "/v1/batches/{id}/results",
+        "/v1/batches/{id}/events",
         "/v1/workers",
         "/v1/keys",
         "/api/check",
@@ -326,7 +329,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 17, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 20, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

@@ -90,10 +90,14 @@ pub enum ReasonCode {
     ReplyTooLarge,
     /// The REPL answered a command with an error.
     ReplError,
+    /// The submitter cancelled the check before it finished: it was never
+    /// judged. Its status is `server_error` (the farm did not check it),
+    /// never a judgment of the proof.
+    Cancelled,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 17] = [
+    pub const ALL: [ReasonCode; 18] = [
         ReasonCode::ForbiddenCommand,
         ReasonCode::HeaderError,
         ReasonCode::LeanError,
@@ -111,6 +115,7 @@ impl ReasonCode {
         ReasonCode::ReplGarbage,
         ReasonCode::ReplyTooLarge,
         ReasonCode::ReplError,
+        ReasonCode::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +137,7 @@ impl ReasonCode {
             ReasonCode::ReplGarbage => "repl_garbage",
             ReasonCode::ReplyTooLarge => "reply_too_large",
             ReasonCode::ReplError => "repl_error",
+            ReasonCode::Cancelled => "cancelled",
         }
     }
 
@@ -140,6 +146,7 @@ impl ReasonCode {
         match self {
             ReasonCode::UsesSorry => CheckStatus::Sorry,
             ReasonCode::Timeout => CheckStatus::TimeoutError,
+            ReasonCode::Cancelled => CheckStatus::ServerError,
             ReasonCode::OutOfMemory
             | ReasonCode::ReplCrashed
             | ReasonCode::ReplGarbage

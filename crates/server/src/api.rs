@@ -7,7 +7,11 @@
 use crate::body::parse_body;
 use crate::error::{excerpt, ApiError};
 use crate::input_limits;
-use crate::submit::{is_final, submit_and_wait, workers_seen_lately, Target, WORKER_SEEN_WINDOW};
+use crate::submit::{
+    cancel, is_final, submit_and_wait, wait_duration, workers_seen_lately, ChangeWaiter, Target,
+    WORKER_SEEN_WINDOW,
+};
+use crate::views::{percent_decodes_to_utf8, CheckView};
 use crate::{auth, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -16,9 +20,9 @@ use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use leanfarm_core::{CheckRequest, Policy, Verdict};
+use leanfarm_core::{CheckRequest, CheckStatus, Policy};
 use leanfarm_driver::Driver;
-use leanfarm_store::{JobRecord, JobState, ListFilter, WorkerSeen};
+use leanfarm_store::{CancelScope, Cancellation, JobState, ListFilter, WorkerSeen};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,48 +55,6 @@ struct SubmittedSnippet {
     #[serde(default)]
     id: Option<String>,
     code: String,
-}
-
-/// A check as the API shows it.
-#[derive(Serialize)]
-pub(crate) struct CheckView {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub custom_id: Option<String>,
-    pub batch_id: Option<String>,
-    pub state: JobState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub created_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<i64>,
-}
-
-impl From<JobRecord> for CheckView {
-    fn from(record: JobRecord) -> Self {
-        let error = match record.state {
-            JobState::Dead => Some(format!(
-                "the farm gave up after {} attempts: {}",
-                record.attempts,
-                record.last_error.as_deref().unwrap_or("unknown error")
-            )),
-            _ => None,
-        };
-        CheckView {
-            id: record.id,
-            custom_id: record.request.custom_id.clone(),
-            batch_id: record.batch_id,
-            state: record.state,
-            verdict: record.result,
-            attempts: record.attempts,
-            error,
-            created_at: record.created_at,
-            finished_at: record.finished_at,
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -163,21 +125,56 @@ pub(crate) async fn submit_checks(
         .into_response())
 }
 
+#[derive(Deserialize)]
+pub(crate) struct CheckQuery {
+    /// Seconds to wait until the check is final.
+    wait: Option<f64>,
+}
+
+/// `GET /v1/checks/{id}`; with `?wait=S`, answers once the check is final
+/// or after S seconds.
 pub(crate) async fn get_check(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<CheckQuery>, QueryRejection>,
 ) -> Result<Json<CheckView>, ApiError> {
     let Path(id) = path.map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))?;
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let tenant = auth::user_tenant(&state, &headers).await?;
     // No id is longer: a longer one names no check (and is not looked up).
     if id.len() > input_limits::MAX_ID_BYTES {
         return Err(ApiError::NotFound(excerpt(&id)));
     }
-    match state.store.get(&id).await? {
-        Some(record) if record.tenant == tenant => Ok(Json(CheckView::from(record))),
-        _ => Err(ApiError::NotFound(excerpt(&id))),
+    let wait = wait_duration(&state, query.wait)?;
+    let mut waiter = ChangeWaiter::new(&state, wait);
+    loop {
+        let record = match state.store.get(&id).await? {
+            Some(record) if record.tenant == tenant => record,
+            _ => return Err(ApiError::NotFound(excerpt(&id))),
+        };
+        if is_final(record.state) || !waiter.changed().await {
+            return Ok(Json(CheckView::from(record)));
+        }
     }
+}
+
+/// `DELETE /v1/checks/{id}`: cancel the check if it is still open.
+pub(crate) async fn cancel_check(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Cancellation>, ApiError> {
+    let Path(id) = path.map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))?;
+    let tenant = auth::user_tenant(&state, &headers).await?;
+    if id.len() > input_limits::MAX_ID_BYTES {
+        return Err(ApiError::NotFound(excerpt(&id)));
+    }
+    match state.store.get(&id).await? {
+        Some(record) if record.tenant == tenant => {}
+        _ => return Err(ApiError::NotFound(excerpt(&id))),
+    }
+    Ok(Json(cancel(&state, &tenant, &CancelScope::Job(id)).await?))
 }
 
 /// The most checks one page lists.
@@ -187,6 +184,9 @@ const MAX_PAGE: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     state: Option<JobState>,
+    /// Only checks whose verdict has this status (so only `done` ones).
+    status: Option<CheckStatus>,
+    #[serde(alias = "batch")]
     batch_id: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
@@ -254,6 +254,7 @@ pub(crate) async fn list_checks(
     let filter = ListFilter {
         tenant: Some(tenant),
         state: query.state,
+        status: query.status,
         batch_id: query.batch_id,
         after: query.after,
         limit,
@@ -266,28 +267,6 @@ pub(crate) async fn list_checks(
         results: records.into_iter().map(CheckView::from).collect(),
         next_after,
     }))
-}
-
-/// Whether every `%XX` escape of a query decodes, with the text around
-/// it, to UTF-8 (axum's query extractor would replace what does not).
-fn percent_decodes_to_utf8(query: &str) -> bool {
-    let bytes = query.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
-        match (bytes[index], hex(index + 1), hex(index + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                decoded.push((high * 16 + low) as u8);
-                index += 3;
-            }
-            (byte, _, _) => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    std::str::from_utf8(&decoded).is_ok()
 }
 
 pub(crate) async fn healthz() -> Json<serde_json::Value> {

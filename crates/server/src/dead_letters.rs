@@ -80,6 +80,7 @@ pub(crate) async fn list_jobs(
         tenant: query.tenant,
         state: Some(query.state.unwrap_or(JobState::Dead)),
         batch_id: query.batch_id,
+        status: None,
         after: query.after,
         limit: query.limit.unwrap_or(100).clamp(1, MAX_LIST),
     };

@@ -68,6 +68,8 @@ pub enum ApiError {
     },
     #[error("no check with id `{0}`")]
     NotFound(String),
+    #[error("no batch with id `{0}`")]
+    BatchNotFound(String),
     #[error("the queue holds {queued} jobs and takes at most {limit}; this batch does not fit now; retry later")]
     QueueFull { queued: u64, limit: u64 },
     #[error("a batch of {size} snippets can never be queued: {queue} holds at most {limit} jobs; split it into batches of at most {limit}")]
@@ -138,7 +140,9 @@ impl ApiError {
             ApiError::NoWorkerForTarget { .. } => {
                 ("no_worker_for_target", StatusCode::UNPROCESSABLE_ENTITY)
             }
-            ApiError::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            ApiError::NotFound(_) | ApiError::BatchNotFound(_) => {
+                ("not_found", StatusCode::NOT_FOUND)
+            }
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
             ApiError::BatchExceedsQueueLimit { .. } => {
                 ("batch_exceeds_queue_limit", StatusCode::PAYLOAD_TOO_LARGE)

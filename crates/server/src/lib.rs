@@ -8,6 +8,8 @@
 //! Module map: `routes` wires every endpoint; `api` (the `/v1` API and
 //! probes), `kimina` (Kimina's endpoints) and `remote` (the worker API) are
 //! the handlers; `submit` is the submission logic `api` and `kimina` share;
+//! `batches` (a batch's progress, export and event stream) is a handler too,
+//! and `views` the shape of a check that `api` and `batches` show;
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
@@ -19,6 +21,7 @@
 mod api;
 pub mod auth;
 pub mod autoscale;
+mod batches;
 mod body;
 mod completion;
 mod dead_letters;
@@ -33,6 +36,7 @@ mod remote;
 mod routes;
 mod serve;
 mod submit;
+mod views;
 
 pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;

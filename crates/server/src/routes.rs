@@ -10,7 +10,7 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, dead_letters, keys, kimina, remote, AppState};
+use crate::{api, batches, dead_letters, keys, kimina, remote, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -25,7 +25,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route("/v1/checks", post(api::submit_checks).get(api::list_checks))
-        .route("/v1/checks/{id}", get(api::get_check))
+        .route(
+            "/v1/checks/{id}",
+            get(api::get_check).delete(api::cancel_check),
+        )
+        .route(
+            "/v1/batches/{id}",
+            get(batches::get_batch).delete(batches::cancel_batch),
+        )
+        .route("/v1/batches/{id}/results", get(batches::export_results))
+        .route("/v1/batches/{id}/events", get(batches::batch_events))
         .route("/v1/workers", get(api::list_workers))
         .route("/v1/keys", get(keys::list_keys))
         .route("/api/check", post(kimina::api_check))

@@ -7,9 +7,11 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use leanfarm_core::CheckRequest;
+use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_driver::Driver;
-use leanfarm_store::{Admission, JobRecord, JobState, NewJob, WorkerSeen};
+use leanfarm_store::{
+    Admission, CancelScope, Cancellation, JobRecord, JobState, NewJob, WorkerSeen,
+};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -209,6 +211,89 @@ fn validate(state: &AppState, requests: &[CheckRequest]) -> Result<(), ApiError>
     }
     Ok(())
 }
+
+/// Check a query's `wait` (0 to the farm's `max_wait_seconds`).
+pub(crate) fn wait_duration(state: &AppState, wait: Option<f64>) -> Result<Duration, ApiError> {
+    let wait = wait.unwrap_or(0.0);
+    let limit = state.limits.max_wait_seconds;
+    if !(wait.is_finite() && (0.0..=limit).contains(&wait)) {
+        return Err(ApiError::InvalidWait { limit });
+    }
+    Ok(Duration::from_secs_f64(wait))
+}
+
+/// Cancel the tenant's open jobs in `scope` (docs/api.md, "Cancelling"):
+/// each gets a `cancelled` verdict at once; a running one's worker learns at
+/// its next renewal that the lease is gone and stops the check. Requests
+/// waiting in this process for these jobs are woken.
+pub(crate) async fn cancel(
+    state: &AppState,
+    tenant: &str,
+    scope: &CancelScope,
+) -> Result<Cancellation, ApiError> {
+    let verdict = Verdict::rejected(VerdictReason::new(
+        ReasonCode::Cancelled,
+        "the submitter cancelled this check before it finished",
+    ));
+    let cancellation = state.store.cancel(tenant, scope, &verdict).await?;
+    for job_id in &cancellation.job_ids {
+        let _ = state.completions.send(job_id.clone());
+    }
+    if !cancellation.job_ids.is_empty() {
+        tracing::info!(
+            tenant,
+            queued = cancellation.queued,
+            running = cancellation.running,
+            "checks cancelled"
+        );
+    }
+    Ok(cancellation)
+}
+
+/// Paces a long poll (`?wait=`) or a stream: `changed` returns when a job
+/// may have finished (a completion in this process, or `WAIT_POLL` passed,
+/// since another process may have finished it), and says `false` once the
+/// deadline has passed or the workers have drained on shutdown.
+pub(crate) struct ChangeWaiter {
+    completions: broadcast::Receiver<String>,
+    workers_stopped: tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
+}
+
+impl ChangeWaiter {
+    /// Subscribe before the first read, so that no completion is missed.
+    pub(crate) fn new(state: &AppState, wait: Duration) -> ChangeWaiter {
+        ChangeWaiter {
+            completions: state.completions.subscribe(),
+            workers_stopped: state.workers_stopped.subscribe(),
+            deadline: Instant::now() + wait,
+        }
+    }
+
+    /// Wait for a possible change, then `true`: read again. `false` (at
+    /// once) when the wait is over.
+    pub(crate) async fn changed(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline || *self.workers_stopped.borrow() {
+            return false;
+        }
+        let until = (now + WAIT_POLL).min(self.deadline);
+        tokio::select! {
+            _ = self.completions.recv() => {
+                // Let completions that arrive together be read at once.
+                tokio::time::sleep(COMPLETION_SETTLE).await;
+                while self.completions.try_recv().is_ok() {}
+            }
+            _ = self.workers_stopped.changed() => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+        true
+    }
+}
+
+/// After one completion, how long a `ChangeWaiter` waits for others before
+/// the caller reads the store again.
+const COMPLETION_SETTLE: Duration = Duration::from_millis(20);
 
 /// Wait until every job is final or `wait` runs out; returns the records in order.
 async fn wait_for(

@@ -121,7 +121,7 @@ fn the_graph_is_read_from_the_imports_that_are_there() {
     // Only the routes name the handlers.
     for (module, named) in &graph {
         if module != "routes" {
-            for handler in ["api", "kimina", "remote"] {
+            for handler in ["api", "batches", "kimina", "remote"] {
                 assert!(!named.contains(handler), "{module} imports {handler}");
             }
         }

@@ -19,7 +19,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-use leanfarm_core::{CheckRequest, Verdict};
+use leanfarm_core::{CheckRequest, CheckStatus, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -213,9 +213,75 @@ pub struct ListFilter {
     pub tenant: Option<String>,
     pub state: Option<JobState>,
     pub batch_id: Option<String>,
+    /// Only jobs with a verdict of this status (so only `done` jobs).
+    pub status: Option<CheckStatus>,
     /// Return jobs created after this job id (ids sort by creation time).
     pub after: Option<String>,
     pub limit: usize,
+}
+
+/// Which open jobs `Store::cancel` cancels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelScope {
+    /// One job.
+    Job(String),
+    /// Every open job of one batch.
+    Batch(String),
+}
+
+/// What `Store::cancel` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cancellation {
+    /// The jobs cancelled, by id, oldest first.
+    pub job_ids: Vec<String>,
+    /// How many of them were queued (never ran).
+    pub queued: u64,
+    /// How many were running: their lease is gone, so their worker learns at
+    /// its next renewal that it no longer holds the job, and stops the check.
+    pub running: u64,
+}
+
+/// How far one batch has got: its jobs by state, and its verdicts by status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BatchCounts {
+    /// Every job of the batch.
+    pub total: u64,
+    pub states: QueueCounts,
+    /// The verdicts so far by status (statuses with none are absent).
+    pub statuses: std::collections::BTreeMap<CheckStatus, u64>,
+}
+
+impl BatchCounts {
+    /// Whether every job of the batch is final (`done` or `dead`).
+    pub fn all_final(&self) -> bool {
+        self.states.done + self.states.dead == self.total
+    }
+
+    /// Build from `(state, verdict status if any, count)` rows.
+    pub(crate) fn from_rows<'a>(
+        rows: impl IntoIterator<Item = (&'a str, Option<&'a str>, u64)>,
+    ) -> Result<BatchCounts, StoreError> {
+        let mut counts = BatchCounts::default();
+        for (state, status, count) in rows {
+            counts.total += count;
+            match rows::parse_state(state)? {
+                JobState::Queued => counts.states.queued += count,
+                JobState::Running => counts.states.running += count,
+                JobState::Done => counts.states.done += count,
+                JobState::Dead => counts.states.dead += count,
+            }
+            if let Some(status) = status {
+                let status = CheckStatus::ALL
+                    .into_iter()
+                    .find(|known| known.as_str() == status)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown verdict status `{status}`"))
+                    })?;
+                *counts.statuses.entry(status).or_default() += count;
+            }
+        }
+        Ok(counts)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -794,6 +860,37 @@ impl Store {
             Backend::Sqlite(store) => store.list(filter).await,
             Backend::Postgres(store) => store.list(filter).await,
         }
+    }
+
+    /// Cancel the tenant's open (queued or running) jobs in `scope`, in one
+    /// transaction: each becomes `done` with `verdict` (a `cancelled`
+    /// verdict), and a running job's lease is cleared, so that its worker's
+    /// next renewal finds the lease no longer held and its late result is
+    /// refused as stale. Final jobs and other tenants' jobs are untouched.
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.cancel(tenant, scope, verdict).await,
+            Backend::Postgres(store) => store.cancel(tenant, scope, verdict).await,
+        }
+    }
+
+    /// One tenant's batch: its jobs by state and its verdicts by status;
+    /// `None` when the tenant has no job in a batch of this id.
+    pub async fn batch_counts(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+    ) -> Result<Option<BatchCounts>, StoreError> {
+        let counts = match &self.backend {
+            Backend::Sqlite(store) => store.batch_counts(tenant, batch_id).await?,
+            Backend::Postgres(store) => store.batch_counts(tenant, batch_id).await?,
+        };
+        Ok((counts.total > 0).then_some(counts))
     }
 
     pub async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {

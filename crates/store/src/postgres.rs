@@ -15,11 +15,12 @@ use crate::{
     CLOCK_RESOLUTION_MILLIS,
 };
 use crate::{
-    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
+    KeyScope, Lease, ListFilter, NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord,
+    UnixMillis, WorkerOffer, WorkerSeen,
 };
 use futures::future::BoxFuture;
-use leanfarm_core::Verdict;
+use leanfarm_core::{CheckStatus, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -708,17 +709,91 @@ impl PostgresStore {
 
     pub(crate) async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
         let state = filter.state.map(state_name);
+        let status = filter.status.map(CheckStatus::as_str);
         let limit = filter.limit.max(1) as i64;
         let rows = self
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::TEXT IS NULL OR state = $2)
-                     AND ($3::TEXT IS NULL OR batch_id = $3) AND ($4::TEXT IS NULL OR id > $4) ORDER BY id LIMIT $5"
+                     AND ($3::TEXT IS NULL OR batch_id = $3) AND ($4::TEXT IS NULL OR id > $4)
+                     AND ($6::TEXT IS NULL OR (state = 'done' AND result::jsonb ->> 'status' = $6)) ORDER BY id LIMIT $5"
                 ),
-                &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit],
+                &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit, &status],
             )
             .await?;
         rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        let tenant = tenant.to_string();
+        let (job_id, batch_id) = match scope {
+            CancelScope::Job(id) => (Some(id.clone()), None::<String>),
+            CancelScope::Batch(id) => (None, Some(id.clone())),
+        };
+        let result = encode_verdict(verdict)?;
+        self.transaction(Box::new(move |tx| {
+            let (tenant, job_id, batch_id, result) =
+                (tenant.clone(), job_id.clone(), batch_id.clone(), result.clone());
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        "SELECT id, state FROM jobs WHERE tenant = $1 AND state IN ('queued', 'running')
+                         AND ($2::TEXT IS NULL OR id = $2) AND ($3::TEXT IS NULL OR batch_id = $3)
+                         ORDER BY id FOR UPDATE",
+                        &[&tenant, &job_id, &batch_id],
+                    )
+                    .await?;
+                let now = now_millis();
+                let mut cancellation = Cancellation::default();
+                let mut deltas = TenantDeltas::default();
+                for row in rows {
+                    let id: String = row.get(0);
+                    let state: String = row.get(1);
+                    tx.execute(
+                        "UPDATE jobs SET state = 'done', result = $2, finished_at = $3, lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                        &[&id, &result, &now],
+                    )
+                    .await?;
+                    if state == "running" {
+                        cancellation.running += 1;
+                        deltas.add(&tenant, 0, -1, false);
+                    } else {
+                        cancellation.queued += 1;
+                        deltas.add(&tenant, -1, 0, false);
+                    }
+                    cancellation.job_ids.push(id);
+                }
+                deltas.apply(tx).await?;
+                Ok(cancellation)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn batch_counts(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+    ) -> Result<BatchCounts, StoreError> {
+        let rows = self
+            .query(
+                "SELECT state, CASE WHEN state = 'done' THEN result::jsonb ->> 'status' END, count(*)
+                 FROM jobs WHERE batch_id = $1 AND tenant = $2 GROUP BY 1, 2",
+                &[&batch_id, &tenant],
+            )
+            .await?;
+        BatchCounts::from_rows(rows.iter().map(|row| {
+            (
+                row.get::<_, &str>(0),
+                row.get::<_, Option<&str>>(1),
+                row.get::<_, i64>(2) as u64,
+            )
+        }))
     }
 
     pub(crate) async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {

@@ -12,10 +12,11 @@ use crate::{
     CLOCK_RESOLUTION_MILLIS,
 };
 use crate::{
-    Admission, CompleteOutcome, JobRecord, KeyRecord, KeyScope, Lease, ListFilter, NewJob,
-    QueueCounts, ReleaseOutcome, StoreError, TenantRecord, UnixMillis, WorkerOffer, WorkerSeen,
+    Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
+    KeyScope, Lease, ListFilter, NewJob, QueueCounts, ReleaseOutcome, StoreError, TenantRecord,
+    UnixMillis, WorkerOffer, WorkerSeen,
 };
-use leanfarm_core::Verdict;
+use leanfarm_core::{CheckStatus, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -507,16 +508,99 @@ impl SqliteStore {
         self.run(move |connection| {
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2)
-                 AND (?3 IS NULL OR batch_id = ?3) AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
+                 AND (?3 IS NULL OR batch_id = ?3) AND (?4 IS NULL OR id > ?4)
+                 AND (?6 IS NULL OR (state = 'done' AND json_extract(result, '$.status') = ?6)) ORDER BY id LIMIT ?5"
             );
             let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
             let rows = statement
                 .query_map(
-                    params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64],
+                    params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64, filter.status.map(CheckStatus::as_str)],
                     read_raw,
                 )
                 .map_err(query_error)?;
             rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        tenant: &str,
+        scope: &CancelScope,
+        verdict: &Verdict,
+    ) -> Result<Cancellation, StoreError> {
+        let tenant = tenant.to_string();
+        let (job_id, batch_id) = match scope {
+            CancelScope::Job(id) => (Some(id.clone()), None),
+            CancelScope::Batch(id) => (None, Some(id.clone())),
+        };
+        let result = encode_verdict(verdict)?;
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            let open: Vec<(String, String)> = {
+                let mut select = transaction
+                    .prepare_cached(
+                        "SELECT id, state FROM jobs WHERE tenant = ?1 AND state IN ('queued', 'running')
+                         AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR batch_id = ?3) ORDER BY id",
+                    )
+                    .map_err(query_error)?;
+                let rows = select
+                    .query_map(params![tenant, job_id, batch_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(query_error)?;
+                rows.collect::<Result<_, _>>().map_err(query_error)?
+            };
+            let mut cancellation = Cancellation::default();
+            for (id, state) in open {
+                transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
+                    )
+                    .map_err(query_error)?
+                    .execute(params![id, result, now])
+                    .map_err(query_error)?;
+                let counter = if state == "running" {
+                    cancellation.running += 1;
+                    "UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1"
+                } else {
+                    cancellation.queued += 1;
+                    "UPDATE tenant_queue SET queued = queued - 1 WHERE tenant = ?1"
+                };
+                transaction
+                    .prepare_cached(counter)
+                    .map_err(query_error)?
+                    .execute(params![tenant])
+                    .map_err(query_error)?;
+                cancellation.job_ids.push(id);
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(cancellation)
+        })
+        .await
+    }
+
+    pub(crate) async fn batch_counts(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+    ) -> Result<BatchCounts, StoreError> {
+        let (tenant, batch_id) = (tenant.to_string(), batch_id.to_string());
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT state, CASE WHEN state = 'done' THEN json_extract(result, '$.status') END, count(*)
+                     FROM jobs WHERE batch_id = ?1 AND tenant = ?2 GROUP BY 1, 2",
+                )
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![batch_id, tenant], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, u64>(2)?))
+                })
+                .map_err(query_error)?;
+            let rows: Vec<(String, Option<String>, u64)> = rows.collect::<Result<_, _>>().map_err(query_error)?;
+            BatchCounts::from_rows(rows.iter().map(|(state, status, count)| (state.as_str(), status.as_deref(), *count)))
         })
         .await
     }

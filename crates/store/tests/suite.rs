@@ -1,11 +1,11 @@
 //! The store's specification, written once and run against every backend
 //! (`store_suite!`). Each test opens its own fresh store.
 
-use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict};
+use leanfarm_core::{CheckRequest, CheckStatus, Policy, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{
-    Admission, Authentication, CompleteOutcome, DeadJobSelector, JobState, KeyOwner, KeyScope,
-    ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store, StoreError, TenantKeyScope,
+    Admission, Authentication, CancelScope, CompleteOutcome, DeadJobSelector, JobState, KeyOwner,
+    KeyScope, ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store, StoreError, TenantKeyScope,
     TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use leanfarm_testkit::postgres::TestDatabase;
@@ -1245,8 +1245,209 @@ macro_rules! store_suite {
             case!(dead_jobs_are_retried_by_id_batch_or_all_with_a_reason);
             case!(the_queue_policy_sets_every_jobs_attempts);
             case!(leases_do_not_run_out_during_an_outage);
+            case!(a_batch_is_listed_by_verdict_status_and_counted);
+            case!(cancelling_ends_open_jobs_and_takes_a_running_jobs_lease);
         }
     };
+}
+
+/// Lists filter by verdict status within a batch (with paging), and a
+/// batch's counts show its jobs by state and its verdicts by status, for
+/// its own tenant only.
+async fn a_batch_is_listed_by_verdict_status_and_counted(store: Store) {
+    let mut batch = jobs("b", "t1", 5);
+    let mut other_batch = jobs("c", "t1", 2);
+    for job in &mut other_batch {
+        job.batch_id = Some("other".into());
+    }
+    batch.append(&mut other_batch);
+    store.enqueue(batch).await.unwrap();
+    let leases = store
+        .claim("w1", 7, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let sorry = Verdict::rejected(VerdictReason::new(ReasonCode::UsesSorry, "sorry"));
+    // b00000, b00002, c00000 valid; b00001 sorry; b00003 running; b00004, c00001 queued again.
+    for lease in &leases {
+        let verdict = match lease.job_id.as_str() {
+            "b00000" | "b00002" | "c00000" => Verdict::valid(),
+            "b00001" => sorry.clone(),
+            _ => continue,
+        };
+        store
+            .complete(&lease.job_id, &lease.lease_id, &verdict)
+            .await
+            .unwrap();
+    }
+    for lease in leases
+        .iter()
+        .filter(|lease| ["b00004", "c00001"].contains(&lease.job_id.as_str()))
+    {
+        store
+            .release(
+                &lease.job_id,
+                &lease.lease_id,
+                "farm failure",
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+    }
+    let ids = |records: Vec<leanfarm_store::JobRecord>| {
+        records
+            .into_iter()
+            .map(|record| record.id)
+            .collect::<Vec<_>>()
+    };
+    let valid_in_batch = ListFilter {
+        tenant: Some("t1".into()),
+        batch_id: Some("batch".into()),
+        status: Some(CheckStatus::Valid),
+        limit: 1,
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(store.list(&valid_in_batch).await.unwrap()), ["b00000"]);
+    let second_page = ListFilter {
+        after: Some("b00000".into()),
+        ..valid_in_batch.clone()
+    };
+    assert_eq!(ids(store.list(&second_page).await.unwrap()), ["b00002"]);
+    let third_page = ListFilter {
+        after: Some("b00002".into()),
+        ..valid_in_batch.clone()
+    };
+    assert!(store.list(&third_page).await.unwrap().is_empty());
+    let sorry_anywhere = ListFilter {
+        status: Some(CheckStatus::Sorry),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(store.list(&sorry_anywhere).await.unwrap()), ["b00001"]);
+    let other_tenant = ListFilter {
+        tenant: Some("t2".into()),
+        ..valid_in_batch.clone()
+    };
+    assert!(store.list(&other_tenant).await.unwrap().is_empty());
+
+    let counts = store.batch_counts("t1", "batch").await.unwrap().unwrap();
+    assert_eq!(counts.total, 5);
+    assert_eq!(
+        (
+            counts.states.queued,
+            counts.states.running,
+            counts.states.done,
+            counts.states.dead
+        ),
+        (1, 1, 3, 0)
+    );
+    assert_eq!(
+        counts.statuses.into_iter().collect::<Vec<_>>(),
+        [(CheckStatus::Valid, 2), (CheckStatus::Sorry, 1)]
+    );
+    assert!(!store
+        .batch_counts("t1", "other")
+        .await
+        .unwrap()
+        .unwrap()
+        .all_final());
+    assert_eq!(store.batch_counts("t2", "batch").await.unwrap(), None);
+    assert_eq!(store.batch_counts("t1", "missing").await.unwrap(), None);
+}
+
+/// Cancelling a batch ends its queued and running jobs with the verdict
+/// given, in one go: the running job's lease is no longer held (its
+/// worker's renewal says so), its late result is stale, and the tenant's
+/// open jobs fall; final jobs and other tenants' jobs are untouched.
+async fn cancelling_ends_open_jobs_and_takes_a_running_jobs_lease(store: Store) {
+    let mut batch = jobs("a", "t1", 3);
+    let mut foreign = jobs("z", "t2", 1);
+    for job in &mut foreign {
+        job.batch_id = Some("batch".into());
+    }
+    batch.append(&mut foreign);
+    store.enqueue(batch).await.unwrap();
+    // a00000 is done, a00001 running, a00002 queued.
+    let leases = store
+        .claim_as(
+            &WorkerAuthority::Tenant("t1".into()),
+            "w1",
+            2,
+            LEASE,
+            &WorkerOffer::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    store
+        .complete(&leases[0].job_id, &leases[0].lease_id, &verdict())
+        .await
+        .unwrap();
+    let cancelled = Verdict::rejected(VerdictReason::new(ReasonCode::Cancelled, "cancelled"));
+    let cancellation = store
+        .cancel("t1", &CancelScope::Batch("batch".into()), &cancelled)
+        .await
+        .unwrap();
+    assert_eq!(cancellation.job_ids, ["a00001", "a00002"]);
+    assert_eq!((cancellation.queued, cancellation.running), (1, 1));
+    for id in ["a00001", "a00002"] {
+        let record = store.get(id).await.unwrap().unwrap();
+        assert_eq!(record.state, JobState::Done);
+        assert_eq!(record.result.unwrap().status(), CheckStatus::ServerError);
+        assert!(record.finished_at.is_some());
+    }
+    assert!(store
+        .get("a00000")
+        .await
+        .unwrap()
+        .unwrap()
+        .result
+        .unwrap()
+        .is_valid());
+    assert_eq!(
+        store.get("z00000").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let running = &leases[1];
+    assert_eq!(
+        store
+            .renew(&[(running.job_id.clone(), running.lease_id.clone())], LEASE)
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store
+            .complete(&running.job_id, &running.lease_id, &verdict())
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    assert_eq!(store.tenant_open_jobs("t1").await.unwrap(), 0);
+    assert_eq!(store.tenant_open_jobs("t2").await.unwrap(), 1);
+    // Nothing is open any more: a second cancellation changes nothing.
+    let again = store
+        .cancel("t1", &CancelScope::Job("a00002".into()), &cancelled)
+        .await
+        .unwrap();
+    assert!(again.job_ids.is_empty());
+    // Another tenant cannot cancel t2's job, by job or by batch.
+    let foreign = store
+        .cancel("t1", &CancelScope::Job("z00000".into()), &cancelled)
+        .await
+        .unwrap();
+    assert!(foreign.job_ids.is_empty());
+    // A queued job cancelled alone is not leased any more.
+    let only = store
+        .cancel("t2", &CancelScope::Job("z00000".into()), &cancelled)
+        .await
+        .unwrap();
+    assert_eq!(only.job_ids, ["z00000"]);
+    assert!(store
+        .claim("w2", 10, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.queue_counts().await.unwrap().queued, 0);
 }
 
 async fn open_sqlite() -> (Store, tempfile::TempDir) {
