@@ -25,8 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The kinds of snippet in the stream, in turn.
-const KINDS: [&str; 5] = ["valid", "sorry", "error", "timeout", "memory"];
+/// The kinds of snippet in the stream, in turn: memory-keeping snippets
+/// are frequent and timeouts (which end their REPL) rare, so REPLs live
+/// long enough to grow.
+const KINDS: [&str; 20] = [
+    "valid", "memory", "sorry", "memory", "error", "memory", "valid", "memory", "sorry", "memory",
+    "valid", "memory", "error", "memory", "valid", "memory", "sorry", "memory", "valid", "timeout",
+];
 
 fn snippet(kind: &str, index: u64) -> (String, f64) {
     let code = match kind {
