@@ -68,6 +68,10 @@ done
 # (`response_schema_conformance`, `status_code_conformance`, ...) and for 5xx.
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,unsupported_method"
 
+# A request may take as long as the farm lets a client wait (300 s, the
+# default max_wait_seconds; the Kimina endpoints wait for every verdict): a
+# batch of 1,000 snippets with a timeout of nearly 0 times every check out
+# and restarts REPLs, which takes tens of seconds on 2 cores.
 run_pass() {
   local name="$1"; shift
   echo "== schemathesis: $name (seed $seed, $examples examples per operation)"
@@ -79,7 +83,7 @@ run_pass() {
     --generation-deterministic \
     --no-color \
     --output-truncate true \
-    --request-timeout 30 \
+    --request-timeout 300 \
     --workers 1 \
     --suppress-health-check all \
     --report ndjson --report-ndjson-path "$work/$name.ndjson" \

@@ -278,7 +278,12 @@ impl Driver {
                         Ok(evidence)
                     }
                     Err(replay::ReplayFailure::Verdict(reason)) => {
-                        // What the snippet left in its REPL made the replay
+                        evidence.audit = Ok(Vec::new());
+                        verdict.reject(reason);
+                        Ok(evidence)
+                    }
+                    Err(replay::ReplayFailure::Pickle(reason)) => {
+                        // What the snippet left in its REPL made the pickle
                         // fail: that REPL is not used again.
                         retire_repl = true;
                         evidence.audit = Ok(Vec::new());

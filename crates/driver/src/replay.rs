@@ -43,9 +43,14 @@ pub(crate) struct Replayed {
 
 /// Why a replay gave no report.
 pub(crate) enum ReplayFailure {
-    /// The snippet's fault: the kernel refused a declaration, or a process
-    /// failed on what the snippet produced. A verdict.
+    /// The snippet's fault, found in the replayer: the kernel refused a
+    /// declaration, or the replay failed or ran out of time. A verdict; the
+    /// REPL that ran the snippet is sound.
     Verdict(VerdictReason),
+    /// The snippet's fault, found in the REPL that ran it: it could not
+    /// pickle the body, or left something other than a pickle. A verdict,
+    /// and that REPL is not used again.
+    Pickle(VerdictReason),
     /// The REPL that ran the snippet failed while pickling.
     Repl(ReplFailure),
     /// The farm's fault.
@@ -198,7 +203,7 @@ impl ReplayContext<'_> {
             // say): the snippet's doing.
             Err(ReplFailure::ErrorReply(message)) => {
                 let _ = std::fs::remove_file(checked.scratch_dir().join(&name));
-                return Err(ReplayFailure::Verdict(VerdictReason::new(
+                return Err(ReplayFailure::Pickle(VerdictReason::new(
                     ReasonCode::KernelRejected,
                     format!("the body's environment could not be pickled for replay: {message}"),
                 )));
@@ -209,7 +214,7 @@ impl ReplayContext<'_> {
             }
         }
         let bytes = take_pickle(checked.scratch_dir(), &name).map_err(|why| {
-            ReplayFailure::Verdict(VerdictReason::new(
+            ReplayFailure::Pickle(VerdictReason::new(
                 ReasonCode::KernelRejected,
                 format!("the body's environment could not be replayed: {why}"),
             ))
