@@ -210,6 +210,21 @@ impl Driver {
             verdict.reject(reason);
             return Ok(verdict);
         }
+        // A pinned statement and its preamble run in the REPL too (which
+        // other checks share): they pass the same screen as a body.
+        if let Some(pinned) = &request.policy.pinned {
+            let text = format!(
+                "{}\ntheorem {} {}",
+                pinned.preamble.as_deref().unwrap_or(""),
+                pinned.name,
+                pinned.signature().unwrap_or(&pinned.statement)
+            );
+            if let Some(mut reason) = screen::screen(&text, &request.policy) {
+                reason.message = format!("in the pinned statement: {}", reason.message);
+                verdict.reject(reason);
+                return Ok(verdict);
+            }
+        }
         if request.policy.require_theorem
             && request.policy.pinned.is_none()
             && !screen::declares_a_theorem(&snippet.body)

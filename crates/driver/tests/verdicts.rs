@@ -413,3 +413,44 @@ async fn a_repl_that_ran_snippet_code_is_not_reused() {
     farm.driver.check(&plain).await.unwrap();
     assert!(farm.driver.check(&plain).await.unwrap().repl_reused);
 }
+
+/// A pinned statement and its preamble run in the (shared) REPL too: they
+/// pass the same screen as a body, whoever wrote them.
+#[tokio::test]
+async fn a_pinned_statement_cannot_carry_commands() {
+    let farm = driver();
+    for (preamble, statement) in [
+        (Some("#eval IO.println \"x\""), "theorem t : True"),
+        (Some("open Nat\nrun_cmd pure ()"), "theorem t : True"),
+        (None, "theorem t : True := by run_tac pure ()"),
+        (
+            None,
+            "theorem t : (by_elab pure (Lean.mkConst ``True) : Prop)",
+        ),
+        (
+            Some("set_option debug.skipKernelTC true"),
+            "theorem t : True",
+        ),
+    ] {
+        let mut check = request("theorem t : True := trivial");
+        check.policy.pinned = Some(PinnedStatement {
+            name: "t".into(),
+            statement: statement.into(),
+            preamble: preamble.map(str::to_string),
+        });
+        let verdict = farm.driver.check(&check).await.unwrap();
+        assert_eq!(
+            reason_code(&verdict),
+            "forbidden_command",
+            "{preamble:?} {statement}: {verdict:?}"
+        );
+        assert!(
+            verdict
+                .reason()
+                .unwrap()
+                .message
+                .contains("pinned statement"),
+            "{verdict:?}"
+        );
+    }
+}
