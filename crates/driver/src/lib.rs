@@ -591,7 +591,8 @@ async fn run_body(
     })
 }
 
-fn info_data(reply: &CommandReply) -> impl Iterator<Item = &str> {
+/// The text of a reply's info messages (where the audit reports).
+pub(crate) fn info_data(reply: &CommandReply) -> impl Iterator<Item = &str> {
     reply
         .messages
         .iter()

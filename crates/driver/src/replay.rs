@@ -21,7 +21,7 @@
 
 use crate::audit::{self, AuditEntry, FarmNames};
 use crate::repl::{Repl, ReplFailure};
-use crate::{DriverError, ToolchainConfig};
+use crate::{info_data, DriverError, ToolchainConfig};
 use lean_protocol::{Request, Severity};
 use leanfarm_core::{PinnedStatement, ReasonCode, VerdictReason};
 use leanfarm_sandbox::Sandbox;
@@ -156,14 +156,6 @@ fn error_of(reply: &lean_protocol::CommandReply) -> Option<&str> {
         .messages
         .iter()
         .find(|message| message.severity == Severity::Error)
-        .map(|message| message.data.as_str())
-}
-
-fn info_data(reply: &lean_protocol::CommandReply) -> impl Iterator<Item = &str> {
-    reply
-        .messages
-        .iter()
-        .filter(|message| message.severity == Severity::Info)
         .map(|message| message.data.as_str())
 }
 
