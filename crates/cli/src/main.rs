@@ -4,6 +4,7 @@
 mod check;
 mod config;
 mod conformance;
+mod index;
 mod jobs;
 mod results;
 mod tenant;
@@ -44,6 +45,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Make and publish the Ed25519 keys that workers sign verdicts with.
     Keys(verify::KeysArgs),
+    /// Build a declarations index for premise search (`serve --search-index`).
+    Index(index::IndexArgs),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         | Command::Jobs(_)
         | Command::Verify(_)
         | Command::Keys(_)
+        | Command::Index(_)
         | Command::Results(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             Command::Jobs(args) => jobs::run(args).await,
             Command::Verify(args) => verify::verify(args),
             Command::Keys(args) => verify::keys(args),
+            Command::Index(args) => index::run(args),
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

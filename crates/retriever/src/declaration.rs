@@ -126,7 +126,9 @@ pub fn declarations_of_source(
             continue;
         }
         let local_name = text(name_token);
-        let signature_tokens = signature_range(source, tokens, name_token + 1..end);
+        let constructors_follow = keyword == "inductive" || text(after_keyword) == "inductive";
+        let signature_tokens =
+            signature_range(source, tokens, name_token + 1..end, constructors_follow);
         let signature = match (signature_tokens.start, signature_tokens.end) {
             (start, stop) if start < stop => {
                 collapse_whitespace(&source[tokens[start].span.start..tokens[stop - 1].span.end])
@@ -167,12 +169,14 @@ fn qualified_name(scopes: &[(bool, String)], local_name: &str) -> String {
     parts.join(".")
 }
 
-/// The tokens of a signature: from after the name to the first `:=`,
-/// `where` or `|` outside brackets (or the command's end).
+/// The tokens of a signature: from after the name to the first `:=` or
+/// `where` outside brackets (or the command's end); for an inductive type,
+/// also to its first constructor's `|` (elsewhere `|` is an absolute value).
 fn signature_range(
     source: &str,
     tokens: &[lean_syntax::Token],
     range: Range<usize>,
+    constructors_follow: bool,
 ) -> Range<usize> {
     let mut depth: usize = 0;
     for index in range.clone() {
@@ -182,7 +186,8 @@ fn signature_range(
             match text {
                 "(" | "[" | "{" | "⦃" | "⟨" | "@[" | "#[" => depth += 1,
                 ")" | "]" | "}" | "⦄" | "⟩" => depth = depth.saturating_sub(1),
-                ":=" | "|" if depth == 0 => return range.start..index,
+                ":=" if depth == 0 => return range.start..index,
+                "|" if depth == 0 && constructors_follow => return range.start..index,
                 _ => {}
             }
         } else if depth == 0 && token.is_word(source, "where") {
@@ -246,12 +251,25 @@ structure Point where
   y : ℕ
 
 instance : Inhabited Point := ⟨⟨0, 0⟩⟩
+theorem abs_add (a b : ℝ) : |a + b| ≤ |a| + |b| := abs_add a b
+inductive Color : Type
+  | red | green
 theorem _root_.top_level {α : Type} (a : α) : a = a := rfl
 example : 1 = 1 := rfl
 "#;
         let declarations = declarations_of_source(source, "Demo.Basic").unwrap();
         let names: Vec<&str> = declarations.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["Nat.add_comm'", "Nat.double", "Point", "top_level"]);
+        assert_eq!(
+            names,
+            [
+                "Nat.add_comm'",
+                "Nat.double",
+                "Point",
+                "abs_add",
+                "Color",
+                "top_level"
+            ]
+        );
         let add_comm = &declarations[0];
         assert_eq!(add_comm.kind, "theorem");
         assert_eq!(add_comm.signature, "(n m : ℕ) : n + m = m + n");
@@ -260,7 +278,9 @@ example : 1 = 1 := rfl
         assert_eq!(declarations[1].signature, "(n : ℕ) : ℕ");
         assert_eq!(declarations[2].kind, "structure");
         assert_eq!(declarations[2].signature, "");
-        assert_eq!(declarations[3].signature, "{α : Type} (a : α) : a = a");
+        assert_eq!(declarations[3].signature, "(a b : ℝ) : |a + b| ≤ |a| + |b|");
+        assert_eq!(declarations[4].signature, ": Type");
+        assert_eq!(declarations[5].signature, "{α : Type} (a : α) : a = a");
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod metrics;
 mod outbox;
 mod remote;
 mod routes;
+mod search;
 mod serve;
 mod submit;
 mod views;
@@ -125,6 +126,9 @@ pub struct AppState {
     /// The public keys remote workers' attestations must verify against
     /// (`keys.rs`); unset, completions need no attestation.
     pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
+    /// The declarations index `/v1/search` reads (`--search-index`); unset,
+    /// the route answers 404 `search_not_configured`.
+    pub search_index: std::sync::OnceLock<Arc<leanfarm_retriever::Retriever>>,
 }
 
 impl AppState {
@@ -148,6 +152,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
+            search_index: std::sync::OnceLock::new(),
         })
     }
 }

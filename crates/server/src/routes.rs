@@ -10,7 +10,7 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, batches, dead_letters, keys, kimina, remote, AppState};
+use crate::{api, batches, dead_letters, keys, kimina, remote, search, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -37,6 +37,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/batches/{id}/events", get(batches::batch_events))
         .route("/v1/workers", get(api::list_workers))
         .route("/v1/keys", get(keys::list_keys))
+        .route("/v1/search", get(search::search))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
         .route("/v1/worker/lease", post(remote::lease))

@@ -101,6 +101,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         args.require_auth,
     );
     crate::verify::trust_worker_keys(&state, args.trusted_worker_keys.as_deref())?;
+    crate::index::open_search_index(&state, args.search_index.as_deref())?;
     let worker = args
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
