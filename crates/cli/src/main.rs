@@ -1,6 +1,7 @@
 //! `leanfarm`: run the farm, check files, and (hidden) act as the Lean
 //! stand-in so that `--simulate` needs no second binary.
 
+mod bench;
 mod check;
 mod config;
 mod conformance;
@@ -47,6 +48,8 @@ enum Command {
     Keys(verify::KeysArgs),
     /// Build a declarations index for premise search (`serve --search-index`).
     Index(index::IndexArgs),
+    /// Run a problem set through /v1/prove and write a report (pass@k, solve rates, cost).
+    Bench(Box<bench::BenchArgs>),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -78,6 +81,8 @@ pub enum CliError {
     ConformanceFailed(usize, usize),
     #[error("the attestation is not valid: {0}")]
     AttestationInvalid(String),
+    #[error("regression against the baseline: {0}")]
+    Regression(String),
 }
 
 impl CliError {
@@ -85,7 +90,8 @@ impl CliError {
         match self {
             CliError::NotAllValid(..)
             | CliError::ConformanceFailed(..)
-            | CliError::AttestationInvalid(_) => 1,
+            | CliError::AttestationInvalid(_)
+            | CliError::Regression(_) => 1,
             CliError::Config(_) | CliError::Setting(_) => 2,
             CliError::Startup(_) => 3,
             CliError::Request(_) => 4,
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
         | Command::Verify(_)
         | Command::Keys(_)
         | Command::Index(_)
+        | Command::Bench(_)
         | Command::Results(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
@@ -149,6 +156,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::verify(args),
             Command::Keys(args) => verify::keys(args),
             Command::Index(args) => index::run(args),
+            Command::Bench(args) => bench::run(*args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

@@ -21,7 +21,7 @@ mod server;
 mod store;
 
 pub use checker::{prestart, CheckerArgs};
-pub use file::explicit_settings;
+pub use file::{explicit_settings, with_file};
 pub use server::ServeArgs;
 
 use crate::CliError;
