@@ -3,7 +3,8 @@
 //! prints the build time, queries per second and p50/p99 latency.
 //!
 //! `bench/retriever.sh` runs it; arguments: `--declarations N` (200000),
-//! `--queries N` (2000), `--threads N` (2), `--dir DIR` (a temporary one).
+//! `--queries N` (2000), `--threads N` (2), `--rare-words N` (8000, beside
+//! 80 common name words), `--dir DIR` (a temporary one).
 
 use leanfarm_retriever::{build_index, Retriever, Source};
 use std::io::Write;
@@ -149,10 +150,52 @@ impl Random {
     }
 }
 
-fn declaration_line(random: &mut Random, index: usize) -> String {
+/// Name words as a library has them: the common words first, then
+/// thousands of rarer made-up ones, drawn with Zipf's law (the word of rank
+/// r with weight 1/r), as words are in Mathlib's names.
+struct Vocabulary {
+    words: Vec<String>,
+    cumulative: Vec<f64>,
+}
+
+impl Vocabulary {
+    fn new(rare_words: usize) -> Vocabulary {
+        const SYLLABLES: &[&str] = &[
+            "ba", "co", "di", "fe", "gu", "ha", "ji", "ko", "lu", "ma", "ne", "po", "qui", "ra",
+            "si", "to", "vu", "xe", "yo", "za",
+        ];
+        let mut words: Vec<String> = WORDS.iter().map(|word| word.to_string()).collect();
+        for index in 0..rare_words {
+            let mut word = String::new();
+            let mut rest = index + SYLLABLES.len();
+            while rest > 0 {
+                word.push_str(SYLLABLES[rest % SYLLABLES.len()]);
+                rest /= SYLLABLES.len();
+            }
+            words.push(word);
+        }
+        let mut total = 0.0;
+        let cumulative = (0..words.len())
+            .map(|rank| {
+                total += 1.0 / (rank + 1) as f64;
+                total
+            })
+            .collect();
+        Vocabulary { words, cumulative }
+    }
+
+    fn pick(&self, random: &mut Random) -> &str {
+        let total = *self.cumulative.last().unwrap();
+        let target = (random.next() % 1_000_000_007) as f64 / 1_000_000_007.0 * total;
+        let index = self.cumulative.partition_point(|sum| *sum < target);
+        &self.words[index.min(self.words.len() - 1)]
+    }
+}
+
+fn declaration_line(random: &mut Random, vocabulary: &Vocabulary, index: usize) -> String {
     let namespace = random.pick(NAMESPACES);
     let word_count = 2 + random.next() % 3;
-    let words: Vec<&str> = (0..word_count).map(|_| random.pick(WORDS)).collect();
+    let words: Vec<&str> = (0..word_count).map(|_| vocabulary.pick(random)).collect();
     let name = format!("{namespace}.{}_{index}", words.join("_"));
     let kind = match random.next() % 10 {
         0..=6 => "theorem",
@@ -190,14 +233,14 @@ fn declaration_line(random: &mut Random, index: usize) -> String {
     .to_string()
 }
 
-fn query(random: &mut Random) -> String {
+fn query(random: &mut Random, vocabulary: &Vocabulary) -> String {
     match random.next() % 4 {
-        0 => format!("{} {}", random.pick(WORDS), random.pick(WORDS)),
+        0 => format!("{} {}", vocabulary.pick(random), vocabulary.pick(random)),
         1 => format!(
             "{}.{}_{}",
             random.pick(NAMESPACES),
-            random.pick(WORDS),
-            random.pick(WORDS)
+            vocabulary.pick(random),
+            vocabulary.pick(random)
         ),
         2 => format!(
             "a {} b {} b {} a",
@@ -207,10 +250,10 @@ fn query(random: &mut Random) -> String {
         ),
         _ => format!(
             "{} {} {} {}",
-            random.pick(WORDS),
+            vocabulary.pick(random),
             random.pick(NAMESPACES),
-            random.pick(WORDS),
-            random.pick(WORDS)
+            vocabulary.pick(random),
+            vocabulary.pick(random)
         ),
     }
 }
@@ -245,9 +288,15 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench directory");
     let dump = dir.join("generated.jsonl");
     let mut random = Random(0x5EED_1234_ABCD_0001);
+    let vocabulary = Vocabulary::new(argument("--rare-words", 8000));
     let mut writer = std::io::BufWriter::new(std::fs::File::create(&dump).expect("dump"));
     for index in 0..declarations {
-        writeln!(writer, "{}", declaration_line(&mut random, index)).expect("write dump");
+        writeln!(
+            writer,
+            "{}",
+            declaration_line(&mut random, &vocabulary, index)
+        )
+        .expect("write dump");
     }
     writer.flush().expect("flush dump");
     drop(writer);
@@ -264,7 +313,9 @@ fn main() {
     );
 
     let retriever = Arc::new(Retriever::open(&index_path).expect("open"));
-    let query_texts: Vec<String> = (0..queries).map(|_| query(&mut random)).collect();
+    let query_texts: Vec<String> = (0..queries)
+        .map(|_| query(&mut random, &vocabulary))
+        .collect();
     // Warm the page cache and the statement cache.
     for text in query_texts.iter().take(50) {
         retriever.try_search(text, 10).expect("search");

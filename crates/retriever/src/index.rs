@@ -8,7 +8,7 @@
 //! `OR`, and ranked by `bm25()` with the name weighted most.
 
 use crate::declaration::Declaration;
-use crate::words::{indexed_words, query_words};
+use crate::words::{indexed_telling_words, indexed_words, query_words};
 use crate::RetrieverError;
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
@@ -16,18 +16,33 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The version of the index's schema, kept in its `meta` table.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "3";
 
 /// The most results one search returns.
 pub const MAX_RESULTS: usize = 100;
 
-/// bm25 weights, in the table's column order: name, kind, signature,
-/// docstring, module (stored only), then the indexed words of name,
-/// signature, docstring and module.
-const BM25_WEIGHTS: &str = "0, 0, 0, 0, 0, 10.0, 2.0, 1.0, 0.5";
+/// A word held by more than this share of the declarations (and by more
+/// than [`UNCOMMON_WORD_DOCUMENTS`]) is common: it narrows a match of every
+/// word, but is not searched alone.
+const COMMON_WORD_SHARE: f64 = 0.05;
+
+/// A word held by at most this many declarations is never common: ranking
+/// that many takes a few milliseconds.
+const UNCOMMON_WORD_DOCUMENTS: u64 = 2000;
+
+/// The most matches one search ranks (about 5 µs each).
+const RANKED_MATCHES_CAP: u64 = 2000;
+
+/// The table's `rank`: bm25 with weights in the table's column order:
+/// name, kind, signature, docstring, module (stored only), then the indexed
+/// words of name, signature, docstring and module. Kept in the index's
+/// FTS5 configuration, so that `ORDER BY rank LIMIT k` lets FTS5 rank the
+/// matches itself and read the stored columns of the `k` best only.
+const RANK: &str = "bm25(0, 0, 0, 0, 0, 10.0, 2.0, 1.0, 0.5)";
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE word_documents (word TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 CREATE VIRTUAL TABLE declarations USING fts5(
     name UNINDEXED, kind UNINDEXED, signature UNINDEXED, docstring UNINDEXED, module UNINDEXED,
     name_words, signature_words, docstring_words, module_words,
@@ -69,6 +84,12 @@ impl IndexWriter {
         connection
             .execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN;")
             .and_then(|()| connection.execute_batch(SCHEMA))
+            .and_then(|()| {
+                connection.execute(
+                    "INSERT INTO declarations(declarations, rank) VALUES ('rank', ?1)",
+                    [RANK],
+                )
+            })
             .map_err(|error| RetrieverError::sqlite(&temporary_path, error))?;
         Ok(IndexWriter {
             connection,
@@ -89,8 +110,8 @@ impl IndexWriter {
                     declaration.docstring,
                     declaration.module,
                     indexed_words(&declaration.name),
-                    indexed_words(&declaration.signature),
-                    indexed_words(&declaration.docstring),
+                    indexed_telling_words(&declaration.signature),
+                    indexed_telling_words(&declaration.docstring),
                     indexed_words(&declaration.module),
                 ])
             })
@@ -111,7 +132,11 @@ impl IndexWriter {
             .map_err(sqlite_error)?;
         self.connection
             .execute_batch(
-                "INSERT INTO declarations(declarations) VALUES ('optimize'); COMMIT; VACUUM;",
+                "INSERT INTO declarations(declarations) VALUES ('optimize');
+                 CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'declarations', 'row');
+                 INSERT INTO word_documents SELECT term, doc FROM temp.vocabulary;
+                 DROP TABLE temp.vocabulary;
+                 COMMIT; VACUUM;",
             )
             .map_err(sqlite_error)?;
         self.connection
@@ -193,17 +218,74 @@ impl Retriever {
         if words.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        // Every word is alphanumeric (words.rs), so quoting makes each a
-        // plain term: no FTS5 operator, column filter or prefix survives.
-        let expression = words
-            .iter()
-            .map(|word| format!("\"{word}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ");
         let connection = self.take_connection()?;
-        let result = run_search(&connection, &expression, k);
+        let result = self.plan_and_search(&connection, &words, k);
         self.return_connection(connection);
         result.map_err(|error| RetrieverError::sqlite(&self.path, error))
+    }
+
+    /// Ranking costs time for every declaration a match expression
+    /// reaches, so the words are chosen by how many declarations hold
+    /// them: a word in none is dropped; all the known words must match in
+    /// the first pass (few declarations have them all); the second pass,
+    /// for the rest of `k`, takes any of the words that are not common
+    /// ([`COMMON_WORD_SHARE`]).
+    fn plan_and_search(
+        &self,
+        connection: &Connection,
+        words: &[String],
+        k: usize,
+    ) -> Result<Vec<Premise>, rusqlite::Error> {
+        let mut known: Vec<(String, u64)> = Vec::new();
+        {
+            let mut statement = connection
+                .prepare_cached("SELECT documents FROM word_documents WHERE word = ?1")?;
+            for word in words {
+                let documents: Option<u64> = statement
+                    .query_row([word], |row| row.get(0))
+                    .map(Some)
+                    .or_else(|error| match error {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        other => Err(other),
+                    })?;
+                if let Some(documents) = documents.filter(|documents| *documents > 0) {
+                    known.push((word.clone(), documents));
+                }
+            }
+        }
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every word is alphanumeric (words.rs), so quoting makes each a
+        // plain term: no FTS5 operator, column filter or prefix survives.
+        let quote = |word: &str| format!("\"{word}\"");
+        let all: Vec<String> = known.iter().map(|(word, _)| quote(word)).collect();
+        let common_above =
+            ((self.declarations as f64 * COMMON_WORD_SHARE) as u64).max(UNCOMMON_WORD_DOCUMENTS);
+        let uncommon: Vec<String> = known
+            .iter()
+            .filter(|(_, documents)| *documents <= common_above)
+            .map(|(word, _)| quote(word))
+            .collect();
+        let fewest = known.iter().map(|(_, documents)| *documents).min();
+        let mut found = run_search(connection, &all.join(" "), fewest.unwrap_or(0), k)?;
+        let uncommon_documents: u64 = known
+            .iter()
+            .map(|(_, documents)| *documents)
+            .filter(|documents| *documents <= common_above)
+            .sum();
+        if found.len() < k && known.len() > 1 && !uncommon.is_empty() {
+            let any = run_search(connection, &uncommon.join(" OR "), uncommon_documents, k)?;
+            for (rowid, premise) in any {
+                if found.len() == k {
+                    break;
+                }
+                if !found.iter().any(|(seen, _)| *seen == rowid) {
+                    found.push((rowid, premise));
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(_, premise)| premise).collect())
     }
 
     fn take_connection(&self) -> Result<Connection, RetrieverError> {
@@ -229,27 +311,61 @@ impl Retriever {
     }
 }
 
+/// The `k` best matches of `expression`, with their rowids. When the
+/// words' document counts say it may reach more than
+/// [`RANKED_MATCHES_CAP`] declarations, only the first that many (in index
+/// order) are ranked: the latency stays bounded, the ranking of such
+/// unselective queries is approximate.
 fn run_search(
     connection: &Connection,
     expression: &str,
+    estimated_matches: u64,
     k: usize,
-) -> Result<Vec<Premise>, rusqlite::Error> {
-    let sql = format!(
-        "SELECT name, kind, signature, docstring, module, bm25(declarations, {BM25_WEIGHTS}) AS score \
-         FROM declarations WHERE declarations MATCH ?1 ORDER BY score LIMIT ?2"
-    );
-    let mut statement = connection.prepare_cached(&sql)?;
-    let rows = statement.query_map(params![expression, k as i64], |row| {
-        Ok(Premise {
-            name: row.get(0)?,
-            kind: row.get(1)?,
-            signature: row.get(2)?,
-            docstring: row.get(3)?,
-            module: row.get(4)?,
-            score: -row.get::<_, f64>(5)?,
+) -> Result<Vec<(i64, Premise)>, rusqlite::Error> {
+    if estimated_matches <= RANKED_MATCHES_CAP {
+        let mut statement = connection.prepare_cached(
+            "SELECT rowid, name, kind, signature, docstring, module, rank \
+             FROM declarations WHERE declarations MATCH ?1 ORDER BY rank LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![expression, k as i64], |row| {
+            Ok((row.get(0)?, premise_of_row(row, 1)?))
+        })?;
+        return rows.collect();
+    }
+    let mut ranked: Vec<(i64, f64)> = connection
+        .prepare_cached(
+            "SELECT rowid, rank FROM declarations WHERE declarations MATCH ?1 LIMIT ?2",
+        )?
+        .query_map(params![expression, RANKED_MATCHES_CAP as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    ranked.truncate(k);
+    let mut statement = connection.prepare_cached(
+        "SELECT name, kind, signature, docstring, module, ?2 FROM declarations WHERE rowid = ?1",
+    )?;
+    ranked
+        .into_iter()
+        .map(|(rowid, rank)| {
+            statement
+                .query_row(params![rowid, rank], |row| premise_of_row(row, 0))
+                .map(|premise| (rowid, premise))
         })
-    })?;
-    rows.collect()
+        .collect()
+}
+
+/// A premise from the columns name, kind, signature, docstring, module and
+/// rank, starting at column `first`.
+fn premise_of_row(row: &rusqlite::Row, first: usize) -> Result<Premise, rusqlite::Error> {
+    Ok(Premise {
+        name: row.get(first)?,
+        kind: row.get(first + 1)?,
+        signature: row.get(first + 2)?,
+        docstring: row.get(first + 3)?,
+        module: row.get(first + 4)?,
+        score: -row.get::<_, f64>(first + 5)?,
+    })
 }
 
 fn open_read_only(path: &Path) -> Result<Connection, RetrieverError> {

@@ -117,17 +117,33 @@ pub fn words(text: &str) -> Vec<String> {
     words
 }
 
-/// The words of `text` joined by spaces: what the index stores for FTS5's
+/// The words of a name joined by spaces: what the index stores for FTS5's
 /// tokenizer to read.
 pub fn indexed_words(text: &str) -> String {
     words(text).join(" ")
 }
 
-/// The distinct words of a query, in order of first appearance, at most
-/// [`MAX_QUERY_WORDS`].
+/// Whether a word can tell declarations apart: a one-character word is a
+/// bound variable (`a`, `x`, `n`) or an article, found in nearly every
+/// signature and docstring.
+fn is_telling(word: &str) -> bool {
+    word.chars().nth(1).is_some()
+}
+
+/// The telling words of a signature or docstring joined by spaces.
+pub fn indexed_telling_words(text: &str) -> String {
+    words(text)
+        .into_iter()
+        .filter(|word| is_telling(word))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The distinct telling words of a query, in order of first appearance, at
+/// most [`MAX_QUERY_WORDS`].
 pub fn query_words(query: &str) -> Vec<String> {
     let mut distinct: Vec<String> = Vec::new();
-    for word in words(query) {
+    for word in words(query).into_iter().filter(|word| is_telling(word)) {
         if distinct.len() == MAX_QUERY_WORDS {
             break;
         }
@@ -170,7 +186,7 @@ mod tests {
         let words = query_words("\"add\" OR comm* NEAR(x y) col:add ^ - {a} add");
         assert_eq!(
             words,
-            ["add", "or", "comm", "mul", "near", "x", "y", "col", "pow", "sub", "a"]
+            ["add", "or", "comm", "mul", "near", "col", "pow", "sub"]
         );
         for word in &words {
             assert!(word.chars().all(char::is_alphanumeric), "{word}");

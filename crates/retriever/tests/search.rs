@@ -94,9 +94,20 @@ fn results_are_ranked_and_capped() {
         .unwrap();
     assert!(results.len() <= MAX_RESULTS);
     assert!(results.len() > 10);
+    let results = retriever.try_search("real", 1000).unwrap();
+    assert!(results.len() > 10);
     for pair in results.windows(2) {
         assert!(pair[0].score >= pair[1].score, "{pair:?}");
     }
+    // Declarations with every word come before those with some.
+    let results = retriever.try_search("sq nonneg", 5).unwrap();
+    let with_both = |name: &str| name.contains("sq") && name.contains("nonneg");
+    assert!(with_both(&results[0].name), "{results:?}");
+    let first_without = results.iter().position(|p| !with_both(&p.name)).unwrap();
+    assert!(
+        results[first_without..].iter().all(|p| !with_both(&p.name)),
+        "{results:?}"
+    );
     assert_eq!(retriever.try_search("add", 3).unwrap().len(), 3);
     assert!(retriever.try_search("add", 0).unwrap().is_empty());
 }
