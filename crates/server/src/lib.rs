@@ -32,6 +32,8 @@ mod keys;
 mod kimina;
 mod metrics;
 mod outbox;
+mod prove;
+mod prove_runner;
 mod remote;
 mod routes;
 mod serve;
@@ -42,6 +44,7 @@ pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use prove_runner::{ProveService, ProveSettings};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -125,6 +128,9 @@ pub struct AppState {
     /// The public keys remote workers' attestations must verify against
     /// (`keys.rs`); unset, completions need no attestation.
     pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
+    /// The model gateway and prove settings (`prove_runner`); unset, the
+    /// built-in `dummy` route with the default settings.
+    pub prove: std::sync::OnceLock<Arc<ProveService>>,
 }
 
 impl AppState {
@@ -148,6 +154,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
+            prove: std::sync::OnceLock::new(),
         })
     }
 }
@@ -209,6 +216,10 @@ impl Farm {
             )),
             None => tokio::spawn(async {}),
         };
+        tokio::spawn(prove_runner::resume_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         tokio::spawn(outbox::sweep_until_shutdown(
             Arc::clone(&state),
             close_listeners_receiver.clone(),

@@ -336,6 +336,16 @@ impl Gateway {
             .map(|route| route.config.model.clone())
     }
 
+    /// The higher of a route's two prices per 1,000 tokens (0 for an unknown route).
+    pub fn highest_price_per_1k(&self, route: &str) -> f64 {
+        self.routes.get(route).map_or(0.0, |route| {
+            route
+                .config
+                .price_in_per_1k
+                .max(route.config.price_out_per_1k)
+        })
+    }
+
     /// Per-route counters, for metrics.
     pub fn counters(&self) -> BTreeMap<String, RouteCounters> {
         self.counters.lock().expect("gateway counters").clone()
