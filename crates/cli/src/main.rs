@@ -7,6 +7,7 @@ mod config;
 mod conformance;
 mod index;
 mod jobs;
+mod prove;
 mod results;
 mod tenant;
 mod verify;
@@ -32,6 +33,8 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Check .lean files (or directories of them) and print their verdicts.
     Check(check::CheckArgs),
+    /// Ask a farm to prove a theorem with a model, showing the search live.
+    Prove(Box<prove::ProveArgs>),
     /// Export a batch's results from a farm as JSONL or CSV.
     Results(results::ResultsArgs),
     /// Check jobs leased from a farm over HTTP (a remote worker).
@@ -77,6 +80,8 @@ pub enum CliError {
     Request(String),
     #[error("{0} of {1} snippets are not valid")]
     NotAllValid(usize, usize),
+    #[error("not proved ({0}): {1}")]
+    NotProved(String, String),
     #[error("{0} of {1} conformance cases failed")]
     ConformanceFailed(usize, usize),
     #[error("the attestation is not valid: {0}")]
@@ -89,6 +94,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::NotAllValid(..)
+            | CliError::NotProved(..)
             | CliError::ConformanceFailed(..)
             | CliError::AttestationInvalid(_)
             | CliError::Regression(_) => 1,
@@ -129,6 +135,7 @@ fn main() -> ExitCode {
         | Command::Index(_)
         | Command::Bench(_)
         | Command::Results(_)
+        | Command::Prove(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -148,6 +155,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => config::serve(*args, &explicit).await,
             Command::Check(args) => check::run(args).await,
             Command::Results(args) => results::run(args).await,
+            Command::Prove(args) => prove::run(*args).await,
             Command::Conformance(args) => conformance::run(*args).await,
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,

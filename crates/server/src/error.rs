@@ -100,6 +100,21 @@ pub enum ApiError {
     SearchFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the prove request cannot be run: {0}")]
+    InvalidProveRequest(String),
+    #[error("no model route `{0}` on this farm")]
+    UnknownModelRoute(String),
+    #[error(
+        "tenant `{tenant}` may use {left} more {what} today; this job's budget asks for {asked}"
+    )]
+    BudgetOverAllowance {
+        tenant: String,
+        what: &'static str,
+        asked: String,
+        left: String,
+    },
+    #[error("no prove job with id `{0}`")]
+    ProveJobNotFound(String),
 }
 
 impl ApiError {
@@ -162,6 +177,12 @@ impl ApiError {
             ApiError::SearchNotConfigured => ("search_not_configured", StatusCode::NOT_FOUND),
             ApiError::SearchFailed(_) => ("search_failed", StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::InvalidProveRequest(_) => ("invalid_prove_request", StatusCode::BAD_REQUEST),
+            ApiError::UnknownModelRoute(_) => ("unknown_model_route", StatusCode::BAD_REQUEST),
+            ApiError::BudgetOverAllowance { .. } => {
+                ("budget_over_allowance", StatusCode::FORBIDDEN)
+            }
+            ApiError::ProveJobNotFound(_) => ("not_found", StatusCode::NOT_FOUND),
         }
     }
 }

@@ -32,6 +32,8 @@ mod keys;
 mod kimina;
 mod metrics;
 mod outbox;
+mod prove;
+mod prove_runner;
 mod remote;
 mod routes;
 mod search;
@@ -43,6 +45,7 @@ pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use prove_runner::{ProveService, ProveSettings};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -129,6 +132,9 @@ pub struct AppState {
     /// The declarations index `/v1/search` reads (`--search-index`); unset,
     /// the route answers 404 `search_not_configured`.
     pub search_index: std::sync::OnceLock<Arc<leanfarm_retriever::Retriever>>,
+    /// The model gateway and prove settings (`prove_runner`); unset, the
+    /// built-in `dummy` route with the default settings.
+    pub prove: std::sync::OnceLock<Arc<ProveService>>,
 }
 
 impl AppState {
@@ -153,6 +159,7 @@ impl AppState {
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
             search_index: std::sync::OnceLock::new(),
+            prove: std::sync::OnceLock::new(),
         })
     }
 }
@@ -214,6 +221,10 @@ impl Farm {
             )),
             None => tokio::spawn(async {}),
         };
+        tokio::spawn(prove_runner::resume_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         tokio::spawn(outbox::sweep_until_shutdown(
             Arc::clone(&state),
             close_listeners_receiver.clone(),

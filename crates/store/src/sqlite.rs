@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_scoped_tokens.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_outages.sql")),
+    (8, include_str!("../migrations/sqlite/0008_prove.sql")),
 ];
 
 #[derive(Clone)]
@@ -40,7 +41,7 @@ pub(crate) struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
 }
 
-fn query_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn query_error(error: rusqlite::Error) -> StoreError {
     match &error {
         rusqlite::Error::SqliteFailure(failure, _)
             if matches!(
@@ -109,7 +110,7 @@ impl SqliteStore {
     }
 
     /// Run `work` on the connection in the blocking thread pool.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

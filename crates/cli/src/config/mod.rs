@@ -15,6 +15,7 @@
 
 mod checker;
 mod file;
+mod prove;
 mod queue;
 mod sandbox;
 mod server;
@@ -102,6 +103,14 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     );
     crate::verify::trust_worker_keys(&state, args.trusted_worker_keys.as_deref())?;
     crate::index::open_search_index(&state, args.search_index.as_deref())?;
+    let gateway = leanfarm_prove::Gateway::new(&args.prove.prove.routes)
+        .map_err(|error| CliError::Config(error.to_string()))?;
+    let _ = state
+        .prove
+        .set(std::sync::Arc::new(leanfarm_server::ProveService::new(
+            gateway,
+            args.prove.settings(),
+        )));
     let worker = args
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));

@@ -8,6 +8,7 @@
 //! socket or open a store.
 
 use super::checker::CheckerArgs;
+use super::prove::ProveArgs;
 use super::queue::QueueArgs;
 use super::store::StoreArgs;
 use super::SettingError;
@@ -81,6 +82,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub prove: ProveArgs,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
@@ -109,6 +113,7 @@ impl ServeArgs {
         self.checker.validate()?;
         self.stores.validate()?;
         self.queue.validate()?;
+        self.prove.validate()?;
         self.limits.validate()
     }
 }
