@@ -77,7 +77,6 @@ fn report_of(directory: &Path) -> Value {
 }
 
 #[test]
-#[ignore = "needs POST /v1/prove and its dummy route (crates/prove); run with --ignored where they are"]
 fn bench_runs_the_shipped_set_end_to_end_and_flags_a_regression() {
     let data = tempfile::tempdir().unwrap();
     let first = data.path().join("first");
