@@ -200,3 +200,41 @@ fn a_file_that_is_not_an_index_stops_serve_and_a_bad_dump_stops_index() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("broken.jsonl line 1"), "{stderr}");
 }
+
+/// A prove job's prompt tokens, with and without premises, on a farm whose
+/// index is the shipped library: the premises reach the model's prompt.
+#[tokio::test]
+async fn prove_jobs_take_their_premises_from_the_index() {
+    let data = tempfile::tempdir().unwrap();
+    let index = build_library_index(data.path());
+    let server = Server::start(
+        data.path(),
+        &["--slots", "1", "--search-index", index.to_str().unwrap()],
+    );
+    let mut tokens = Vec::new();
+    for premises in [None, Some(5)] {
+        let mut body = serde_json::json!({
+            "statement": "theorem sum_comm (n m : ℕ) : n + m = m + n",
+            "header": "import Mathlib",
+            "route": "dummy",
+            "strategy": {"kind": "sample", "n": 1, "rounds": 1},
+        });
+        if let Some(k) = premises {
+            body["premises"] = serde_json::json!({ "k": k });
+        }
+        let (status, job) = server.post("/v1/prove", &body).await;
+        assert!(status == 200 || status == 202, "{status}: {job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        let mut job = job;
+        for _ in 0..60 {
+            if job["state"] != "running" {
+                break;
+            }
+            job = server.get_json(&format!("/v1/prove/{id}?wait=5")).await.1;
+        }
+        assert_eq!(job["state"], "proved", "{job}");
+        tokens.push(job["usage"]["tokens"].as_u64().unwrap());
+    }
+    // Five premises (`Farm.Nat.add_comm` first) lengthen the prompt.
+    assert!(tokens[1] > tokens[0] + 20, "{tokens:?}");
+}

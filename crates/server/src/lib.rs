@@ -46,6 +46,7 @@ pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
 pub use prove_runner::{ProveService, ProveSettings};
+pub use search::RetrieverPremises;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};

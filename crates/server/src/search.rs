@@ -22,6 +22,26 @@ pub(crate) const MAX_QUERY_BYTES: usize = 1024;
 /// Results when the request names no `k`.
 const DEFAULT_RESULTS: usize = 10;
 
+/// The retriever as the prover's premise source: the premises of a prove
+/// job's prompt come from the same index as `/v1/search`.
+pub struct RetrieverPremises(pub Arc<leanfarm_retriever::Retriever>);
+
+impl leanfarm_prove::PremiseSource for RetrieverPremises {
+    fn search(&self, query: &str, k: usize) -> Vec<leanfarm_prove::Premise> {
+        self.0
+            .search(query, k)
+            .into_iter()
+            .map(|premise| leanfarm_prove::Premise {
+                name: premise.name,
+                kind: premise.kind,
+                signature: premise.signature,
+                module: premise.module,
+                docstring: premise.docstring,
+            })
+            .collect()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchQuery {

@@ -105,12 +105,13 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     crate::index::open_search_index(&state, args.search_index.as_deref())?;
     let gateway = leanfarm_prove::Gateway::new(&args.prove.prove.routes)
         .map_err(|error| CliError::Config(error.to_string()))?;
-    let _ = state
-        .prove
-        .set(std::sync::Arc::new(leanfarm_server::ProveService::new(
-            gateway,
-            args.prove.settings(),
+    let mut prove = leanfarm_server::ProveService::new(gateway, args.prove.settings());
+    if let Some(retriever) = state.search_index.get() {
+        prove = prove.with_premises(std::sync::Arc::new(leanfarm_server::RetrieverPremises(
+            std::sync::Arc::clone(retriever),
         )));
+    }
+    let _ = state.prove.set(std::sync::Arc::new(prove));
     let worker = args
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
