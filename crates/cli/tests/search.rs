@@ -119,6 +119,10 @@ async fn bad_search_requests_get_an_error_from_the_table() {
     }
     let (status, body) = server.get_json("/v1/search?q=add&k=100").await;
     assert_eq!(status, 200, "{body}");
+    // The cap counts characters, as the document's `maxLength` does.
+    let accented = format!("/v1/search?q={}", "%C3%A9".repeat(1024));
+    let (status, body) = server.get_json(&accented).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

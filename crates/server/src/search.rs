@@ -16,8 +16,8 @@ use leanfarm_retriever::{Premise, MAX_RESULTS};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The longest query, in bytes.
-pub(crate) const MAX_QUERY_BYTES: usize = 1024;
+/// The longest query, in characters (as the OpenAPI `maxLength` counts).
+pub(crate) const MAX_QUERY_CHARS: usize = 1024;
 
 /// Results when the request names no `k`.
 const DEFAULT_RESULTS: usize = 10;
@@ -67,9 +67,9 @@ pub(crate) async fn search(
     }
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     auth::user_tenant(&state, &headers).await?;
-    if query.q.len() > MAX_QUERY_BYTES {
+    if query.q.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::InvalidQuery(format!(
-            "`q` is longer than {MAX_QUERY_BYTES} bytes"
+            "`q` is longer than {MAX_QUERY_CHARS} characters"
         )));
     }
     let k = query.k.unwrap_or(DEFAULT_RESULTS);
