@@ -13,7 +13,7 @@ use crate::RetrieverError;
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// The version of the index's schema, kept in its `meta` table.
 pub const FORMAT_VERSION: &str = "3";
@@ -150,12 +150,23 @@ impl IndexWriter {
     }
 }
 
-/// Searches an index, read-only. Cheap to share: it keeps a few open
-/// connections and opens another when all are busy.
+/// The most connections (so searches at once) one [`Retriever`] opens; a
+/// search beyond waits for one to be free. Each holds its own page cache,
+/// so this bounds memory as well as CPU under a flood of searches.
+pub const MAX_OPEN_CONNECTIONS: usize = 8;
+
+/// Searches an index, read-only. Cheap to share between threads: it opens
+/// up to [`MAX_OPEN_CONNECTIONS`] connections and keeps them.
 pub struct Retriever {
     path: PathBuf,
     declarations: u64,
-    idle_connections: Mutex<Vec<Connection>>,
+    connections: Mutex<Connections>,
+    connection_returned: Condvar,
+}
+
+struct Connections {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl Retriever {
@@ -191,7 +202,11 @@ impl Retriever {
         Ok(Retriever {
             path: path.to_path_buf(),
             declarations,
-            idle_connections: Mutex::new(vec![connection]),
+            connections: Mutex::new(Connections {
+                idle: vec![connection],
+                open: 1,
+            }),
+            connection_returned: Condvar::new(),
         })
     }
 
@@ -202,6 +217,11 @@ impl Retriever {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many connections are open now (at most [`MAX_OPEN_CONNECTIONS`]).
+    pub fn open_connections(&self) -> usize {
+        self.lock_connections().open
     }
 
     /// The `k` declarations that best match `query` (at most
@@ -288,26 +308,40 @@ impl Retriever {
         Ok(found.into_iter().map(|(_, premise)| premise).collect())
     }
 
-    fn take_connection(&self) -> Result<Connection, RetrieverError> {
-        let idle = self
-            .idle_connections
+    fn lock_connections(&self) -> MutexGuard<'_, Connections> {
+        self.connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
-        match idle {
-            Some(connection) => Ok(connection),
-            None => open_read_only(&self.path),
+    }
+
+    /// An idle connection, a new one while fewer than the most are open,
+    /// else the next one returned.
+    fn take_connection(&self) -> Result<Connection, RetrieverError> {
+        let mut connections = self.lock_connections();
+        loop {
+            if let Some(connection) = connections.idle.pop() {
+                return Ok(connection);
+            }
+            if connections.open < MAX_OPEN_CONNECTIONS {
+                connections.open += 1;
+                drop(connections);
+                let opened = open_read_only(&self.path);
+                if opened.is_err() {
+                    self.lock_connections().open -= 1;
+                    self.connection_returned.notify_one();
+                }
+                return opened;
+            }
+            connections = self
+                .connection_returned
+                .wait(connections)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 
     fn return_connection(&self, connection: Connection) {
-        let mut idle = self
-            .idle_connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < 16 {
-            idle.push(connection);
-        }
+        self.lock_connections().idle.push(connection);
+        self.connection_returned.notify_one();
     }
 }
 

@@ -21,7 +21,9 @@ pub use declaration::{
     collapse_whitespace, declaration_of_dump_line, declarations_of_source, module_of_path,
     Declaration, DumpLineError,
 };
-pub use index::{IndexWriter, Premise, Retriever, FORMAT_VERSION, MAX_RESULTS};
+pub use index::{
+    IndexWriter, Premise, Retriever, FORMAT_VERSION, MAX_OPEN_CONNECTIONS, MAX_RESULTS,
+};
 pub use words::{query_words, words, MAX_QUERY_WORDS};
 
 use std::path::{Path, PathBuf};

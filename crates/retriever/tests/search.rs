@@ -215,3 +215,29 @@ fn other_sqlite_database(path: &Path) {
         .execute_batch("CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('format_version', '0');")
         .unwrap();
 }
+
+#[test]
+fn many_threads_search_at_once_through_a_bounded_set_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let retriever = std::sync::Arc::new(library_index(dir.path()));
+    let threads: Vec<_> = (0..4 * leanfarm_retriever::MAX_OPEN_CONNECTIONS)
+        .map(|_| {
+            let retriever = std::sync::Arc::clone(&retriever);
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| first_names(&retriever, "add comm", 1))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for thread in threads {
+        for names in thread.join().unwrap() {
+            assert_eq!(names, ["Farm.Nat.add_comm"]);
+        }
+    }
+    let open = retriever.open_connections();
+    assert!(
+        (1..=leanfarm_retriever::MAX_OPEN_CONNECTIONS).contains(&open),
+        "{open}"
+    );
+}
