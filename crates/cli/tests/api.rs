@@ -316,6 +316,7 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/prove/{id}/events",
         "/v1/workers",
         "/v1/keys",
+        "/v1/search",
         "/api/check",
         "/verify",
         "/health",
@@ -332,7 +333,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 20, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 24, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]
