@@ -332,7 +332,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 20, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 23, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]
