@@ -413,7 +413,12 @@ async fn bad_requests_are_refused_with_a_code_and_cancel_stops_a_job() {
     let slow = format!(
         "{ROUTES}\n[prove.routes.slow]\nbackend = \"dummy\"\ndummy = {{ solve_on = 0, wrong_extra = \"-- sim: sleep 3000\" }}\n"
     );
-    let farm = Farm::start(dir.path(), &slow, &[], &[]);
+    let farm = Farm::start(
+        dir.path(),
+        &slow,
+        &["--prove-max-running-per-tenant", "1"],
+        &[],
+    );
     let cases = [
         (
             json!({"statement": "theorem t : True := trivial"}),

@@ -35,6 +35,9 @@ pub struct ProveSettings {
     pub tenant_daily_cost: Option<f64>,
     /// The largest budget one job may ask for.
     pub ceiling: BudgetCeiling,
+    /// Prove jobs one tenant may have running at once (429
+    /// `tenant_prove_jobs_full` beyond).
+    pub max_running_per_tenant: u64,
 }
 
 impl Default for ProveSettings {
@@ -44,6 +47,7 @@ impl Default for ProveSettings {
             tenant_daily_tokens: None,
             tenant_daily_cost: None,
             ceiling: BudgetCeiling::default(),
+            max_running_per_tenant: 16,
         }
     }
 }
