@@ -403,6 +403,14 @@ async fn finish(
         reason: outcome.reason().map(str::to_string),
         usage: serde_json::to_string(&usage).expect("usage serialises"),
     };
+    // The artifacts first: a job that reads as ended has them, and a crash
+    // before its end is stored leaves it running, to be resumed and ended
+    // (its artifacts written again) by another replica.
+    if let Some(request) = request {
+        if let Err(error) = write_artifacts(state, row, request, &attempts, &end, &usage).await {
+            tracing::warn!(job_id = %row.id, %error, "writing a prove job's artifacts failed");
+        }
+    }
     match state
         .store
         .finish_prove_job(&row.id, &service.owner, &end)
@@ -437,11 +445,6 @@ async fn finish(
         wall_seconds = usage.wall_seconds,
         "prove job ended"
     );
-    if let Some(request) = request {
-        if let Err(error) = write_artifacts(state, row, request, &attempts, &end, &usage).await {
-            tracing::warn!(job_id = %row.id, %error, "writing a prove job's artifacts failed");
-        }
-    }
     service.changed(&row.id);
 }
 
