@@ -8,7 +8,7 @@
 //! never write a job whose lease it no longer holds.
 
 use crate::error::ApiError;
-use crate::submit::{self, ChangeWaiter};
+use crate::submit;
 use crate::AppState;
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_prove::orchestrator::{self, usage_of};
@@ -98,6 +98,10 @@ impl ProveService {
         }
     }
 }
+
+/// How often a wait for a candidate's verdict reads the store when no
+/// completion in this process woke it.
+const VERDICT_POLL: Duration = Duration::from_millis(500);
 
 /// The farm's prove service: the one `leanfarm serve` set, else the
 /// built-in `dummy` route with the default settings.
@@ -221,7 +225,12 @@ impl Farm for StoreFarm {
         check_id: &str,
         wait: Duration,
     ) -> Result<Option<Verdict>, FarmError> {
-        let mut waiter = ChangeWaiter::new(&self.state, wait);
+        // Subscribed before the first read, so that no completion is missed;
+        // woken by this check's completion in this process at once, else
+        // the store is read again every `VERDICT_POLL` (another replica's
+        // worker may complete it).
+        let mut completions = self.state.completions.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let record = self
                 .state
@@ -243,8 +252,19 @@ impl Farm for StoreFarm {
                 Some(_) => {}
                 None => return Err(FarmError::Store(format!("check {check_id} is missing"))),
             }
-            if !waiter.changed().await {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(None);
+            }
+            let poll = (now + VERDICT_POLL).min(deadline);
+            loop {
+                tokio::select! {
+                    received = completions.recv() => match received {
+                        Ok(completed) if completed != check_id => continue,
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep_until(poll) => break,
+                }
             }
         }
     }
