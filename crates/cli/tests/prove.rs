@@ -413,7 +413,12 @@ async fn bad_requests_are_refused_with_a_code_and_cancel_stops_a_job() {
     let slow = format!(
         "{ROUTES}\n[prove.routes.slow]\nbackend = \"dummy\"\ndummy = {{ solve_on = 0, wrong_extra = \"-- sim: sleep 3000\" }}\n"
     );
-    let farm = Farm::start(dir.path(), &slow, &[], &[]);
+    let farm = Farm::start(
+        dir.path(),
+        &slow,
+        &["--prove-max-running-per-tenant", "1"],
+        &[],
+    );
     let cases = [
         (
             json!({"statement": "theorem t : True := trivial"}),
@@ -605,6 +610,28 @@ async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return;
                 }
+                let streamed = seen
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .is_some_and(|(_, request)| request["stream"] == true);
+                if streamed && number >= rate_limited {
+                    // Server-sent chunks, the last with `usage`, then [DONE].
+                    let pieces = ["Here:\n```lean\nby\n", "  simp\n", "```"];
+                    let mut events = String::new();
+                    for piece in pieces {
+                        let chunk = json!({"object": "chat.completion.chunk", "model": "test-model-7b", "choices": [{"index": 0, "delta": {"content": piece}}]});
+                        events.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    let last = json!({"object": "chat.completion.chunk", "model": "test-model-7b", "choices": [], "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}});
+                    events.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{events}",
+                        events.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    return;
+                }
                 let (status, reply) = if number < rate_limited {
                     (
                         "429 Too Many Requests",
@@ -693,6 +720,25 @@ async fn an_openai_route_that_rate_limits_twice_recovers_and_accounts_usage() {
         metrics.contains("lean_farm_model_tokens_total{route=\"remote\",kind=\"prompt\"} 11"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_streaming_openai_route_assembles_the_reply_and_reads_usage_from_the_last_chunk() {
+    let model = model_server(1, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = openai_route("streamed", &model.url, "stream = true\nretries = 2");
+    let farm = Farm::start(dir.path(), &config, &[], &[("PROVE_TEST_KEY", "k")]);
+    let job = farm.prove(&body("streamed", 1, 1, json!({}))).await;
+    assert_eq!(job["state"], "proved", "{job}");
+    assert!(
+        job["proof"].as_str().unwrap().ends_with(":= by\n  simp\n"),
+        "{job}"
+    );
+    assert_eq!(job["usage"]["tokens"], 18);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 2);
+    let requests = model.requests.lock().unwrap().clone();
+    assert_eq!(requests[1].1["stream"], true);
+    assert_eq!(requests[1].1["stream_options"]["include_usage"], true);
 }
 
 #[tokio::test]

@@ -115,6 +115,14 @@ pub enum ApiError {
     },
     #[error("no prove job with id `{0}`")]
     ProveJobNotFound(String),
+    #[error(
+        "tenant `{tenant}` has {running} prove jobs running, its limit is {limit}; retry later"
+    )]
+    TenantProveJobsFull {
+        tenant: String,
+        running: u64,
+        limit: u64,
+    },
 }
 
 impl ApiError {
@@ -183,6 +191,9 @@ impl ApiError {
                 ("budget_over_allowance", StatusCode::FORBIDDEN)
             }
             ApiError::ProveJobNotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            ApiError::TenantProveJobsFull { .. } => {
+                ("tenant_prove_jobs_full", StatusCode::TOO_MANY_REQUESTS)
+            }
         }
     }
 }

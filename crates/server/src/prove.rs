@@ -102,6 +102,16 @@ pub(crate) async fn submit_prove(
     if !service.gateway.has_route(&request.route) {
         return Err(ApiError::UnknownModelRoute(excerpt(&request.route)));
     }
+    let running = state.store.running_prove_jobs(&tenant).await?;
+    let limit = service.settings.max_running_per_tenant;
+    if running >= limit {
+        state.metrics.request_rejected();
+        return Err(ApiError::TenantProveJobsFull {
+            tenant,
+            running,
+            limit,
+        });
+    }
     let allowance = prove_runner::allowance(&state, &tenant).await?;
     if let Some(left) = allowance.tokens_left {
         if request.budget.tokens > left {

@@ -8,7 +8,7 @@
 //! never write a job whose lease it no longer holds.
 
 use crate::error::ApiError;
-use crate::submit::{self, ChangeWaiter};
+use crate::submit;
 use crate::AppState;
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_prove::orchestrator::{self, usage_of};
@@ -35,6 +35,9 @@ pub struct ProveSettings {
     pub tenant_daily_cost: Option<f64>,
     /// The largest budget one job may ask for.
     pub ceiling: BudgetCeiling,
+    /// Prove jobs one tenant may have running at once (429
+    /// `tenant_prove_jobs_full` beyond).
+    pub max_running_per_tenant: u64,
 }
 
 impl Default for ProveSettings {
@@ -44,6 +47,7 @@ impl Default for ProveSettings {
             tenant_daily_tokens: None,
             tenant_daily_cost: None,
             ceiling: BudgetCeiling::default(),
+            max_running_per_tenant: 16,
         }
     }
 }
@@ -94,6 +98,10 @@ impl ProveService {
         }
     }
 }
+
+/// How often a wait for a candidate's verdict reads the store when no
+/// completion in this process woke it.
+const VERDICT_POLL: Duration = Duration::from_millis(500);
 
 /// The farm's prove service: the one `leanfarm serve` set, else the
 /// built-in `dummy` route with the default settings.
@@ -217,7 +225,12 @@ impl Farm for StoreFarm {
         check_id: &str,
         wait: Duration,
     ) -> Result<Option<Verdict>, FarmError> {
-        let mut waiter = ChangeWaiter::new(&self.state, wait);
+        // Subscribed before the first read, so that no completion is missed;
+        // woken by this check's completion in this process at once, else
+        // the store is read again every `VERDICT_POLL` (another replica's
+        // worker may complete it).
+        let mut completions = self.state.completions.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let record = self
                 .state
@@ -239,8 +252,19 @@ impl Farm for StoreFarm {
                 Some(_) => {}
                 None => return Err(FarmError::Store(format!("check {check_id} is missing"))),
             }
-            if !waiter.changed().await {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(None);
+            }
+            let poll = (now + VERDICT_POLL).min(deadline);
+            loop {
+                tokio::select! {
+                    received = completions.recv() => match received {
+                        Ok(completed) if completed != check_id => continue,
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep_until(poll) => break,
+                }
             }
         }
     }
@@ -399,6 +423,14 @@ async fn finish(
         reason: outcome.reason().map(str::to_string),
         usage: serde_json::to_string(&usage).expect("usage serialises"),
     };
+    // The artifacts first: a job that reads as ended has them, and a crash
+    // before its end is stored leaves it running, to be resumed and ended
+    // (its artifacts written again) by another replica.
+    if let Some(request) = request {
+        if let Err(error) = write_artifacts(state, row, request, &attempts, &end, &usage).await {
+            tracing::warn!(job_id = %row.id, %error, "writing a prove job's artifacts failed");
+        }
+    }
     match state
         .store
         .finish_prove_job(&row.id, &service.owner, &end)
@@ -433,11 +465,6 @@ async fn finish(
         wall_seconds = usage.wall_seconds,
         "prove job ended"
     );
-    if let Some(request) = request {
-        if let Err(error) = write_artifacts(state, row, request, &attempts, &end, &usage).await {
-            tracing::warn!(job_id = %row.id, %error, "writing a prove job's artifacts failed");
-        }
-    }
     service.changed(&row.id);
 }
 

@@ -164,6 +164,33 @@ impl Store {
         }
     }
 
+    /// How many prove jobs of the tenant are running.
+    pub async fn running_prove_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
+        let tenant = tenant.to_string();
+        match &self.backend {
+            Backend::Sqlite(store) => store
+                .run(move |connection| {
+                    connection
+                        .query_row(
+                            "SELECT count(*) FROM prove_jobs WHERE tenant = ?1 AND state = 'running'",
+                            params![tenant],
+                            |row| row.get::<_, i64>(0),
+                        )
+                        .map(|count| count as u64)
+                        .map_err(query_error)
+                })
+                .await,
+            Backend::Postgres(store) => Ok(store
+                .query(
+                    "SELECT count(*) FROM prove_jobs WHERE tenant = $1 AND state = 'running'",
+                    &[&tenant],
+                )
+                .await?
+                .first()
+                .map_or(0, |row| row.get::<_, i64>(0) as u64)),
+        }
+    }
+
     /// Lease to `owner` up to `limit` running prove jobs whose lease ran
     /// out before `now` (their replica stopped), oldest first.
     pub async fn lease_prove_jobs(

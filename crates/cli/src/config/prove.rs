@@ -17,6 +17,9 @@ pub(crate) mod defaults {
     pub fn prove_lease_seconds() -> f64 {
         30.0
     }
+    pub fn prove_max_running_per_tenant() -> u64 {
+        16
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -26,6 +29,10 @@ pub struct ProveArgs {
     #[arg(long, env = "LEAN_FARM_PROVE_LEASE_SECONDS", default_value_t = defaults::prove_lease_seconds())]
     #[serde(default = "defaults::prove_lease_seconds")]
     pub prove_lease_seconds: f64,
+    /// Prove jobs one tenant may have running at once (429 tenant_prove_jobs_full beyond)
+    #[arg(long, env = "LEAN_FARM_PROVE_MAX_RUNNING_PER_TENANT", default_value_t = defaults::prove_max_running_per_tenant())]
+    #[serde(default = "defaults::prove_max_running_per_tenant")]
+    pub prove_max_running_per_tenant: u64,
     /// Model tokens each tenant may use per day (UTC) in prove jobs [default: no cap]
     #[arg(long, env = "LEAN_FARM_PROVE_TENANT_DAILY_TOKENS")]
     #[serde(default)]
@@ -58,6 +65,12 @@ impl ProveArgs {
                 format!("must be at least 1 s, not {}", self.prove_lease_seconds),
             ));
         }
+        if self.prove_max_running_per_tenant == 0 {
+            return Err(SettingError::new(
+                "prove_max_running_per_tenant",
+                "must be at least 1".to_string(),
+            ));
+        }
         if let Some(cost) = self.prove_tenant_daily_cost {
             if !(cost.is_finite() && cost >= 0.0) {
                 return Err(SettingError::new(
@@ -74,6 +87,7 @@ impl ProveArgs {
             lease: Duration::from_secs_f64(self.prove_lease_seconds),
             tenant_daily_tokens: self.prove_tenant_daily_tokens,
             tenant_daily_cost: self.prove_tenant_daily_cost,
+            max_running_per_tenant: self.prove_max_running_per_tenant,
             ..ProveSettings::default()
         }
     }

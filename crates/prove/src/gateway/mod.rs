@@ -57,6 +57,10 @@ pub struct RouteConfig {
     /// `openai`: sampling temperature.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
+    /// `openai`: ask for a streamed reply (server-sent chunks, with
+    /// `stream_options.include_usage` so the last chunk carries `usage`).
+    #[serde(default)]
+    pub stream: bool,
     /// `dummy`: which candidate is the right one.
     #[serde(default)]
     pub dummy: DummyRule,
@@ -104,6 +108,7 @@ impl RouteConfig {
             price_in_per_1k: 0.0,
             price_out_per_1k: 0.0,
             temperature: default_temperature(),
+            stream: false,
             dummy: DummyRule::default(),
         }
     }

@@ -16,6 +16,36 @@ struct ChatRequest<'a> {
     temperature: f64,
     n: u32,
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// One chunk of a streamed reply.
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    usage: Option<ReplyUsage>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: StreamDelta,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamDelta {
+    #[serde(default)]
+    content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +106,10 @@ pub(super) async fn complete(
         max_tokens: call.max_tokens,
         temperature: config.temperature,
         n: 1,
-        stream: false,
+        stream: config.stream,
+        stream_options: config.stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
     };
     let mut calls = 0u32;
     loop {
@@ -189,8 +222,58 @@ async fn one_call(
     if !status.is_success() {
         return Err(CallFailure::Refused(format!("{status}: {excerpt}")));
     }
+    if body.stream {
+        return assemble_stream(&bytes).map_err(CallFailure::BadReply);
+    }
     serde_json::from_slice::<ChatReply>(&bytes)
         .map_err(|error| CallFailure::BadReply(format!("{error}: {excerpt}")))
+}
+
+/// A streamed reply (`data: CHUNK` lines, then `data: [DONE]`) as one reply.
+fn assemble_stream(bytes: &[u8]) -> Result<ChatReply, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut content = String::new();
+    let mut model = None;
+    let mut usage = None;
+    let mut done = false;
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|error| {
+            format!(
+                "a streamed chunk is not JSON: {error}: {}",
+                excerpt(data.as_bytes())
+            )
+        })?;
+        if let Some(piece) = chunk
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|choice| choice.delta.content)
+        {
+            content.push_str(&piece);
+        }
+        model = chunk.model.or(model);
+        usage = chunk.usage.or(usage);
+    }
+    if !done {
+        return Err("the stream ended without `data: [DONE]`".to_string());
+    }
+    Ok(ChatReply {
+        model,
+        choices: vec![Choice {
+            message: ReplyMessage {
+                content: Some(content),
+            },
+        }],
+        usage,
+    })
 }
 
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {

@@ -16,6 +16,7 @@ CREATE TABLE prove_jobs (
     finished_at BIGINT
 );
 CREATE INDEX prove_jobs_running ON prove_jobs (lease_expires_at) WHERE state = 'running';
+CREATE INDEX prove_jobs_tenant_running ON prove_jobs (tenant) WHERE state = 'running';
 
 -- One row per candidate (round 0: the statement check), recorded with the
 -- id of its check before the check is submitted; the attempt as JSON.
