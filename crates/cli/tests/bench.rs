@@ -186,3 +186,60 @@ fn bench_refuses_bad_settings_before_it_starts_a_farm() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+/// `--premises` with an embedded farm whose `--farm-config` names a search
+/// index: the prompts carry premises, so the same problems cost more tokens.
+#[test]
+fn bench_premises_come_from_the_index_its_farm_config_names() {
+    let data = tempfile::tempdir().unwrap();
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/problems/library");
+    let index = data.path().join("premises.sqlite");
+    let output = leanfarm(&[
+        "index",
+        library.to_str().unwrap(),
+        "-o",
+        index.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let farm_config = data.path().join("farm.toml");
+    std::fs::write(
+        &farm_config,
+        format!("search_index = {:?}\n", index.to_str().unwrap()),
+    )
+    .unwrap();
+    let set = data.path().join("three.jsonl");
+    let lines: Vec<String> = problems()[..3].iter().map(Value::to_string).collect();
+    std::fs::write(&set, lines.join("\n") + "\n").unwrap();
+    let backend = leanfarm_testkit::test_backend_name();
+    let mut tokens = Vec::new();
+    for (name, extra) in [
+        ("without", vec![]),
+        (
+            "with",
+            vec![
+                "--farm-config",
+                farm_config.to_str().unwrap(),
+                "--premises",
+                "5",
+            ],
+        ),
+    ] {
+        let report_dir = data.path().join(name);
+        let mut args = vec![
+            "bench",
+            set.to_str().unwrap(),
+            "--simulate",
+            "--sandbox",
+            &backend,
+            "-o",
+            report_dir.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let output = leanfarm(&args);
+        assert!(output.status.success(), "{output:?}");
+        let report = report_of(&report_dir);
+        assert_eq!(report["summary"]["solved"], 3);
+        tokens.push(report["summary"]["totals"]["tokens"].as_u64().unwrap());
+    }
+    assert!(tokens[1] > tokens[0], "{tokens:?}");
+}
