@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::Server;
+use common::{leanfarm_output as leanfarm, Server};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn problem_set() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/problems/minif2f-style.jsonl")
@@ -62,14 +61,6 @@ async fn every_known_proof_is_valid_with_its_statement_pinned() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), problems.len(), "ids are distinct");
-}
-
-fn leanfarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leanfarm"))
-        .args(args)
-        .env("LEAN_FARM_LOG", "warn")
-        .output()
-        .expect("run leanfarm")
 }
 
 fn report_of(directory: &Path) -> Value {

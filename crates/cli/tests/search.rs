@@ -5,18 +5,9 @@
 
 mod common;
 
-use common::Server;
+use common::{leanfarm_output as leanfarm, tokens, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn leanfarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leanfarm"))
-        .args(args)
-        .env("LEAN_FARM_LOG", "warn")
-        .output()
-        .expect("run leanfarm")
-}
 
 fn shipped_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/problems/library")
@@ -130,15 +121,7 @@ async fn search_needs_a_users_token_where_the_farm_requires_one() {
     let data = tempfile::tempdir().unwrap();
     let index = build_library_index(data.path());
     let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
-    assert!(leanfarm(&["tenant", "--store", &store, "set", "acme"])
-        .status
-        .success());
-    let key = leanfarm(&[
-        "tenant", "--store", &store, "key", "acme", "--scope", "user",
-    ]);
-    let user_token = String::from_utf8(key.stdout).unwrap().trim().to_string();
-    let worker = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
-    let worker_token = String::from_utf8(worker.stdout).unwrap().trim().to_string();
+    let (user_token, worker_token) = tokens(&store);
     let mut server = Server::start(
         data.path(),
         &[

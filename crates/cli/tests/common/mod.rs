@@ -312,12 +312,17 @@ impl Drop for Worker {
     }
 }
 
-/// Run `leanfarm ARGS` to completion; its stdout, trimmed.
-pub fn leanfarm(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+/// Run `leanfarm ARGS` to completion, whatever its exit.
+pub fn leanfarm_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leanfarm"))
         .args(args)
         .output()
-        .expect("run leanfarm");
+        .expect("run leanfarm")
+}
+
+/// Run `leanfarm ARGS` to completion; its stdout, trimmed.
+pub fn leanfarm(args: &[&str]) -> String {
+    let output = leanfarm_output(args);
     assert!(
         output.status.success(),
         "leanfarm {args:?} failed: {}",
