@@ -188,13 +188,14 @@ fn prove_body(args: &BenchArgs, problem: &Problem) -> Value {
     body
 }
 
-struct Farm<'a> {
+/// The farm's prove API, as this run's client.
+struct FarmClient<'a> {
     client: reqwest::Client,
     server: String,
     token: Option<&'a str>,
 }
 
-impl Farm<'_> {
+impl FarmClient<'_> {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self
             .client
@@ -313,7 +314,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             url
         }
     };
-    let farm = Farm {
+    let farm = FarmClient {
         client: reqwest::Client::new(),
         server: server.clone(),
         token: args.token.as_deref(),
