@@ -83,9 +83,16 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
     let server = match &args.server {
         Some(server) => server.trim_end_matches('/').to_string(),
         None => {
-            let mut settings =
-                embedded_farm_settings("check", args.simulate, args.sandbox.as_deref())?;
-            let data_dir = settings.data_dir.clone();
+            let data_dir = tempfile_dir()?;
+            let mut settings = ServeArgs {
+                addr: ([127, 0, 0, 1], 0).into(),
+                data_dir: data_dir.clone(),
+                ..ServeArgs::default()
+            };
+            settings.checker.simulate = args.simulate;
+            if let Some(sandbox) = &args.sandbox {
+                settings.checker.sandbox.sandbox = sandbox.clone();
+            }
             settings.checker.lease_seconds = args.timeout + 30.0;
             let farm = start_farm(settings).await?;
             let url = format!("http://{}", farm.local_addr);
@@ -190,28 +197,9 @@ fn first_problem(result: &Value) -> String {
     result["error"].as_str().unwrap_or("").to_string()
 }
 
-/// The settings of a farm started for one run of `command` (`check`,
-/// `bench`): on a free local port, in a new temporary data directory
-/// (`leanfarm-COMMAND-ID`, the caller removes it), with lean-sim if
-/// `simulate` and the given sandbox backend.
-pub(crate) fn embedded_farm_settings(
-    command: &str,
-    simulate: bool,
-    sandbox: Option<&str>,
-) -> Result<ServeArgs, CliError> {
-    let data_dir =
-        std::env::temp_dir().join(format!("leanfarm-{command}-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&data_dir).map_err(|error| {
-        CliError::Config(format!("cannot create {}: {error}", data_dir.display()))
-    })?;
-    let mut settings = ServeArgs {
-        addr: ([127, 0, 0, 1], 0).into(),
-        data_dir,
-        ..ServeArgs::default()
-    };
-    settings.checker.simulate = simulate;
-    if let Some(sandbox) = sandbox {
-        settings.checker.sandbox.sandbox = sandbox.to_string();
-    }
-    Ok(settings)
+fn tempfile_dir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!("leanfarm-check-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| CliError::Config(format!("cannot create {}: {error}", dir.display())))?;
+    Ok(dir)
 }

@@ -10,8 +10,7 @@
 mod render;
 mod report;
 
-use crate::check::embedded_farm_settings;
-use crate::config::{start_farm, with_file};
+use crate::config::{start_farm, with_file, ServeArgs};
 use crate::CliError;
 use clap::Args;
 use futures::StreamExt;
@@ -302,10 +301,18 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let server = match &args.server {
         Some(server) => server.trim_end_matches('/').to_string(),
         None => {
-            let mut settings =
-                embedded_farm_settings("bench", args.simulate, args.sandbox.as_deref())?;
-            let data_dir = settings.data_dir.clone();
-            settings.config = args.farm_config.clone();
+            let data_dir =
+                std::env::temp_dir().join(format!("leanfarm-bench-{}", uuid::Uuid::now_v7()));
+            let mut settings = ServeArgs {
+                addr: ([127, 0, 0, 1], 0).into(),
+                data_dir: data_dir.clone(),
+                config: args.farm_config.clone(),
+                ..ServeArgs::default()
+            };
+            settings.checker.simulate = args.simulate;
+            if let Some(sandbox) = &args.sandbox {
+                settings.checker.sandbox.sandbox = sandbox.clone();
+            }
             let explicit = ["addr", "data_dir", "simulate", "sandbox"].map(String::from);
             let settings = with_file(settings, &explicit)?;
             let farm = start_farm(settings).await?;
