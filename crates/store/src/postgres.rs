@@ -794,6 +794,29 @@ impl PostgresStore {
         rows.iter().map(|row| to_record(read_raw(row))).collect()
     }
 
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = $1 AND tenant = $2 AND state IN ('done', 'dead')
+                     AND ($3::BIGINT IS NULL OR (coalesce(finished_at, 0), id) > ($3, $4::TEXT))
+                     AND ($5::BIGINT IS NULL OR coalesce(finished_at, 0) <= $5)
+                     ORDER BY coalesce(finished_at, 0), id LIMIT $6"
+                ),
+                &[&batch_id, &tenant, &after_time, &after_id, &finished_by, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
     pub(crate) async fn cancel(
         &self,
         tenant: &str,

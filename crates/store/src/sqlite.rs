@@ -595,6 +595,34 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.run(move |connection| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = ?1 AND tenant = ?2 AND state IN ('done', 'dead')
+                 AND (?3 IS NULL OR coalesce(finished_at, 0) > ?3 OR (coalesce(finished_at, 0) = ?3 AND id > ?4))
+                 AND (?5 IS NULL OR coalesce(finished_at, 0) <= ?5)
+                 ORDER BY coalesce(finished_at, 0), id LIMIT ?6"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
+            let rows = statement
+                .query_map(
+                    params![batch_id, tenant, after_time, after_id, finished_by, limit],
+                    read_raw,
+                )
+                .map_err(query_error)?;
+            rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
     pub(crate) async fn cancel(
         &self,
         tenant: &str,
