@@ -301,6 +301,10 @@ mod tests {
             "outage_gap_seconds"
         );
         assert_eq!(refused(|a| a.limits.max_body_bytes = 0), "max_body_bytes");
+        assert_eq!(
+            refused(|a| a.limits.idempotency_key_hours = 0.0),
+            "idempotency_key_hours"
+        );
         assert_eq!(refused(|a| a.limits.max_batch = 0), "max_batch");
         assert_eq!(refused(|a| a.limits.max_queued_jobs = 0), "max_queued_jobs");
         assert_eq!(
