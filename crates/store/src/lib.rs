@@ -474,6 +474,10 @@ pub struct IdempotencyKey {
 /// A replica's row is deleted once it is this many live windows old.
 pub(crate) const REPLICA_FORGET_AFTER_LIVE_WINDOWS: i64 = 10;
 
+/// Expired idempotency keys deleted by one admission with a key, at most,
+/// so that the sweep never holds the admission lock for long.
+pub(crate) const EXPIRED_KEYS_PER_ADMISSION: i64 = 100;
+
 /// The default of `IdempotencyKey::keep_for`: 24 hours.
 pub const DEFAULT_IDEMPOTENCY_KEEP: Duration = Duration::from_secs(24 * 3600);
 

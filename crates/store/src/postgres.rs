@@ -12,7 +12,8 @@ use crate::rows::{
 };
 use crate::{
     owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -1188,16 +1189,23 @@ async fn next_job(
     .await
 }
 
-/// The answer a live idempotency key gives, if there is one; an expired key
-/// (and every other expired key) is deleted first.
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
 async fn stored_idempotency_key(
     tx: &Transaction<'_>,
     key: &KeyToRecord,
     now: i64,
 ) -> Result<Option<Admission>, tokio_postgres::Error> {
     tx.execute(
-        "DELETE FROM idempotency_keys WHERE expires_at <= $1",
-        &[&now],
+        "DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND expires_at <= $3",
+        &[&key.tenant, &key.key, &now],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE ctid IN
+         (SELECT ctid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)",
+        &[&now, &EXPIRED_KEYS_PER_ADMISSION],
     )
     .await?;
     let row = tx

@@ -9,7 +9,8 @@ use crate::rows::{
 };
 use crate::{
     owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -1128,8 +1129,9 @@ fn claim_counter(transaction: &Transaction<'_>) -> Result<i64, StoreError> {
         .map_err(query_error)
 }
 
-/// The answer a live idempotency key gives, if there is one; an expired key
-/// (and every other expired key) is deleted first.
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
 fn stored_idempotency_key(
     transaction: &Transaction<'_>,
     key: &KeyToRecord,
@@ -1137,8 +1139,15 @@ fn stored_idempotency_key(
 ) -> Result<Option<Admission>, StoreError> {
     transaction
         .execute(
-            "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
-            params![now],
+            "DELETE FROM idempotency_keys WHERE tenant = ?1 AND key = ?2 AND expires_at <= ?3",
+            params![key.tenant, key.key, now],
+        )
+        .map_err(query_error)?;
+    transaction
+        .execute(
+            "DELETE FROM idempotency_keys WHERE rowid IN
+             (SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
+            params![now, EXPIRED_KEYS_PER_ADMISSION],
         )
         .map_err(query_error)?;
     let stored: Option<(String, String, String)> = transaction
