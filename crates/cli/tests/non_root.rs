@@ -157,6 +157,13 @@ async fn a_user_who_is_not_root_is_told_what_to_run_and_that_command_gives_a_wor
         )),
         "{startup}"
     );
+    assert!(
+        startup.contains(&format!(
+            "artifacts {}",
+            data_dir.join("artifacts").display()
+        )),
+        "{startup}"
+    );
     assert!(startup.contains("sandbox none (no isolation"), "{startup}");
     let checked: Value = reqwest::Client::new()
         .post(format!("{}/v1/checks", url_of(&startup)))

@@ -121,11 +121,26 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))?;
     let report = format!(
-        "data in {}, store {}, sandbox {sandbox}",
+        "data in {}, store {}, artifacts {}, sandbox {sandbox}",
         data_dir.display(),
-        store_kind(&store_url)
+        store_kind(&store_url),
+        artifacts_kind(&artifacts_url)
     );
     Ok((farm, report))
+}
+
+/// Where artifacts go, for the start-up line: a directory's absolute path,
+/// or memory.
+fn artifacts_kind(artifacts_url: &str) -> String {
+    if artifacts_url == "memory://" {
+        return "in memory (nothing is kept)".to_string();
+    }
+    let directory = artifacts_url
+        .strip_prefix("file://")
+        .unwrap_or(artifacts_url);
+    std::fs::canonicalize(directory)
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| directory.to_string())
 }
 
 /// A store URL's kind, for the start-up line: a SQLite file's path, never
