@@ -92,12 +92,24 @@ pub fn data_dir(data_dir: &Path) -> Result<PathBuf, CliError> {
 
 /// Build and start a farm from settings.
 pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+    start_farm_reporting(args).await.map(|(farm, _)| farm)
+}
+
+/// `start_farm`, and where the farm keeps its data, its store's kind and
+/// the sandbox in force, in the words of the start-up line.
+pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), CliError> {
     args.validate()?;
     let data_dir = data_dir(&args.data_dir)?;
     let slots = args.checker.slots();
-    let driver = match slots {
-        0 => None,
-        slots => Some(args.checker.build_driver(&data_dir, slots)?),
+    let (driver, sandbox) = match slots {
+        0 => (
+            None,
+            "none here (--slots 0: this replica runs no checks)".to_string(),
+        ),
+        slots => {
+            let (driver, sandbox) = args.checker.build_driver_in_force(&data_dir, slots)?;
+            (Some(driver), sandbox)
+        }
     };
     if let Some(driver) = &driver {
         prestart(driver).await?;
@@ -122,18 +134,36 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args.addr;
-    Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
+    let farm = Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
         .await
-        .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
+        .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))?;
+    let report = format!(
+        "data in {}, store {}, sandbox {sandbox}",
+        data_dir.display(),
+        store_kind(&store_url)
+    );
+    Ok((farm, report))
+}
+
+/// A store URL's kind, for the start-up line: a SQLite file's path, never
+/// a PostgreSQL URL (it may hold a password).
+fn store_kind(store_url: &str) -> String {
+    if store_url == "sqlite::memory:" {
+        return "sqlite in memory (nothing is kept)".to_string();
+    }
+    match store_url.strip_prefix("sqlite://") {
+        Some(path) => format!("sqlite {path}"),
+        None => "postgres".to_string(),
+    }
 }
 
 /// `leanfarm serve`: `explicit` names the settings given by flag or
 /// variable (`explicit_settings`), which the config file does not override.
 pub async fn serve(args: ServeArgs, explicit: &[String]) -> Result<(), CliError> {
     let args = file::with_file(args, explicit)?;
-    let farm = start_farm(args).await?;
+    let (farm, report) = start_farm_reporting(args).await?;
     eprintln!(
-        "leanfarm: serving on http://{} (Ctrl-C or SIGTERM to stop)",
+        "leanfarm: serving on http://{} ({report}; Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
     if let Some(metrics_addr) = farm.metrics_addr {
