@@ -428,3 +428,48 @@ fn open_pty() -> (std::fs::File, std::os::fd::OwnedFd) {
         )
     }
 }
+
+#[test]
+fn a_farm_that_is_not_up_yet_is_waited_for() {
+    let files = tempfile::tempdir().unwrap();
+    let file = write(files.path(), "p.lean", b"theorem t : True := trivial");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let check = leanfarm_check(&["--server", &url])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The farm starts a second later on that port; the submission is
+    // retried until it answers.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let data = tempfile::tempdir().unwrap();
+    let mut farm = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args([
+            "serve",
+            "--simulate",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--sandbox", &leanfarm_testkit::test_backend_name()])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("LEAN_FARM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    let _ = farm.kill();
+    let _ = farm.wait();
+    common::release_mounts(data.path());
+    assert!(output.status.success(), "{output:?}");
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("valid "), "{lines:?}");
+}
