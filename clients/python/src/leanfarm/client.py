@@ -17,7 +17,6 @@ import urllib.request
 import uuid
 from typing import (
     Any,
-    Dict,
     Iterable,
     Iterator,
     List,
