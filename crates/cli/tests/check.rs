@@ -473,3 +473,36 @@ fn a_farm_that_is_not_up_yet_is_waited_for() {
     assert_eq!(lines.len(), 1);
     assert!(lines[0].starts_with("valid "), "{lines:?}");
 }
+
+#[test]
+fn a_full_queue_is_waited_out_and_a_batch_larger_than_the_queue_is_split() {
+    let data = tempfile::tempdir().unwrap();
+    // The farm queues 3 jobs at most, and runs one at a time.
+    let server = Server::start(data.path(), &["--max-queued-jobs", "3", "--slots", "1"]);
+    let files = tempfile::tempdir().unwrap();
+    for index in 0..10 {
+        write(
+            files.path(),
+            &format!("p{index}.lean"),
+            b"theorem t : True := by\n  -- sim: sleep 50\n  trivial",
+        );
+    }
+    // Batches of 5 can never be queued (413: split); batches that do not
+    // fit yet are answered 429 and submitted again after Retry-After.
+    let output = leanfarm_check(&["--server", &server.url, "--batch-size", "5"])
+        .arg(files.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("valid ")),
+        "{lines:?}"
+    );
+    // Each file was queued once.
+    let (_, listed) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(server.get_json("/v1/checks?limit=1000"));
+    assert_eq!(listed["results"].as_array().unwrap().len(), 10, "{listed}");
+}
