@@ -277,3 +277,38 @@ async fn a_tenants_max_queued_holds_under_concurrent_submissions_on_two_replicas
 async fn sleep_until_heartbeats() {
     tokio::time::sleep(Duration::from_millis(4500)).await;
 }
+
+#[tokio::test]
+async fn an_idempotency_key_expires_after_the_configured_time() {
+    let data = tempfile::tempdir().unwrap();
+    // About 1.1 s.
+    let mut server = Server::start(
+        data.path(),
+        &["--slots", "0", "--idempotency-key-hours", "0.0003"],
+    );
+    server.token = None;
+    let body = serde_json::to_vec(&json!({"snippets": snippets(&["theorem a : True := trivial"])}))
+        .unwrap();
+    let submit = |server: &Server| {
+        let request = server
+            .client
+            .post(format!("{}/v1/checks", server.url))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "short-lived")
+            .body(body.clone());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            let value: Value = response.json().await.unwrap();
+            value["batch_id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = submit(&server).await;
+    assert_eq!(submit(&server).await, first, "a retry within the time");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_ne!(
+        submit(&server).await,
+        first,
+        "a new batch once the key expired"
+    );
+}

@@ -220,6 +220,14 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// A place in the order in which a batch's jobs finished: the finish time
+/// and id of the last job read (`Store::batch_finished`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCursor {
+    pub finished_at: UnixMillis,
+    pub job_id: String,
+}
+
 /// Which open jobs `Store::cancel` cancels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelScope {
@@ -465,6 +473,10 @@ pub struct IdempotencyKey {
 
 /// A replica's row is deleted once it is this many live windows old.
 pub(crate) const REPLICA_FORGET_AFTER_LIVE_WINDOWS: i64 = 10;
+
+/// Expired idempotency keys deleted by one admission with a key, at most,
+/// so that the sweep never holds the admission lock for long.
+pub(crate) const EXPIRED_KEYS_PER_ADMISSION: i64 = 100;
 
 /// The default of `IdempotencyKey::keep_for`: 24 hours.
 pub const DEFAULT_IDEMPOTENCY_KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -1015,6 +1027,38 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.list(filter).await,
             Backend::Postgres(store) => store.list(filter).await,
+        }
+    }
+
+    /// One tenant's final (`done` or `dead`) jobs of one batch in the order
+    /// they finished, `(finished_at, id)`: those after `after`, and, with
+    /// `finished_by`, only those that finished at or before that time; at
+    /// most `limit`. The event stream of a batch reads its verdicts so.
+    pub async fn batch_finished(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+        after: Option<&FinishedCursor>,
+        finished_by: Option<UnixMillis>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let (tenant, batch_id) = (tenant.to_string(), batch_id.to_string());
+        let (after_time, after_id) = match after {
+            Some(cursor) => (Some(cursor.finished_at), Some(cursor.job_id.clone())),
+            None => (None, None),
+        };
+        let limit = limit.max(1) as i64;
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .batch_finished(tenant, batch_id, after_time, after_id, finished_by, limit)
+                    .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .batch_finished(tenant, batch_id, after_time, after_id, finished_by, limit)
+                    .await
+            }
         }
     }
 

@@ -12,7 +12,8 @@ use crate::rows::{
 };
 use crate::{
     owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -794,6 +795,29 @@ impl PostgresStore {
         rows.iter().map(|row| to_record(read_raw(row))).collect()
     }
 
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = $1 AND tenant = $2 AND state IN ('done', 'dead')
+                     AND ($3::BIGINT IS NULL OR (coalesce(finished_at, 0), id) > ($3, $4::TEXT))
+                     AND ($5::BIGINT IS NULL OR coalesce(finished_at, 0) <= $5)
+                     ORDER BY coalesce(finished_at, 0), id LIMIT $6"
+                ),
+                &[&batch_id, &tenant, &after_time, &after_id, &finished_by, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
     pub(crate) async fn cancel(
         &self,
         tenant: &str,
@@ -1165,16 +1189,23 @@ async fn next_job(
     .await
 }
 
-/// The answer a live idempotency key gives, if there is one; an expired key
-/// (and every other expired key) is deleted first.
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
 async fn stored_idempotency_key(
     tx: &Transaction<'_>,
     key: &KeyToRecord,
     now: i64,
 ) -> Result<Option<Admission>, tokio_postgres::Error> {
     tx.execute(
-        "DELETE FROM idempotency_keys WHERE expires_at <= $1",
-        &[&now],
+        "DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND expires_at <= $3",
+        &[&key.tenant, &key.key, &now],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE ctid IN
+         (SELECT ctid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)",
+        &[&now, &EXPIRED_KEYS_PER_ADMISSION],
     )
     .await?;
     let row = tx

@@ -9,7 +9,8 @@ use crate::rows::{
 };
 use crate::{
     owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -595,6 +596,34 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.run(move |connection| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = ?1 AND tenant = ?2 AND state IN ('done', 'dead')
+                 AND (?3 IS NULL OR coalesce(finished_at, 0) > ?3 OR (coalesce(finished_at, 0) = ?3 AND id > ?4))
+                 AND (?5 IS NULL OR coalesce(finished_at, 0) <= ?5)
+                 ORDER BY coalesce(finished_at, 0), id LIMIT ?6"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
+            let rows = statement
+                .query_map(
+                    params![batch_id, tenant, after_time, after_id, finished_by, limit],
+                    read_raw,
+                )
+                .map_err(query_error)?;
+            rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
     pub(crate) async fn cancel(
         &self,
         tenant: &str,
@@ -1100,8 +1129,9 @@ fn claim_counter(transaction: &Transaction<'_>) -> Result<i64, StoreError> {
         .map_err(query_error)
 }
 
-/// The answer a live idempotency key gives, if there is one; an expired key
-/// (and every other expired key) is deleted first.
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
 fn stored_idempotency_key(
     transaction: &Transaction<'_>,
     key: &KeyToRecord,
@@ -1109,8 +1139,15 @@ fn stored_idempotency_key(
 ) -> Result<Option<Admission>, StoreError> {
     transaction
         .execute(
-            "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
-            params![now],
+            "DELETE FROM idempotency_keys WHERE tenant = ?1 AND key = ?2 AND expires_at <= ?3",
+            params![key.tenant, key.key, now],
+        )
+        .map_err(query_error)?;
+    transaction
+        .execute(
+            "DELETE FROM idempotency_keys WHERE rowid IN
+             (SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
+            params![now, EXPIRED_KEYS_PER_ADMISSION],
         )
         .map_err(query_error)?;
     let stored: Option<(String, String, String)> = transaction

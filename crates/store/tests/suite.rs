@@ -4,9 +4,9 @@
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{
-    Admission, Authentication, CancelScope, CompleteOutcome, DeadJobSelector, IdempotencyKey,
-    JobState, KeyOwner, KeyScope, ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store,
-    StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
+    Admission, Authentication, CancelScope, CompleteOutcome, DeadJobSelector, FinishedCursor,
+    IdempotencyKey, JobState, KeyOwner, KeyScope, ListFilter, NewJob, QueuePolicy, ReleaseOutcome,
+    Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use leanfarm_testkit::postgres::TestDatabase;
 use std::collections::HashSet;
@@ -1251,6 +1251,7 @@ macro_rules! store_suite {
             case!(an_idempotency_key_admits_one_batch_per_body_until_it_expires);
             case!(a_tenants_max_queued_is_checked_in_the_enqueue_transaction);
             case!(replicas_register_and_count_the_live_ones);
+            case!(a_batch_is_read_in_the_order_its_jobs_finished);
         }
     };
 }
@@ -1900,4 +1901,52 @@ async fn postgres_racing_submissions_keep_keys_and_tenant_limits() {
     let first = Store::open(&database.url).await.unwrap();
     let second = Store::open(&database.url).await.unwrap();
     racing_submissions_keep_keys_and_tenant_limits(first, second).await;
+}
+
+async fn a_batch_is_read_in_the_order_its_jobs_finished(store: Store) {
+    store.enqueue(batch_of("b", "t1", 4)).await.unwrap();
+    store.enqueue(batch_of("other", "t1", 1)).await.unwrap();
+    // Finish them in the order 2, 0, 3 (1 stays open), a few ms apart.
+    let mut leases = store
+        .claim("w", 5, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    leases.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    for index in [2, 0, 3, 4] {
+        let lease = &leases[index];
+        store
+            .complete(&lease.job_id, &lease.lease_id, &verdict())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let read = |after: Option<FinishedCursor>, finished_by: Option<i64>, limit: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .batch_finished("t1", "b", after.as_ref(), finished_by, limit)
+                .await
+                .unwrap()
+        }
+    };
+    let all = read(None, None, 100).await;
+    let ids: Vec<&str> = all.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, ["b-00002", "b-00000", "b-00003"]);
+    // After a place, only what follows it; at most `limit`.
+    let cursor = FinishedCursor {
+        finished_at: all[0].finished_at.unwrap(),
+        job_id: all[0].id.clone(),
+    };
+    let rest = read(Some(cursor.clone()), None, 1).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "b-00000");
+    // Only those finished by a time.
+    let settled = read(None, Some(all[1].finished_at.unwrap()), 100).await;
+    assert_eq!(settled.len(), 2);
+    // Another tenant reads nothing of it.
+    assert!(store
+        .batch_finished("t2", "b", None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }

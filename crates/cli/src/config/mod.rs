@@ -138,11 +138,26 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))?;
     let report = format!(
-        "data in {}, store {}, sandbox {sandbox}",
+        "data in {}, store {}, artifacts {}, sandbox {sandbox}",
         data_dir.display(),
-        store_kind(&store_url)
+        store_kind(&store_url),
+        artifacts_kind(&artifacts_url)
     );
     Ok((farm, report))
+}
+
+/// Where artifacts go, for the start-up line: a directory's absolute path,
+/// or memory.
+fn artifacts_kind(artifacts_url: &str) -> String {
+    if artifacts_url == "memory://" {
+        return "in memory (nothing is kept)".to_string();
+    }
+    let directory = artifacts_url
+        .strip_prefix("file://")
+        .unwrap_or(artifacts_url);
+    std::fs::canonicalize(directory)
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| directory.to_string())
 }
 
 /// A store URL's kind, for the start-up line: a SQLite file's path, never
@@ -318,6 +333,10 @@ mod tests {
             "outage_gap_seconds"
         );
         assert_eq!(refused(|a| a.limits.max_body_bytes = 0), "max_body_bytes");
+        assert_eq!(
+            refused(|a| a.limits.idempotency_key_hours = 0.0),
+            "idempotency_key_hours"
+        );
         assert_eq!(refused(|a| a.limits.max_batch = 0), "max_batch");
         assert_eq!(refused(|a| a.limits.max_queued_jobs = 0), "max_queued_jobs");
         assert_eq!(
