@@ -204,8 +204,8 @@ class Client:
     def stream(self, batch_id: str) -> Iterator[Check]:
         """``GET /v1/batches/{id}/events``: each check of the batch once,
         as it becomes final, until every one is. A dropped connection is
-        reopened (with ``Last-Event-ID``); checks already yielded are not
-        yielded again."""
+        reopened with ``Last-Event-ID`` (the farm goes on after that
+        verdict); a verdict already yielded is never yielded again."""
         seen: Set[str] = set()
         last_event_id: Optional[str] = None
         drops = 0
@@ -226,11 +226,15 @@ class Client:
                     if name != "verdict":
                         continue
                     check = Check.from_json(json.loads(data))
-                    last_event_id = event_id or check.id
+                    if event_id is not None:
+                        last_event_id = event_id
                     drops = 0
-                    if check.id in seen:
+                    # The event id is the verdict's place; a farm that
+                    # gives none sends each check once per stream.
+                    place = event_id if event_id is not None else check.id
+                    if place in seen:
                         continue
-                    seen.add(check.id)
+                    seen.add(place)
                     yield check
             except (OSError, http.client.HTTPException, ValueError):
                 pass
