@@ -21,7 +21,7 @@ mod server;
 mod store;
 
 pub use checker::{prestart, CheckerArgs};
-pub use file::explicit_settings;
+pub use file::{explicit_settings, with_file};
 pub use server::ServeArgs;
 
 use crate::CliError;
@@ -63,6 +63,23 @@ pub fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// JSON logs appended to `path`, filtered as `init_logging`'s.
+pub fn init_logging_to_file(default: &str, path: &Path) -> Result<(), CliError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| CliError::Config(format!("--log-file {}: {error}", path.display())))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAN_FARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
 }
 
 /// The data directory, created if missing, as an absolute path.
