@@ -526,6 +526,7 @@ mod tests {
             toolchain: None,
             project: None,
             result,
+            attestation: None,
             attempts: 3,
             max_attempts: 3,
             last_error: Some("the sandbox could not start".into()),
