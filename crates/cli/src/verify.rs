@@ -84,20 +84,11 @@ fn read_keys(path: &Path) -> Result<KeyFile, CliError> {
     KeyFile::read(path).map_err(|error| CliError::Config(error.to_string()))
 }
 
-/// What `leanfarm verify` was given: a bare attestation, or a check with
-/// its verdict and attestation.
-enum Input {
-    Attestation(Attestation),
-    Check {
-        attestation: Attestation,
-        verdict: Option<Verdict>,
-    },
-}
-
-/// Read the input: a bare attestation must be in canonical form (any byte
-/// changed fails); a check's attestation is taken as its fields say
-/// (the statement's own bytes are what the signature covers).
-fn read_input(text: &str) -> Result<Input, VerifyError> {
+/// Read what `leanfarm verify` was given: the attestation, and the verdict
+/// when it is a check's JSON. A bare attestation must be in canonical form
+/// (any byte changed fails); a check's attestation is taken as its fields
+/// say (the statement's own bytes are what the signature covers).
+fn read_input(text: &str) -> Result<(Attestation, Option<Verdict>), VerifyError> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|error| VerifyError::EnvelopeUnreadable(error.to_string()))?;
     let Some(fields) = value.as_object() else {
@@ -106,7 +97,7 @@ fn read_input(text: &str) -> Result<Input, VerifyError> {
         ));
     };
     if !fields.contains_key("attestation") {
-        return Attestation::from_json(text).map(Input::Attestation);
+        return Attestation::from_json(text).map(|attestation| (attestation, None));
     }
     let attestation: Attestation =
         serde_json::from_value(fields["attestation"].clone()).map_err(|error| {
@@ -120,10 +111,7 @@ fn read_input(text: &str) -> Result<Input, VerifyError> {
                 VerifyError::Mismatch(leanfarm_attest::Mismatch { field: "verdict" })
             })?),
         };
-    Ok(Input::Check {
-        attestation,
-        verdict,
-    })
+    Ok((attestation, verdict))
 }
 
 /// The first field in which a check's verdict differs from the signed one.
@@ -149,13 +137,7 @@ pub fn verify_text(
     trusted: &TrustedKeys,
     snippet: Option<&str>,
 ) -> Result<Statement, VerifyError> {
-    let (attestation, verdict) = match read_input(text)? {
-        Input::Attestation(attestation) => (attestation, None),
-        Input::Check {
-            attestation,
-            verdict,
-        } => (attestation, verdict),
-    };
+    let (attestation, verdict) = read_input(text)?;
     let statement = trusted.verify(&attestation)?;
     if let Some(verdict) = &verdict {
         compare_verdict(&statement, verdict)?;

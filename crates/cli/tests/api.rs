@@ -308,6 +308,7 @@ async fn health_readiness_metrics_and_openapi() {
     for route in [
         "/v1/checks",
         "/v1/checks/{id}",
+        "/v1/checks/{id}/artifacts/{name}",
         "/v1/batches/{id}",
         "/v1/batches/{id}/results",
         "/v1/batches/{id}/events",
@@ -329,7 +330,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 20, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 21, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

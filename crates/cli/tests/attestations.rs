@@ -409,7 +409,7 @@ async fn leanfarm_gc_deletes_expired_jobs_and_their_artifacts_and_dry_run_delete
     let output = leanfarm(&args);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(printed_ids(&stdout, "would delete"), [sorry.clone()]);
+    assert_eq!(printed_ids(&stdout, "would delete"), [sorry.as_str()]);
     assert!(
         stdout.contains("dry run: 1 expired jobs would be deleted"),
         "{stdout}"
@@ -421,7 +421,7 @@ async fn leanfarm_gc_deletes_expired_jobs_and_their_artifacts_and_dry_run_delete
     let output = leanfarm(&args);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(printed_ids(&stdout, "deleted"), [sorry.clone()]);
+    assert_eq!(printed_ids(&stdout, "deleted"), [sorry.as_str()]);
     assert!(
         stdout.contains("deleted 1 expired jobs and 3 artifacts"),
         "{stdout}"
@@ -441,7 +441,7 @@ async fn leanfarm_gc_deletes_expired_jobs_and_their_artifacts_and_dry_run_delete
     ]);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(printed_ids(&stdout, "deleted"), [proof.clone()]);
+    assert_eq!(printed_ids(&stdout, "deleted"), [proof.as_str()]);
     assert!(!artifact_dir(&proof).join("summary.json").exists());
 
     // A retention that keeps nothing is refused, naming the setting.
