@@ -53,7 +53,11 @@ async fn checks_get_their_verdicts_and_can_be_read_back() {
     assert_eq!(rest["results"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next_after"], Value::Null);
 
-    let artifacts = data.path().join("artifacts/jobs").join(id);
+    let artifacts = data
+        .path()
+        .join("artifacts/jobs")
+        .join(leanfarm_store::artifacts::shard(id))
+        .join(id);
     for _ in 0..50 {
         if artifacts.join("summary.json").exists() {
             break;
