@@ -97,6 +97,12 @@ fn read_input(text: &str) -> Result<(Attestation, Option<Verdict>), VerifyError>
         ));
     };
     if !fields.contains_key("attestation") {
+        if fields.contains_key("id") && fields.contains_key("state") {
+            return Err(VerifyError::EnvelopeUnreadable(
+                "the check carries no attestation (its verdict is not final or was not signed)"
+                    .to_string(),
+            ));
+        }
         return Attestation::from_json(text).map(|attestation| (attestation, None));
     }
     let attestation: Attestation =

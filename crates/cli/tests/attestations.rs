@@ -188,6 +188,15 @@ async fn the_farm_signs_its_verdicts_and_a_fetched_check_verifies_offline() {
     let stderr = refused(&verify(work.path(), &check_text, path(&late_keys), &[]));
     assert!(stderr.contains("key check failed"), "{stderr}");
 
+    // A check without an attestation is refused, saying so.
+    let mut unsigned = view.clone();
+    unsigned.as_object_mut().unwrap().remove("attestation");
+    let stderr = refused(&verify(work.path(), &unsigned.to_string(), &keys, &[]));
+    assert!(
+        stderr.contains("the check carries no attestation"),
+        "{stderr}"
+    );
+
     // The list, the batch export and the batch's checks carry it too.
     let (_, listed) = server.get_json("/v1/checks?limit=10").await;
     let listed_view = listed["results"]
@@ -211,6 +220,31 @@ async fn the_farm_signs_its_verdicts_and_a_fetched_check_verifies_offline() {
         .await;
     assert!(csv.lines().next().unwrap().ends_with(",attestation"));
     assert!(csv.contains("signature"), "{csv}");
+
+    // Kimina's answers carry it too (kimina-client ignores the key; its
+    // own test runs against this signing farm).
+    let (status, kimina) = server
+        .post(
+            "/api/check",
+            &serde_json::json!({"snippets": [{"id": "p", "code": PROOF}], "timeout": 30}),
+        )
+        .await;
+    assert_eq!(status, 200, "{kimina}");
+    let attestation: leanfarm_attest::Attestation =
+        serde_json::from_value(kimina["results"][0]["attestation"].clone()).unwrap();
+    let output = verify(work.path(), &attestation.to_json(), &keys, &[]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let (status, verified) = server
+        .post(
+            "/verify",
+            &serde_json::json!({"codes": [{"custom_id": "p", "proof": PROOF}], "timeout": 30}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
+    assert!(
+        verified["results"][0]["attestation"].is_object(),
+        "{verified}"
+    );
 
     // A restarted farm signs with the same key.
     server.terminate();
