@@ -4,6 +4,7 @@
 mod check;
 mod config;
 mod conformance;
+mod gc;
 mod jobs;
 mod results;
 mod tenant;
@@ -44,6 +45,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Make and publish the Ed25519 keys that workers sign verdicts with.
     Keys(verify::KeysArgs),
+    /// Delete final jobs past their retention, and their artifacts (once; `serve` also sweeps).
+    Gc(Box<gc::GcArgs>),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         | Command::Verify(_)
         | Command::Keys(_)
         | Command::Results(_)
+        | Command::Gc(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -161,8 +165,9 @@ fn main() -> ExitCode {
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,
             Command::Jobs(args) => jobs::run(args).await,
-            Command::Verify(args) => verify::verify(args),
+            Command::Verify(args) => verify::verify(args).await,
             Command::Keys(args) => verify::keys(args),
+            Command::Gc(args) => gc::run(*args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

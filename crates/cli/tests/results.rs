@@ -178,7 +178,7 @@ async fn a_batch_exports_as_jsonl_and_csv_through_the_api_and_the_command() {
     let rows: Vec<&str> = csv.split("\r\n").filter(|row| !row.is_empty()).collect();
     assert_eq!(
         rows[0],
-        "id,custom_id,state,status,reason_code,reason_message,attempts,created_at,finished_at,toolchain,project,error"
+        "id,custom_id,state,status,reason_code,reason_message,attempts,created_at,finished_at,toolchain,project,error,attestation"
     );
     assert_eq!(rows.len(), 5);
     assert!(rows[1].starts_with(&format!(

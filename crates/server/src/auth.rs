@@ -94,6 +94,38 @@ pub(crate) async fn user_tenant(state: &AppState, headers: &HeaderMap) -> Result
     Ok(tenant)
 }
 
+/// Who reads a check's artifacts: a tenant (only its own checks) or an
+/// operator (any check).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reader {
+    Tenant(String),
+    Operator,
+}
+
+impl Reader {
+    /// Whether this reader may read a check of `tenant`.
+    pub(crate) fn may_read(&self, tenant: &str) -> bool {
+        match self {
+            Reader::Tenant(own) => own == tenant,
+            Reader::Operator => true,
+        }
+    }
+}
+
+/// An operator token reads any check; anyone else reads as the tenant
+/// `user_tenant` finds.
+pub(crate) async fn tenant_or_operator(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Reader, ApiError> {
+    if let Some(token) = bearer(headers)? {
+        if caller(state, token).await?.scope == KeyScope::Operator {
+            return Ok(Reader::Operator);
+        }
+    }
+    user_tenant(state, headers).await.map(Reader::Tenant)
+}
+
 /// Admit a request to an operational endpoint (`/metrics`, `/v1/workers`),
 /// which shows tenant names and worker ids: under `require_auth` only an
 /// operator token may read it (401 without a token, 403 with another

@@ -165,7 +165,7 @@ pub(crate) struct ExportQuery {
 }
 
 /// The columns of a CSV export, in order.
-pub(crate) const CSV_COLUMNS: [&str; 12] = [
+pub(crate) const CSV_COLUMNS: [&str; 13] = [
     "id",
     "custom_id",
     "state",
@@ -178,6 +178,7 @@ pub(crate) const CSV_COLUMNS: [&str; 12] = [
     "toolchain",
     "project",
     "error",
+    "attestation",
 ];
 
 /// `GET /v1/batches/{id}/results?format=jsonl|csv[&status=S]`: every check
@@ -292,6 +293,9 @@ pub(crate) fn csv_row(view: &CheckView) -> String {
         verdict.map_or(String::new(), |verdict| verdict.toolchain.clone()),
         verdict.map_or(String::new(), |verdict| verdict.project.clone()),
         view.error.clone().unwrap_or_default(),
+        view.attestation
+            .as_ref()
+            .map_or(String::new(), |attestation| attestation.to_json()),
     ];
     fields
         .iter()

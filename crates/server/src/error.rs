@@ -70,6 +70,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("no batch with id `{0}`")]
     BatchNotFound(String),
+    #[error("no artifact is named `{0}`: a check's artifacts are {1}")]
+    UnknownArtifact(String, String),
+    #[error("check `{job_id}` has no artifact {name} (yet: artifacts are written once the verdict is stored)")]
+    ArtifactNotFound { job_id: String, name: String },
     #[error("the queue holds {queued} jobs and takes at most {limit}; this batch does not fit now; retry later")]
     QueueFull { queued: u64, limit: u64 },
     #[error("a batch of {size} snippets can never be queued: {queue} holds at most {limit} jobs; split it into batches of at most {limit}")]
@@ -147,6 +151,8 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::BatchNotFound(_) => {
                 ("not_found", StatusCode::NOT_FOUND)
             }
+            ApiError::UnknownArtifact(..) => ("unknown_artifact", StatusCode::NOT_FOUND),
+            ApiError::ArtifactNotFound { .. } => ("artifact_not_found", StatusCode::NOT_FOUND),
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
             ApiError::BatchExceedsQueueLimit { .. } => {
                 ("batch_exceeds_queue_limit", StatusCode::PAYLOAD_TOO_LARGE)

@@ -13,12 +13,14 @@
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
-//! all. `serve` is the listener (connection cap, header read timeout,
+//! all. `artifact_reads` serves a check's artifacts; `retention` deletes
+//! expired final jobs and their artifacts. `serve` is the listener (connection cap, header read timeout,
 //! graceful close). No two modules import each other.
 //!
 //! This module must never change a job's state except through `Store`.
 
 mod api;
+mod artifact_reads;
 pub mod auth;
 pub mod autoscale;
 mod batches;
@@ -33,6 +35,7 @@ mod kimina;
 mod metrics;
 mod outbox;
 mod remote;
+pub mod retention;
 mod routes;
 mod serve;
 mod submit;
@@ -42,6 +45,7 @@ pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -129,6 +133,13 @@ pub struct AppState {
     /// The public keys remote workers' attestations must verify against
     /// (`keys.rs`); unset, completions need no attestation.
     pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
+    /// The farm's own signing keys and identity: the in-process workers
+    /// sign every verdict with them, and `GET /v1/keys` publishes their
+    /// public half (`keys.rs`); unset, their verdicts are not signed.
+    pub farm_signer: std::sync::OnceLock<leanfarm_worker::VerdictSigner>,
+    /// How long final jobs are kept; when set, this process sweeps expired
+    /// jobs and their artifacts periodically (`retention.rs`).
+    pub retention: std::sync::OnceLock<RetentionPolicy>,
 }
 
 impl AppState {
@@ -152,6 +163,8 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
+            farm_signer: std::sync::OnceLock::new(),
+            retention: std::sync::OnceLock::new(),
         })
     }
 }
@@ -214,6 +227,10 @@ impl Farm {
             None => tokio::spawn(async {}),
         };
         tokio::spawn(outbox::sweep_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
+        tokio::spawn(retention::sweep_until_shutdown(
             Arc::clone(&state),
             close_listeners_receiver.clone(),
         ));

@@ -164,6 +164,9 @@ pub struct JobRecord {
     pub toolchain: Option<String>,
     pub project: Option<String>,
     pub result: Option<Verdict>,
+    /// The verdict's signed attestation (`leanfarm-attest`'s canonical JSON
+    /// envelope), when the worker that stored it signed it.
+    pub attestation: Option<String>,
     /// How many times a worker has leased it.
     pub attempts: u32,
     pub max_attempts: u32,
@@ -601,6 +604,27 @@ fn owed_artifact_names(column: &str) -> Vec<String> {
     column.split_whitespace().map(str::to_string).collect()
 }
 
+/// Until when final jobs are kept (`Store::expired_jobs`): a job that
+/// finished before its cutoff has expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionCutoffs {
+    /// For jobs whose verdict is `valid` (proofs).
+    pub valid_before: UnixMillis,
+    /// For every other final job: other verdicts, cancelled and dead jobs.
+    pub other_before: UnixMillis,
+}
+
+/// A final job past its retention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpiredJob {
+    pub id: String,
+    pub tenant: String,
+    pub state: JobState,
+    /// The verdict's status, for a `done` job.
+    pub status: Option<String>,
+    pub finished_at: UnixMillis,
+}
+
 /// Which dead-lettered jobs `Store::retry_dead` puts back in the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadJobSelector {
@@ -909,11 +933,31 @@ impl Store {
         lease_id: &str,
         verdict: &Verdict,
     ) -> Result<CompleteOutcome, StoreError> {
+        self.complete_attested_as(authority, job_id, lease_id, verdict, None)
+            .await
+    }
+
+    /// `complete_as`, storing the verdict's signed attestation (its JSON
+    /// text, kept byte for byte) in the same transaction.
+    pub async fn complete_attested_as(
+        &self,
+        authority: &WorkerAuthority,
+        job_id: &str,
+        lease_id: &str,
+        verdict: &Verdict,
+        attestation: Option<&str>,
+    ) -> Result<CompleteOutcome, StoreError> {
         let only_tenant = authority.tenant().map(str::to_string);
         match &self.backend {
-            Backend::Sqlite(store) => store.complete(only_tenant, job_id, lease_id, verdict).await,
+            Backend::Sqlite(store) => {
+                store
+                    .complete(only_tenant, job_id, lease_id, verdict, attestation)
+                    .await
+            }
             Backend::Postgres(store) => {
-                store.complete(only_tenant, job_id, lease_id, verdict).await
+                store
+                    .complete(only_tenant, job_id, lease_id, verdict, attestation)
+                    .await
             }
         }
     }
@@ -988,6 +1032,35 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.artifacts_written(job_id).await,
             Backend::Postgres(store) => store.artifacts_written(job_id).await,
+        }
+    }
+
+    /// Final jobs (`done` or `dead`) past their retention, oldest first, at
+    /// most `limit`: those with a `valid` verdict that finished before
+    /// `valid_before`, the others that finished before `other_before`.
+    /// Jobs that still owe artifacts (the outbox) are never expired.
+    pub async fn expired_jobs(
+        &self,
+        cutoffs: RetentionCutoffs,
+        limit: usize,
+    ) -> Result<Vec<ExpiredJob>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.expired_jobs(cutoffs, limit).await,
+            Backend::Postgres(store) => store.expired_jobs(cutoffs, limit).await,
+        }
+    }
+
+    /// Delete these jobs' rows, only those that are final (a job that is
+    /// queued or running is never deleted); returns how many were deleted.
+    /// Deleting a job already gone is not an error, so replicas sweeping
+    /// at once do no harm.
+    pub async fn delete_final_jobs(&self, job_ids: &[String]) -> Result<u64, StoreError> {
+        if job_ids.is_empty() {
+            return Ok(0);
+        }
+        match &self.backend {
+            Backend::Sqlite(store) => store.delete_final_jobs(job_ids).await,
+            Backend::Postgres(store) => store.delete_final_jobs(job_ids).await,
         }
     }
 

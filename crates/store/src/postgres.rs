@@ -11,9 +11,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
-    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, ExpiredJob,
+    KeyToRecord, OwedArtifacts, RetentionCutoffs, CLOCK_RESOLUTION_MILLIS,
+    EXPIRED_KEYS_PER_ADMISSION, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -42,6 +42,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/postgres/0006_idempotency_and_limits.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_attestations.sql"),
     ),
 ];
 
@@ -145,6 +149,7 @@ fn read_raw(row: &Row) -> RawJob {
         row.get(12),
         row.get(13),
         row.get(14),
+        row.get(15),
     )
 }
 
@@ -594,19 +599,22 @@ impl PostgresStore {
         job_id: &str,
         lease_id: &str,
         verdict: &Verdict,
+        attestation: Option<&str>,
     ) -> Result<CompleteOutcome, StoreError> {
         let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
+        let attestation = attestation.map(str::to_string);
         let result = encode_verdict(verdict)?;
         self.transaction(Box::new(move |tx| {
             let (job_id, lease_id, result) = (job_id.clone(), lease_id.clone(), result.clone());
+            let attestation = attestation.clone();
             let only_tenant = only_tenant.clone();
             Box::pin(async move {
                 refuse_other_tenants_job(tx, only_tenant.as_deref(), &job_id).await?;
                 let row = tx
                     .query_opt(
                         "UPDATE jobs SET state = 'done', result = $3, finished_at = $4, lease_id = NULL, lease_expires_at = NULL,
-                         artifacts_owed = $5 WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
-                        &[&job_id, &lease_id, &result, &now_millis(), &owed_artifacts_column()],
+                         artifacts_owed = $5, attestation = $6 WHERE id = $1 AND lease_id = $2 AND state = 'running' RETURNING tenant",
+                        &[&job_id, &lease_id, &result, &now_millis(), &owed_artifacts_column(), &attestation],
                     )
                     .await?;
                 let Some(row) = row else { return Ok(CompleteOutcome::Stale) };
@@ -688,7 +696,7 @@ impl PostgresStore {
             .map(|row| {
                 Ok(OwedArtifacts {
                     job: to_record(read_raw(row))?,
-                    names: owed_artifact_names(row.get::<_, &str>(15)),
+                    names: owed_artifact_names(row.get::<_, &str>(16)),
                 })
             })
             .collect()
@@ -761,6 +769,51 @@ impl PostgresStore {
         let pooled = self.connection().await?;
         let client = pooled.client.as_ref().expect("pooled client");
         client.query(sql, params).await.map_err(pg_error)
+    }
+
+    pub(crate) async fn expired_jobs(
+        &self,
+        cutoffs: RetentionCutoffs,
+        limit: usize,
+    ) -> Result<Vec<ExpiredJob>, StoreError> {
+        let limit = limit.max(1) as i64;
+        let rows = self
+            .query(
+                "SELECT id, tenant, state, CASE WHEN state = 'done' THEN result::jsonb ->> 'status' END AS status, finished_at
+                 FROM jobs WHERE state IN ('done', 'dead') AND finished_at < GREATEST($1::BIGINT, $2::BIGINT) AND artifacts_owed IS NULL
+                 AND finished_at < CASE WHEN state = 'done' AND result::jsonb ->> 'status' = 'valid' THEN $1::BIGINT ELSE $2::BIGINT END
+                 ORDER BY finished_at, id LIMIT $3",
+                &[&cutoffs.valid_before, &cutoffs.other_before, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ExpiredJob {
+                    id: row.get(0),
+                    tenant: row.get(1),
+                    state: crate::rows::parse_state(row.get::<_, &str>(2))?,
+                    status: row.get(3),
+                    finished_at: row.get(4),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn delete_final_jobs(&self, job_ids: &[String]) -> Result<u64, StoreError> {
+        let job_ids = job_ids.to_vec();
+        self.transaction(Box::new(move |tx| {
+            let job_ids = job_ids.clone();
+            Box::pin(async move {
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM jobs WHERE id = ANY($1) AND state IN ('done', 'dead')",
+                        &[&job_ids],
+                    )
+                    .await?;
+                Ok(deleted)
+            })
+        }))
+        .await
     }
 
     pub(crate) async fn get_many(&self, job_ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {

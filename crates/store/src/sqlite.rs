@@ -8,9 +8,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
-    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
-    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
+    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, ExpiredJob,
+    KeyToRecord, OwedArtifacts, RetentionCutoffs, CLOCK_RESOLUTION_MILLIS,
+    EXPIRED_KEYS_PER_ADMISSION, REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/sqlite/0006_idempotency_and_limits.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_attestations.sql"),
     ),
 ];
 
@@ -76,6 +80,7 @@ fn read_raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         row.get(12)?,
         row.get(13)?,
         row.get(14)?,
+        row.get(15)?,
     ))
 }
 
@@ -388,8 +393,10 @@ impl SqliteStore {
         job_id: &str,
         lease_id: &str,
         verdict: &Verdict,
+        attestation: Option<&str>,
     ) -> Result<CompleteOutcome, StoreError> {
         let (job_id, lease_id) = (job_id.to_string(), lease_id.to_string());
+        let attestation = attestation.map(str::to_string);
         let result = encode_verdict(verdict)?;
         self.run(move |connection| {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
@@ -402,9 +409,9 @@ impl SqliteStore {
                 .map_err(query_error)?;
             let Some(tenant) = tenant else { return Ok(CompleteOutcome::Stale) };
             transaction
-                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL, artifacts_owed = ?4 WHERE id = ?1")
+                .prepare_cached("UPDATE jobs SET state = 'done', result = ?2, finished_at = ?3, lease_id = NULL, lease_expires_at = NULL, artifacts_owed = ?4, attestation = ?5 WHERE id = ?1")
                 .map_err(query_error)?
-                .execute(params![job_id, result, now_millis(), owed_artifacts_column()])
+                .execute(params![job_id, result, now_millis(), owed_artifacts_column(), attestation])
                 .map_err(query_error)?;
             transaction
                 .prepare_cached("UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1")
@@ -479,7 +486,7 @@ impl SqliteStore {
                 .map_err(query_error)?;
             let rows = statement
                 .query_map(params![only_job, limit.max(1) as i64], |row| {
-                    Ok((read_raw(row)?, row.get::<_, String>(15)?))
+                    Ok((read_raw(row)?, row.get::<_, String>(16)?))
                 })
                 .map_err(query_error)?;
             rows.map(|row| {
@@ -501,6 +508,54 @@ impl SqliteStore {
                 )
                 .map(|_| ())
                 .map_err(query_error)
+        })
+        .await
+    }
+
+    pub(crate) async fn expired_jobs(
+        &self,
+        cutoffs: RetentionCutoffs,
+        limit: usize,
+    ) -> Result<Vec<ExpiredJob>, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT id, tenant, state, CASE WHEN state = 'done' THEN json_extract(result, '$.status') END AS status, finished_at
+                     FROM jobs WHERE state IN ('done', 'dead') AND finished_at < max(?1, ?2) AND artifacts_owed IS NULL
+                     AND finished_at < CASE WHEN state = 'done' AND json_extract(result, '$.status') = 'valid' THEN ?1 ELSE ?2 END
+                     ORDER BY finished_at, id LIMIT ?3",
+                )
+                .map_err(query_error)?;
+            let rows = statement
+                .query_map(params![cutoffs.valid_before, cutoffs.other_before, limit.max(1) as i64], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, Option<String>>(3)?, row.get::<_, i64>(4)?))
+                })
+                .map_err(query_error)?;
+            rows.map(|row| {
+                let (id, tenant, state, status, finished_at) = row.map_err(query_error)?;
+                Ok(ExpiredJob { id, tenant, state: crate::rows::parse_state(&state)?, status, finished_at })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_final_jobs(&self, job_ids: &[String]) -> Result<u64, StoreError> {
+        let job_ids = job_ids.to_vec();
+        self.run(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            let mut deleted = 0;
+            for job_id in &job_ids {
+                deleted += transaction
+                    .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state IN ('done', 'dead')")
+                    .map_err(query_error)?
+                    .execute(params![job_id])
+                    .map_err(query_error)? as u64;
+            }
+            transaction.commit().map_err(query_error)?;
+            Ok(deleted)
         })
         .await
     }

@@ -1252,8 +1252,174 @@ macro_rules! store_suite {
             case!(a_tenants_max_queued_is_checked_in_the_enqueue_transaction);
             case!(replicas_register_and_count_the_live_ones);
             case!(a_batch_is_read_in_the_order_its_jobs_finished);
+            case!(a_verdict_keeps_its_attestation_byte_for_byte);
+            case!(retention_expires_and_deletes_only_final_jobs_past_their_cutoff);
         }
     };
+}
+
+/// An attestation is stored with its verdict, in the same completion, and
+/// read back byte for byte by every read; a verdict stored without one has
+/// none; a stale completion writes no attestation.
+async fn a_verdict_keeps_its_attestation_byte_for_byte(store: Store) {
+    store.enqueue(jobs("a", "t1", 2)).await.unwrap();
+    let leases = store
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let attestation = r#"{"statement":"{\"format\":\"x\"}","signature":"00ff"}"#;
+    assert_eq!(
+        store
+            .complete_attested_as(
+                &WorkerAuthority::Farm,
+                &leases[0].job_id,
+                &leases[0].lease_id,
+                &verdict(),
+                Some(attestation),
+            )
+            .await
+            .unwrap(),
+        CompleteOutcome::Stored
+    );
+    store
+        .complete(&leases[1].job_id, &leases[1].lease_id, &verdict())
+        .await
+        .unwrap();
+    let signed = store.get(&leases[0].job_id).await.unwrap().unwrap();
+    assert_eq!(signed.attestation.as_deref(), Some(attestation));
+    let unsigned = store.get(&leases[1].job_id).await.unwrap().unwrap();
+    assert_eq!(unsigned.attestation, None);
+    let listed = store
+        .list(&ListFilter {
+            limit: 10,
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|record| record.attestation.as_deref())
+            .collect::<Vec<_>>(),
+        [Some(attestation), None]
+    );
+    assert_eq!(
+        store
+            .complete_attested_as(
+                &WorkerAuthority::Farm,
+                &leases[1].job_id,
+                &leases[1].lease_id,
+                &verdict(),
+                Some("forged"),
+            )
+            .await
+            .unwrap(),
+        CompleteOutcome::Stale
+    );
+    let still_unsigned = store.get(&leases[1].job_id).await.unwrap().unwrap();
+    assert_eq!(still_unsigned.attestation, None);
+}
+
+/// Retention: final jobs expire by their verdict (a valid one has its own
+/// cutoff), never while they are queued, running or owe artifacts; the
+/// expiry is bounded, and deletion removes only final rows, once.
+async fn retention_expires_and_deletes_only_final_jobs_past_their_cutoff(store: Store) {
+    use leanfarm_store::RetentionCutoffs;
+    let mut new_jobs = jobs("r", "t1", 5);
+    new_jobs[2].max_attempts = 1;
+    store.enqueue(new_jobs).await.unwrap();
+    // r00000 valid, r00001 sorry, r00002 dead, r00003 running, r00004 queued.
+    let sorry = Verdict::rejected(VerdictReason::new(ReasonCode::UsesSorry, "sorry"));
+    for (index, verdict) in [verdict(), sorry].iter().enumerate() {
+        let lease = store
+            .claim("w", 1, LEASE, &WorkerOffer::default())
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(lease.job_id, format!("r{index:05}"));
+        store
+            .complete(&lease.job_id, &lease.lease_id, verdict)
+            .await
+            .unwrap();
+    }
+    kill_job(&store, "r00002").await;
+    let running = store
+        .claim("w", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(running[0].job_id, "r00003");
+    let now = leanfarm_store::now_millis();
+    let later = now + 60_000;
+    let ids = |expired: Vec<leanfarm_store::ExpiredJob>| {
+        expired.into_iter().map(|job| job.id).collect::<Vec<_>>()
+    };
+    let everything = RetentionCutoffs {
+        valid_before: later,
+        other_before: later,
+    };
+    // The two verdicts still owe their artifacts: only the dead job expires.
+    assert_eq!(
+        ids(store.expired_jobs(everything, 100).await.unwrap()),
+        ["r00002"]
+    );
+    for job_id in ["r00000", "r00001"] {
+        store.artifacts_written(job_id).await.unwrap();
+    }
+    let only_others = RetentionCutoffs {
+        valid_before: now - 60_000,
+        other_before: later,
+    };
+    let expired = store.expired_jobs(only_others, 100).await.unwrap();
+    let mut expired_ids = ids(expired.clone());
+    expired_ids.sort();
+    assert_eq!(expired_ids, ["r00001", "r00002"]);
+    let sorry_job = expired.iter().find(|job| job.id == "r00001").unwrap();
+    assert_eq!(sorry_job.status.as_deref(), Some("sorry"));
+    assert_eq!(sorry_job.state, JobState::Done);
+    assert_eq!(
+        store.expired_jobs(only_others, 1).await.unwrap().len(),
+        1,
+        "bounded"
+    );
+    let nothing = RetentionCutoffs {
+        valid_before: now - 60_000,
+        other_before: now - 60_000,
+    };
+    assert!(store.expired_jobs(nothing, 100).await.unwrap().is_empty());
+    let mut all_ids = ids(store.expired_jobs(everything, 100).await.unwrap());
+    all_ids.sort();
+    assert_eq!(all_ids, ["r00000", "r00001", "r00002"]);
+    // Asked to delete every job, it deletes only the final ones.
+    let every_job: Vec<String> = (0..5).map(|index| format!("r{index:05}")).collect();
+    assert_eq!(store.delete_final_jobs(&every_job).await.unwrap(), 3);
+    assert_eq!(store.delete_final_jobs(&every_job).await.unwrap(), 0);
+    assert!(store.get("r00000").await.unwrap().is_none());
+    assert_eq!(
+        store.get("r00003").await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    assert_eq!(
+        store.get("r00004").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!(
+        (counts.queued, counts.running, counts.done, counts.dead),
+        (1, 1, 0, 0)
+    );
+    // The queue still works: the running job completes, the queued one is claimed.
+    store
+        .complete(&running[0].job_id, &running[0].lease_id, &verdict())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim("w", 1, LEASE, &WorkerOffer::default())
+            .await
+            .unwrap()[0]
+            .job_id,
+        "r00004"
+    );
 }
 
 /// Lists filter by verdict status within a batch (with paging), and a

@@ -8,7 +8,8 @@
 //! By concern: `server` (listening, auth, request and queue limits),
 //! `checker` (toolchain, slots, leases; builds the driver), `sandbox` (the
 //! sandbox's backend and limits), `store` (job and artifact stores),
-//! `queue` (attempts and outages). Each
+//! `queue` (attempts and outages), `retention` (how long final jobs are
+//! kept). Each
 //! struct has a `validate()` whose error names the setting. This module
 //! builds a running `Farm` from settings; it must never hold a default
 //! itself.
@@ -16,13 +17,16 @@
 mod checker;
 mod file;
 mod queue;
+mod retention;
 mod sandbox;
 mod server;
 mod store;
 
 pub use checker::{prestart, CheckerArgs};
 pub use file::{explicit_settings, with_file};
+pub use retention::RetentionArgs;
 pub use server::ServeArgs;
+pub use store::StoreArgs;
 
 use crate::CliError;
 use leanfarm_server::{AppState, Farm};
@@ -82,6 +86,11 @@ pub fn init_logging_to_file(default: &str, path: &Path) -> Result<(), CliError> 
     Ok(())
 }
 
+/// The data directory's default (for commands beside `serve` that read it).
+pub fn default_data_dir() -> PathBuf {
+    server::defaults::data_dir()
+}
+
 /// The data directory, created if missing, as an absolute path.
 pub fn data_dir(data_dir: &Path) -> Result<PathBuf, CliError> {
     std::fs::create_dir_all(data_dir).map_err(|error| {
@@ -100,6 +109,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
 pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), CliError> {
     args.validate()?;
     let data_dir = data_dir(&args.data_dir)?;
+    let signing_keys = crate::verify::farm_signing_keys(&data_dir, args.signing_keys.as_deref())?;
     let slots = args.checker.slots();
     let (driver, sandbox) = match slots {
         0 => (
@@ -130,9 +140,19 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
         args.require_auth,
     );
     crate::verify::trust_worker_keys(&state, args.trusted_worker_keys.as_deref())?;
-    let worker = args
-        .checker
-        .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
+    let worker_id = format!("embedded-{}", uuid::Uuid::now_v7());
+    let _ = state.farm_signer.set(leanfarm_worker::VerdictSigner {
+        keys: signing_keys,
+        identity: leanfarm_attest::WorkerIdentity {
+            worker_id: worker_id.clone(),
+            toolchain_sha256: leanfarm_attest::UNHASHED.to_string(),
+            project_sha256: leanfarm_attest::UNHASHED.to_string(),
+        },
+    });
+    if args.retention.sweeps() {
+        let _ = state.retention.set(args.retention.policy());
+    }
+    let worker = args.checker.worker_config(worker_id);
     let addr = args.addr;
     let farm = Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
         .await

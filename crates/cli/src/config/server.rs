@@ -9,6 +9,7 @@
 
 use super::checker::CheckerArgs;
 use super::queue::QueueArgs;
+use super::retention::RetentionArgs;
 use super::store::StoreArgs;
 use super::SettingError;
 use clap::Args;
@@ -84,6 +85,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub retention: RetentionArgs,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
@@ -96,6 +100,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_TRUSTED_WORKER_KEYS")]
     #[serde(default)]
     pub trusted_worker_keys: Option<PathBuf>,
+    /// Key file whose secret keys sign the in-process workers' verdicts (`leanfarm keys generate`) [default: DATA_DIR/farm-signing-keys.json, generated once, mode 0600]
+    #[arg(long, env = "LEAN_FARM_SIGNING_KEYS")]
+    #[serde(default)]
+    pub signing_keys: Option<PathBuf>,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
@@ -108,6 +116,7 @@ impl ServeArgs {
         self.checker.validate()?;
         self.stores.validate()?;
         self.queue.validate()?;
+        self.retention.validate()?;
         self.limits.validate()
     }
 }
