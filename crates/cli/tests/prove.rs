@@ -785,34 +785,33 @@ async fn a_backend_that_is_down_or_hangs_fails_the_job_clearly_without_burning_i
     assert_eq!(hanging.calls.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test]
-async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = "[prove.routes.slow]\nbackend = \"dummy\"\ndummy = { solve_on = 4, wrong_extra = \"-- sim: sleep 1500\" }\n";
-    let flags = ["--prove-lease-seconds", "2", "--lease-seconds", "5"];
-    let mut farm = Farm::start(dir.path(), config, &flags, &[]);
-    let (status, job) = farm.post("/v1/prove", &body("slow", 1, 6, json!({}))).await;
+const SLOW_ROUTE: &str = "[prove.routes.slow]\nbackend = \"dummy\"\ndummy = { solve_on = 4, wrong_extra = \"-- sim: sleep 1500\" }\n";
+
+/// Submit a slow job to `first`, kill `first` once a candidate has its
+/// verdict and another is on its way, then follow the job on `second`
+/// (started by `then`) to its proof, with no attempt made twice.
+async fn survives_its_replica(mut first: Farm, then: impl FnOnce() -> Farm) {
+    let (status, job) = first
+        .post("/v1/prove", &body("slow", 1, 6, json!({})))
+        .await;
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
-    // Kill the replica once a candidate has its verdict and another is on its way.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, job) = farm.get(&format!("/v1/prove/{id}")).await;
-        let attempts = job["attempts"].as_array().unwrap();
-        if attempts.len() >= 2 {
+        let (_, job) = first.get(&format!("/v1/prove/{id}")).await;
+        if job["attempts"].as_array().unwrap().len() >= 2 {
             break;
         }
         assert!(Instant::now() < deadline, "{job}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    farm.kill_hard();
-    drop(farm);
-    let farm = Farm::start(dir.path(), config, &flags, &[]);
-    let job = farm.wait_end(&id, Duration::from_secs(120)).await;
+    first.kill_hard();
+    drop(first);
+    let second = then();
+    let job = second.wait_end(&id, Duration::from_secs(120)).await;
     assert_eq!(job["state"], "proved", "{job}");
-    let attempts = statuses(&job);
     assert_eq!(
-        attempts,
+        statuses(&job),
         vec![
             (1, 1, "lean_error".to_string()),
             (2, 1, "lean_error".to_string()),
@@ -828,16 +827,43 @@ async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempt
         .collect();
     assert_eq!(check_ids.len(), 4);
     // The tenant's checks: the statement check and one per candidate, no more.
-    let (status, list) = farm.get("/v1/checks?limit=100").await;
+    let (status, list) = second.get("/v1/checks?limit=100").await;
     assert_eq!(status, 200, "{list}");
     let listed = list["checks"]
         .as_array()
         .or_else(|| list["results"].as_array())
         .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(listed.len(), 5, "{list}");
-    let resumed = farm
+    let resumed = second
         .log_lines()
         .into_iter()
         .any(|line| line["fields"]["message"] == "resuming a prove job whose replica stopped");
     assert!(resumed);
+}
+
+#[tokio::test]
+async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--prove-lease-seconds", "2", "--lease-seconds", "5"];
+    let first = Farm::start(dir.path(), SLOW_ROUTE, &flags, &[]);
+    survives_its_replica(first, || Farm::start(dir.path(), SLOW_ROUTE, &flags, &[])).await;
+}
+
+#[tokio::test]
+async fn on_postgresql_another_replica_takes_over_the_job_of_a_replica_that_died() {
+    let db = leanfarm_testkit::postgres::TestDatabase::create("prove_replicas");
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = [
+        "--prove-lease-seconds",
+        "2",
+        "--lease-seconds",
+        "5",
+        "--store",
+        db.url.as_str(),
+    ];
+    let first = Farm::start(first_dir.path(), SLOW_ROUTE, &flags, &[]);
+    // The second replica runs all along: it must not take the job while
+    // the first holds its lease, and takes it once the first is gone.
+    let second = Farm::start(second_dir.path(), SLOW_ROUTE, &flags, &[]);
+    survives_its_replica(first, move || second).await;
 }
