@@ -867,3 +867,45 @@ async fn on_postgresql_another_replica_takes_over_the_job_of_a_replica_that_died
     let second = Farm::start(second_dir.path(), SLOW_ROUTE, &flags, &[]);
     survives_its_replica(first, move || second).await;
 }
+
+#[test]
+fn leanfarm_prove_prints_the_proof_and_exits_by_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goal.lean");
+    std::fs::write(&file, format!("open Nat\n\n{STATEMENT} := by sorry\n")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .arg("prove")
+            .args(["--simulate"])
+            .args(args)
+            .env(
+                "LEAN_FARM_TEST_SANDBOX",
+                leanfarm_testkit::test_backend_name(),
+            )
+            .output()
+            .expect("run leanfarm prove")
+    };
+    let inline = run(&[STATEMENT]);
+    let stdout = String::from_utf8_lossy(&inline.stdout);
+    let stderr = String::from_utf8_lossy(&inline.stderr);
+    assert!(inline.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("{STATEMENT} := by")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("proved · round 1"), "{stderr}");
+    let from_file = run(&["--json", "--n", "1", file.to_str().unwrap()]);
+    let job: Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(job["state"], "proved", "{job}");
+    assert!(
+        job["proof"]
+            .as_str()
+            .unwrap()
+            .starts_with("open Nat\n\ntheorem"),
+        "{job}"
+    );
+    // A request the farm refuses: exit 4, with its code.
+    let unknown = run(&["--candidates", "1", "--route", "nowhere", STATEMENT]);
+    assert_eq!(unknown.status.code(), Some(4), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown_model_route"));
+}
