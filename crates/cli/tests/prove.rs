@@ -563,6 +563,14 @@ struct ModelServer {
 }
 
 async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
+    model_server_answering(rate_limited, hang, &["Here:\n```lean\nby\n  simp\n```"]).await
+}
+
+/// A chat-completions server whose successful answers are `contents` in
+/// turn (the last one again once they run out).
+async fn model_server_answering(rate_limited: usize, hang: bool, contents: &[&str]) -> ModelServer {
+    let contents: Arc<Vec<String>> =
+        Arc::new(contents.iter().map(|text| text.to_string()).collect());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -572,6 +580,7 @@ async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
         loop {
             let (mut socket, _) = listener.accept().await.unwrap();
             let (seen, counter) = (Arc::clone(&seen), Arc::clone(&counter));
+            let contents = Arc::clone(&contents);
             tokio::spawn(async move {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -644,7 +653,7 @@ async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
                             "id": "chatcmpl-1",
                             "object": "chat.completion",
                             "model": "test-model-7b",
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Here:\n```lean\nby\n  simp\n```"}, "finish_reason": "stop"}],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": contents[(number - rate_limited).min(contents.len() - 1)]}, "finish_reason": "stop"}],
                             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
                         })
                         .to_string(),
@@ -719,6 +728,51 @@ async fn an_openai_route_that_rate_limits_twice_recovers_and_accounts_usage() {
     assert!(
         metrics.contains("lean_farm_model_tokens_total{route=\"remote\",kind=\"prompt\"} 11"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn refine_sends_lean_errors_back_to_the_model_and_its_correction_is_proved() {
+    let wrong = "```lean\nby\n  -- sim: error unsolved goals a + b = b + a\n  skip\n```";
+    let model = model_server_answering(0, false, &[wrong, "```lean\nby\n  omega\n```"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = openai_route("remote", &model.url, "retries = 0");
+    let farm = Farm::start(dir.path(), &config, &[], &[("PROVE_TEST_KEY", "k")]);
+    let mut request = body("remote", 1, 3, json!({}));
+    request["strategy"]["kind"] = json!("refine");
+    let job = farm.prove(&request).await;
+    assert_eq!(job["state"], "proved", "{job}");
+    assert_eq!(
+        statuses(&job),
+        vec![
+            (1, 1, "lean_error".to_string()),
+            (2, 1, "valid".to_string())
+        ]
+    );
+    assert!(
+        job["proof"].as_str().unwrap().ends_with(":= by\n  omega\n"),
+        "{job}"
+    );
+    let requests = model.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let second = &requests[1].1["messages"];
+    let roles: Vec<&str> = second
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert!(
+        second[2]["content"].as_str().unwrap().contains("skip"),
+        "{second}"
+    );
+    assert!(
+        second[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("unsolved goals a + b = b + a"),
+        "{second}"
     );
 }
 
