@@ -6,6 +6,7 @@ mod config;
 mod conformance;
 mod gc;
 mod jobs;
+mod prove;
 mod results;
 mod tenant;
 mod verify;
@@ -31,6 +32,8 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Check .lean files (or directories of them) and print their verdicts.
     Check(check::CheckArgs),
+    /// Ask a farm to prove a theorem with a model, showing the search live.
+    Prove(Box<prove::ProveArgs>),
     /// Export a batch's results from a farm as JSONL or CSV.
     Results(results::ResultsArgs),
     /// Check jobs leased from a farm over HTTP (a remote worker).
@@ -74,6 +77,8 @@ pub enum CliError {
     Request(String),
     #[error("{0} of {1} snippets are not valid")]
     NotAllValid(usize, usize),
+    #[error("not proved ({0}): {1}")]
+    NotProved(String, String),
     #[error("{0} of {1} conformance cases failed")]
     ConformanceFailed(usize, usize),
     #[error("the attestation is not valid: {0}")]
@@ -84,6 +89,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::NotAllValid(..)
+            | CliError::NotProved(..)
             | CliError::ConformanceFailed(..)
             | CliError::AttestationInvalid(_) => 1,
             CliError::Config(_) | CliError::Setting(_) => 2,
@@ -126,6 +132,7 @@ fn main() -> ExitCode {
         | Command::Keys(_)
         | Command::Results(_)
         | Command::Gc(_)
+        | Command::Prove(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
@@ -160,6 +167,7 @@ fn main() -> ExitCode {
                 check::run(args, given).await
             }
             Command::Results(args) => results::run(args).await,
+            Command::Prove(args) => prove::run(*args).await,
             Command::Conformance(args) => conformance::run(*args).await,
             Command::Migrate { store } => migrate(&store).await,
             Command::Worker(args) => worker::run(*args).await,

@@ -316,6 +316,9 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/batches/{id}",
         "/v1/batches/{id}/results",
         "/v1/batches/{id}/events",
+        "/v1/prove",
+        "/v1/prove/{id}",
+        "/v1/prove/{id}/events",
         "/v1/workers",
         "/v1/keys",
         "/api/check",
@@ -334,7 +337,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 21, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 24, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

@@ -359,9 +359,10 @@ pub(crate) async fn metrics_without_token(State(state): State<Arc<AppState>>) ->
 
 async fn metrics_text(state: &AppState) -> Response {
     let queue = state.store.queue_counts().await.ok();
-    let text = state
+    let mut text = state
         .metrics
         .render(queue, state.driver.as_ref().map(Driver::stats));
+    text.push_str(&crate::prove_runner::render_metrics(state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

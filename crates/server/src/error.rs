@@ -104,6 +104,29 @@ pub enum ApiError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the prove request cannot be run: {0}")]
+    InvalidProveRequest(String),
+    #[error("no model route `{0}` on this farm")]
+    UnknownModelRoute(String),
+    #[error(
+        "tenant `{tenant}` may use {left} more {what} today; this job's budget asks for {asked}"
+    )]
+    BudgetOverAllowance {
+        tenant: String,
+        what: &'static str,
+        asked: String,
+        left: String,
+    },
+    #[error("no prove job with id `{0}`")]
+    ProveJobNotFound(String),
+    #[error(
+        "tenant `{tenant}` has {running} prove jobs running, its limit is {limit}; retry later"
+    )]
+    TenantProveJobsFull {
+        tenant: String,
+        running: u64,
+        limit: u64,
+    },
 }
 
 impl ApiError {
@@ -172,6 +195,15 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => ("store_unavailable", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::ShuttingDown => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::InvalidProveRequest(_) => ("invalid_prove_request", StatusCode::BAD_REQUEST),
+            ApiError::UnknownModelRoute(_) => ("unknown_model_route", StatusCode::BAD_REQUEST),
+            ApiError::BudgetOverAllowance { .. } => {
+                ("budget_over_allowance", StatusCode::FORBIDDEN)
+            }
+            ApiError::ProveJobNotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            ApiError::TenantProveJobsFull { .. } => {
+                ("tenant_prove_jobs_full", StatusCode::TOO_MANY_REQUESTS)
+            }
         }
     }
 }

@@ -34,6 +34,8 @@ mod keys;
 mod kimina;
 mod metrics;
 mod outbox;
+mod prove;
+mod prove_runner;
 mod remote;
 pub mod retention;
 mod routes;
@@ -45,6 +47,7 @@ pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use prove_runner::{ProveService, ProveSettings};
 pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 
 use leanfarm_driver::Driver;
@@ -140,6 +143,9 @@ pub struct AppState {
     /// How long final jobs are kept; when set, this process sweeps expired
     /// jobs and their artifacts periodically (`retention.rs`).
     pub retention: std::sync::OnceLock<RetentionPolicy>,
+    /// The model gateway and prove settings (`prove_runner`); unset, the
+    /// built-in `dummy` route with the default settings.
+    pub prove: std::sync::OnceLock<Arc<ProveService>>,
 }
 
 impl AppState {
@@ -165,6 +171,7 @@ impl AppState {
             trusted_worker_keys: std::sync::OnceLock::new(),
             farm_signer: std::sync::OnceLock::new(),
             retention: std::sync::OnceLock::new(),
+            prove: std::sync::OnceLock::new(),
         })
     }
 }
@@ -226,6 +233,10 @@ impl Farm {
             )),
             None => tokio::spawn(async {}),
         };
+        tokio::spawn(prove_runner::resume_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         tokio::spawn(outbox::sweep_until_shutdown(
             Arc::clone(&state),
             close_listeners_receiver.clone(),

@@ -21,6 +21,33 @@ pub struct Metrics {
     requests_rejected: AtomicU64,
     /// Jobs finished per (tenant, status).
     jobs_by_tenant: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// Prove jobs: time to proof, outcomes, budget exhaustions.
+    prove: Mutex<ProveMetrics>,
+}
+
+/// Upper bounds of the time-to-proof histogram, in seconds.
+const TIME_TO_PROOF_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Default)]
+struct ProveMetrics {
+    time_to_proof_buckets: [u64; TIME_TO_PROOF_BUCKETS.len()],
+    time_to_proof_count: u64,
+    time_to_proof_sum: f64,
+    /// Prove jobs ended, by outcome (`proved`, `exhausted`, `failed`, `cancelled`).
+    outcomes: std::collections::BTreeMap<&'static str, u64>,
+    /// Prove jobs stopped by a budget, by budget (`candidates`, `tokens`, ...).
+    exhaustions: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A model route's counters as the gateway reports them.
+pub struct RouteTotals {
+    pub route: String,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub errors: Vec<(String, u64)>,
 }
 
 #[derive(Default)]
@@ -52,6 +79,108 @@ impl Metrics {
         }
         histogram.count += 1;
         histogram.sum += seconds;
+    }
+
+    /// A prove job ended with `outcome` after `seconds`; `budget` names the
+    /// budget that stopped it, if one did.
+    pub fn prove_finished(
+        &self,
+        outcome: &'static str,
+        seconds: f64,
+        budget: Option<&'static str>,
+    ) {
+        let mut prove = self.prove.lock().expect("metrics lock");
+        *prove.outcomes.entry(outcome).or_default() += 1;
+        if let Some(budget) = budget {
+            *prove.exhaustions.entry(budget).or_default() += 1;
+        }
+        if outcome == "proved" {
+            for (bucket, bound) in TIME_TO_PROOF_BUCKETS.iter().enumerate() {
+                if seconds <= *bound {
+                    prove.time_to_proof_buckets[bucket] += 1;
+                }
+            }
+            prove.time_to_proof_count += 1;
+            prove.time_to_proof_sum += seconds;
+        }
+    }
+
+    /// The prove jobs' and the model routes' metrics.
+    pub fn render_prove(&self, routes: &[RouteTotals]) -> String {
+        let mut out = String::new();
+        let prove = self.prove.lock().expect("metrics lock");
+        out.push_str("# HELP lean_farm_prove_time_to_proof_seconds Time from a prove job's submission to its proof.\n# TYPE lean_farm_prove_time_to_proof_seconds histogram\n");
+        for (bucket, bound) in TIME_TO_PROOF_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "lean_farm_prove_time_to_proof_seconds_bucket{{le=\"{bound}\"}} {}",
+                prove.time_to_proof_buckets[bucket]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "lean_farm_prove_time_to_proof_seconds_bucket{{le=\"+Inf\"}} {}",
+            prove.time_to_proof_count
+        );
+        let _ = writeln!(
+            out,
+            "lean_farm_prove_time_to_proof_seconds_sum {}",
+            prove.time_to_proof_sum
+        );
+        let _ = writeln!(
+            out,
+            "lean_farm_prove_time_to_proof_seconds_count {}",
+            prove.time_to_proof_count
+        );
+        out.push_str("# HELP lean_farm_prove_jobs_total Prove jobs ended, by outcome.\n# TYPE lean_farm_prove_jobs_total counter\n");
+        for outcome in ["proved", "exhausted", "failed", "cancelled"] {
+            let count = prove.outcomes.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "lean_farm_prove_jobs_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP lean_farm_prove_budget_exhaustions_total Prove jobs stopped by a budget, by budget.\n# TYPE lean_farm_prove_budget_exhaustions_total counter\n");
+        for (budget, count) in &prove.exhaustions {
+            let _ = writeln!(
+                out,
+                "lean_farm_prove_budget_exhaustions_total{{budget=\"{budget}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP lean_farm_model_calls_total Model calls, retries included, by route.\n# TYPE lean_farm_model_calls_total counter\n");
+        for totals in routes {
+            let route = label(&totals.route);
+            let _ = writeln!(
+                out,
+                "lean_farm_model_calls_total{{route=\"{route}\"}} {}",
+                totals.calls
+            );
+        }
+        out.push_str("# HELP lean_farm_model_tokens_total Model tokens, by route and kind (prompt, completion).\n# TYPE lean_farm_model_tokens_total counter\n");
+        for totals in routes {
+            let route = label(&totals.route);
+            let _ = writeln!(
+                out,
+                "lean_farm_model_tokens_total{{route=\"{route}\",kind=\"prompt\"}} {}",
+                totals.prompt_tokens
+            );
+            let _ = writeln!(
+                out,
+                "lean_farm_model_tokens_total{{route=\"{route}\",kind=\"completion\"}} {}",
+                totals.completion_tokens
+            );
+        }
+        out.push_str("# HELP lean_farm_model_errors_total Failed model calls, by route and class.\n# TYPE lean_farm_model_errors_total counter\n");
+        for totals in routes {
+            let route = label(&totals.route);
+            for (class, count) in &totals.errors {
+                let _ = writeln!(
+                    out,
+                    "lean_farm_model_errors_total{{route=\"{route}\",class=\"{class}\"}} {count}"
+                );
+            }
+        }
+        out
     }
 
     pub fn worker_started(&self) {
@@ -187,4 +316,12 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value with Prometheus' escapes.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

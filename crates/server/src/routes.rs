@@ -10,7 +10,7 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, artifact_reads, batches, dead_letters, keys, kimina, remote, AppState};
+use crate::{api, artifact_reads, batches, dead_letters, keys, kimina, prove, remote, AppState};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -39,6 +39,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/batches/{id}/results", get(batches::export_results))
         .route("/v1/batches/{id}/events", get(batches::batch_events))
+        .route("/v1/prove", post(prove::submit_prove))
+        .route(
+            "/v1/prove/{id}",
+            get(prove::get_prove).delete(prove::cancel_prove),
+        )
+        .route("/v1/prove/{id}/events", get(prove::prove_events))
         .route("/v1/workers", get(api::list_workers))
         .route("/v1/keys", get(keys::list_keys))
         .route("/api/check", post(kimina::api_check))

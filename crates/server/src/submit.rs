@@ -127,15 +127,7 @@ pub(crate) async fn submit_and_wait(
             queue: "the farm's queue".to_string(),
         });
     }
-    if let Some(limits) = state.store.get_tenant(tenant).await? {
-        if batch_size > limits.max_queued {
-            return Err(ApiError::BatchExceedsQueueLimit {
-                size: batch_size,
-                limit: limits.max_queued,
-                queue: format!("tenant `{tenant}`'s queue"),
-            });
-        }
-    }
+    check_tenant_room(state, tenant, batch_size).await?;
     let batch_id = uuid::Uuid::now_v7().to_string();
     let jobs: Vec<NewJob> = requests
         .into_iter()
@@ -167,10 +159,19 @@ pub(crate) async fn submit_and_wait(
             (batch_id, ids)
         }
         Admission::Replayed { batch_id, job_ids } => (batch_id, job_ids),
-        Admission::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+        refused => return Err(refusal(state, refused)),
+    };
+    let records = wait_for(state, &ids, completions, wait).await?;
+    Ok((batch_id, records))
+}
+
+/// The error for an admission that wrote nothing.
+fn refusal(state: &AppState, admission: Admission) -> ApiError {
+    match admission {
+        Admission::KeyReused => ApiError::IdempotencyKeyReused,
         Admission::QueueFull { queued, limit } => {
             state.metrics.request_rejected();
-            return Err(ApiError::QueueFull { queued, limit });
+            ApiError::QueueFull { queued, limit }
         }
         Admission::TenantQueueFull {
             tenant,
@@ -178,15 +179,76 @@ pub(crate) async fn submit_and_wait(
             limit,
         } => {
             state.metrics.request_rejected();
-            return Err(ApiError::TenantQueueFull {
+            ApiError::TenantQueueFull {
                 tenant,
                 open,
                 limit,
-            });
+            }
         }
+        Admission::Enqueued | Admission::Replayed { .. } => {
+            unreachable!("an admission that wrote its jobs is not refused")
+        }
+    }
+}
+
+/// Refuse a batch of `batch_size` that the tenant's queue limit cannot take.
+async fn check_tenant_room(
+    state: &AppState,
+    tenant: &str,
+    batch_size: u64,
+) -> Result<(), ApiError> {
+    let Some(limits) = state.store.get_tenant(tenant).await? else {
+        return Ok(());
     };
-    let records = wait_for(state, &ids, completions, wait).await?;
-    Ok((batch_id, records))
+    if batch_size > limits.max_queued {
+        return Err(ApiError::BatchExceedsQueueLimit {
+            size: batch_size,
+            limit: limits.max_queued,
+            queue: format!("tenant `{tenant}`'s queue"),
+        });
+    }
+    Ok(())
+}
+
+/// Enqueue one check with an id chosen by the caller (a prove job's
+/// candidate), through the same validation and limits as `/v1/checks`; a
+/// check with this id that exists already is left alone.
+pub(crate) async fn enqueue_with_id(
+    state: &AppState,
+    tenant: &str,
+    check_id: &str,
+    request: CheckRequest,
+) -> Result<(), ApiError> {
+    if state.store.get(check_id).await?.is_some() {
+        return Ok(());
+    }
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
+    let requests = vec![request];
+    validate(state, &requests)?;
+    check_tenant_room(state, tenant, 1).await?;
+    let request = requests.into_iter().next().expect("one request");
+    let job = NewJob {
+        id: check_id.to_string(),
+        tenant: tenant.to_string(),
+        batch_id: None,
+        header_key: Driver::header_key(&request.code),
+        request,
+        max_attempts: MAX_ATTEMPTS,
+        toolchain: None,
+        project: None,
+    };
+    let admission = state
+        .store
+        .enqueue_within(vec![job], state.limits.max_queued_jobs)
+        .await?;
+    if admission != Admission::Enqueued {
+        return Err(refusal(state, admission));
+    }
+    state.enqueued.notify_waiters();
+    state.enqueued.notify_one();
+    Ok(())
 }
 
 fn validate(state: &AppState, requests: &[CheckRequest]) -> Result<(), ApiError> {

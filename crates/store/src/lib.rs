@@ -16,6 +16,7 @@
 
 pub mod artifacts;
 mod postgres;
+mod prove;
 mod rows;
 mod sqlite;
 
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use artifacts::ArtifactStore;
+pub use prove::{day_of, ProveAttemptRow, ProveEnd, ProveJobRow};
 pub use rows::now_millis;
 
 /// Unix time in milliseconds; all timestamps in the store use it.

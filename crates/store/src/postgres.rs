@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_attestations.sql"),
     ),
+    (8, include_str!("../migrations/postgres/0008_prove.sql")),
 ];
 
 /// Connections kept per store (per process).
@@ -73,10 +74,16 @@ struct Inner {
 }
 
 /// A connection taken from the pool; handed back on drop unless broken.
-struct Pooled {
+pub(crate) struct Pooled {
     client: Option<Client>,
     inner: Arc<Inner>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Pooled {
+    pub(crate) fn client(&self) -> &Client {
+        self.client.as_ref().expect("pooled client")
+    }
 }
 
 impl Drop for Pooled {
@@ -106,7 +113,7 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
-fn pg_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let code = error.code().map(|code| code.code().to_string());
     match code.as_deref() {
         // A lost race (see `retryable`), connection and server shutdown
@@ -187,7 +194,7 @@ async fn refuse_other_tenants_job(
 }
 
 /// Failures inside a transaction: the database's, or the store's own.
-enum Failure {
+pub(crate) enum Failure {
     Database(tokio_postgres::Error),
     Store(StoreError),
 }
@@ -204,7 +211,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-type Work<T> =
+pub(crate) type Work<T> =
     Box<dyn for<'t> Fn(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync>;
 
 impl PostgresStore {
@@ -223,7 +230,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    async fn connection(&self) -> Result<Pooled, StoreError> {
+    pub(crate) async fn connection(&self) -> Result<Pooled, StoreError> {
         let permit = tokio::time::timeout(
             CONNECT_TIMEOUT,
             Arc::clone(&self.inner.permits).acquire_owned(),
@@ -262,7 +269,7 @@ impl PostgresStore {
 
     /// Run `work` in a transaction, again if it loses a deadlock or
     /// serialization race.
-    async fn transaction<T>(&self, work: Work<T>) -> Result<T, StoreError> {
+    pub(crate) async fn transaction<T>(&self, work: Work<T>) -> Result<T, StoreError> {
         let mut pooled = self.connection().await?;
         let client = pooled.client.as_mut().expect("pooled client");
         for attempt in 1..=ATTEMPTS {
@@ -761,7 +768,7 @@ impl PostgresStore {
         .await
     }
 
-    async fn query(
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],

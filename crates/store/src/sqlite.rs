@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/sqlite/0007_attestations.sql"),
     ),
+    (8, include_str!("../migrations/sqlite/0008_prove.sql")),
 ];
 
 #[derive(Clone)]
@@ -49,7 +50,7 @@ pub(crate) struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
 }
 
-fn query_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn query_error(error: rusqlite::Error) -> StoreError {
     match &error {
         rusqlite::Error::SqliteFailure(failure, _)
             if matches!(
@@ -119,7 +120,7 @@ impl SqliteStore {
     }
 
     /// Run `work` on the connection in the blocking thread pool.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

@@ -1254,6 +1254,7 @@ macro_rules! store_suite {
             case!(a_batch_is_read_in_the_order_its_jobs_finished);
             case!(a_verdict_keeps_its_attestation_byte_for_byte);
             case!(retention_expires_and_deletes_only_final_jobs_past_their_cutoff);
+            case!(a_prove_job_is_leased_by_one_replica_and_its_attempts_recorded_once);
         }
     };
 }
@@ -2115,4 +2116,112 @@ async fn a_batch_is_read_in_the_order_its_jobs_finished(store: Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A prove job: created leased, taken by another replica only once its
+/// lease ran out, written only by its lease holder; an attempt's slot is
+/// recorded once; a tenant's daily usage adds up.
+async fn a_prove_job_is_leased_by_one_replica_and_its_attempts_recorded_once(store: Store) {
+    use leanfarm_store::{ProveAttemptRow, ProveEnd, ProveJobRow};
+    let now = leanfarm_store::now_millis();
+    let job = ProveJobRow {
+        id: "p1".into(),
+        tenant: "t1".into(),
+        state: "running".into(),
+        request: "{}".into(),
+        usage: "{}".into(),
+        proof: None,
+        reason: None,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    store
+        .create_prove_job(&job, "replica-a", now + 60_000)
+        .await
+        .unwrap();
+    // Leased to replica-a: nobody else takes it.
+    assert!(store
+        .lease_prove_jobs("replica-b", now, now + 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .renew_prove_job("p1", "replica-a", now + 1, Some("{\"tokens\":1}"))
+        .await
+        .unwrap());
+    // Its lease ran out: replica-b takes it, and replica-a can no longer write.
+    let taken = store
+        .lease_prove_jobs("replica-b", now + 10, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].usage, "{\"tokens\":1}");
+    assert!(!store
+        .renew_prove_job("p1", "replica-a", now + 60_000, None)
+        .await
+        .unwrap());
+    let attempt = |check_id: &str| ProveAttemptRow {
+        job_id: "p1".into(),
+        round: 1,
+        candidate: 2,
+        check_id: check_id.into(),
+        attempt: format!("{{\"check_id\":\"{check_id}\"}}"),
+    };
+    let (first, inserted) = store.insert_prove_attempt(&attempt("c1")).await.unwrap();
+    assert!(inserted);
+    let (again, inserted) = store.insert_prove_attempt(&attempt("c2")).await.unwrap();
+    assert!(!inserted);
+    assert_eq!(again, first);
+    let mut updated = first.clone();
+    updated.attempt = "{\"done\":true}".into();
+    store.update_prove_attempt(&updated).await.unwrap();
+    assert_eq!(store.prove_attempts("p1").await.unwrap(), vec![updated]);
+    let end = ProveEnd {
+        state: "proved".into(),
+        proof: Some("by simp".into()),
+        reason: None,
+        usage: "{}".into(),
+    };
+    assert!(!store
+        .finish_prove_job("p1", "replica-a", &end)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_prove_job("p1", "replica-b", &end)
+        .await
+        .unwrap());
+    let stored = store.get_prove_job("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state.as_str(), stored.proof.as_deref()),
+        ("proved", Some("by simp"))
+    );
+    assert_eq!(
+        store.cancel_prove_job("t1", "p1", "late").await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        store
+            .cancel_prove_job("t2", "p1", "not yours")
+            .await
+            .unwrap(),
+        None
+    );
+    let day = leanfarm_store::day_of(now);
+    store
+        .add_tenant_model_usage("t1", day, 100, 0.5)
+        .await
+        .unwrap();
+    store
+        .add_tenant_model_usage("t1", day, 20, 0.25)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tenant_model_usage("t1", day).await.unwrap(),
+        (120, 0.75)
+    );
+    assert_eq!(
+        store.tenant_model_usage("t1", day + 1).await.unwrap(),
+        (0, 0.0)
+    );
 }

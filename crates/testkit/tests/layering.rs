@@ -127,6 +127,20 @@ const LAYERING: &[Rule] = &[
         architecture: "worker: knows nothing of HTTP servers (no axum, no leanfarm-server)",
     },
     Rule {
+        subject: Subject::Crate("leanfarm-prove"),
+        constraint: Constraint::ReachesNone(&[
+            "axum",
+            "axum-core",
+            "rusqlite",
+            "tokio-postgres",
+            "leanfarm-store",
+            "leanfarm-server",
+            "leanfarm-driver",
+            "leanfarm-sandbox",
+        ]),
+        architecture: "prove: knows nothing of HTTP routing or SQL (no axum, store, rusqlite, tokio-postgres, server, driver or sandbox)",
+    },
+    Rule {
         subject: Subject::Crate("leanfarm-attest"),
         constraint: Constraint::WorkspaceCratesOnly(&["leanfarm-core", "lean-syntax"]),
         architecture:
@@ -379,6 +393,7 @@ const SYNTHETIC_WORKSPACE: &[&str] = &[
     "lean-sim",
     "leanfarm-testkit",
     "leanfarm-attest",
+    "leanfarm-prove",
 ];
 
 /// A graph that keeps every rule: the workspace's real shape, in short.
@@ -404,6 +419,9 @@ const LAWFUL_EDGES: &[Edge] = &[
     ("leanfarm-testkit", "leanfarm-driver", "normal"),
     ("leanfarm-attest", "leanfarm-core", "normal"),
     ("leanfarm-attest", "ed25519-dalek", "normal"),
+    ("leanfarm-prove", "leanfarm-core", "normal"),
+    ("leanfarm-prove", "reqwest", "normal"),
+    ("leanfarm-server", "leanfarm-prove", "normal"),
     ("leanfarm-worker", "leanfarm-attest", "normal"),
 ];
 

@@ -68,7 +68,9 @@ fn read_table(path: &Path) -> Result<toml::Table, CliError> {
         .map(|arg| arg.get_id().as_str())
         .filter(|id| *id != "config")
         .collect();
-    if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str())) {
+    // `[prove]` is the one table: the model routes, which no flag can hold.
+    let is_known = |key: &str| known.contains(&key) || key == "prove";
+    if let Some(unknown) = table.keys().find(|key| !is_known(key.as_str())) {
         return Err(in_file(format!(
             "unknown setting `{unknown}`; the settings are {}",
             known.join(", ")

@@ -16,6 +16,7 @@
 
 mod checker;
 mod file;
+mod prove;
 mod queue;
 mod retention;
 mod sandbox;
@@ -152,6 +153,14 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
     if args.retention.sweeps() {
         let _ = state.retention.set(args.retention.policy());
     }
+    let gateway = leanfarm_prove::Gateway::new(&args.prove.prove.routes)
+        .map_err(|error| CliError::Config(error.to_string()))?;
+    let _ = state
+        .prove
+        .set(std::sync::Arc::new(leanfarm_server::ProveService::new(
+            gateway,
+            args.prove.settings(),
+        )));
     let worker = args.checker.worker_config(worker_id);
     let addr = args.addr;
     let farm = Farm::start_with_metrics(state, addr, args.metrics_addr, worker)

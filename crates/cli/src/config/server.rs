@@ -8,6 +8,7 @@
 //! socket or open a store.
 
 use super::checker::CheckerArgs;
+use super::prove::ProveArgs;
 use super::queue::QueueArgs;
 use super::retention::RetentionArgs;
 use super::store::StoreArgs;
@@ -88,6 +89,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub prove: ProveArgs,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
     #[serde(default)]
@@ -117,6 +121,7 @@ impl ServeArgs {
         self.stores.validate()?;
         self.queue.validate()?;
         self.retention.validate()?;
+        self.prove.validate()?;
         self.limits.validate()
     }
 }
