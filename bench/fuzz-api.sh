@@ -48,10 +48,13 @@ trap cleanup EXIT
 
 worker_token="$("$binary" tenant --store "sqlite://$work/leanfarm.db" farm-key --scope worker 2>/dev/null)"
 
+# A declarations index, so that /v1/search answers with premises.
+"$binary" index bench/problems/library --output "$work/premises.sqlite" >/dev/null
+
 # A free port: bind 0, read it back, close.
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 LEAN_FARM_LOG=warn "$binary" serve --simulate --sandbox "${LEAN_FARM_TEST_SANDBOX:-native}" --slots 2 \
-  --addr "127.0.0.1:$port" --data-dir "$work" 2>"$work/serve.log" &
+  --addr "127.0.0.1:$port" --data-dir "$work" --search-index "$work/premises.sqlite" 2>"$work/serve.log" &
 server_pid=$!
 url="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do

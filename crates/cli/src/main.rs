@@ -1,10 +1,12 @@
 //! `leanfarm`: run the farm, check files, and (hidden) act as the Lean
 //! stand-in so that `--simulate` needs no second binary.
 
+mod bench;
 mod check;
 mod config;
 mod conformance;
 mod gc;
+mod index;
 mod jobs;
 mod prove;
 mod results;
@@ -50,6 +52,10 @@ enum Command {
     Keys(verify::KeysArgs),
     /// Delete final jobs past their retention, and their artifacts (once; `serve` also sweeps).
     Gc(Box<gc::GcArgs>),
+    /// Build a declarations index for premise search (`serve --search-index`).
+    Index(index::IndexArgs),
+    /// Run a problem set through /v1/prove and write a report (pass@k, solve rates, cost).
+    Bench(Box<bench::BenchArgs>),
     /// Apply the store's pending migrations and exit (serve also applies them).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://...
@@ -83,6 +89,8 @@ pub enum CliError {
     ConformanceFailed(usize, usize),
     #[error("the attestation is not valid: {0}")]
     AttestationInvalid(String),
+    #[error("regression against the baseline: {0}")]
+    Regression(String),
 }
 
 impl CliError {
@@ -91,7 +99,8 @@ impl CliError {
             CliError::NotAllValid(..)
             | CliError::NotProved(..)
             | CliError::ConformanceFailed(..)
-            | CliError::AttestationInvalid(_) => 1,
+            | CliError::AttestationInvalid(_)
+            | CliError::Regression(_) => 1,
             CliError::Config(_) | CliError::Setting(_) => 2,
             CliError::Startup(_) => 3,
             CliError::Request(_) => 4,
@@ -130,6 +139,8 @@ fn main() -> ExitCode {
         | Command::Jobs(_)
         | Command::Verify(_)
         | Command::Keys(_)
+        | Command::Index(_)
+        | Command::Bench(_)
         | Command::Results(_)
         | Command::Gc(_)
         | Command::Prove(_)
@@ -176,6 +187,8 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::verify(args).await,
             Command::Keys(args) => verify::keys(args),
             Command::Gc(args) => gc::run(*args).await,
+            Command::Index(args) => index::run(args),
+            Command::Bench(args) => bench::run(*args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });

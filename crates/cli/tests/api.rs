@@ -321,6 +321,7 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/prove/{id}/events",
         "/v1/workers",
         "/v1/keys",
+        "/v1/search",
         "/api/check",
         "/verify",
         "/health",

@@ -102,6 +102,10 @@ pub enum ApiError {
     StoreUnavailable(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("this farm has no declarations index (start it with --search-index)")]
+    SearchNotConfigured,
+    #[error("the declarations index failed: {0}")]
+    SearchFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the prove request cannot be run: {0}")]
@@ -194,6 +198,8 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             ApiError::StoreUnavailable(_) => ("store_unavailable", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::ShuttingDown => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
+            ApiError::SearchNotConfigured => ("search_not_configured", StatusCode::NOT_FOUND),
+            ApiError::SearchFailed(_) => ("search_failed", StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::InvalidProveRequest(_) => ("invalid_prove_request", StatusCode::BAD_REQUEST),
             ApiError::UnknownModelRoute(_) => ("unknown_model_route", StatusCode::BAD_REQUEST),

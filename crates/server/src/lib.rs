@@ -39,6 +39,7 @@ mod prove_runner;
 mod remote;
 pub mod retention;
 mod routes;
+mod search;
 mod serve;
 mod submit;
 mod views;
@@ -49,6 +50,7 @@ pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
 pub use prove_runner::{ProveService, ProveSettings};
 pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
+pub use search::RetrieverPremises;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -143,6 +145,9 @@ pub struct AppState {
     /// How long final jobs are kept; when set, this process sweeps expired
     /// jobs and their artifacts periodically (`retention.rs`).
     pub retention: std::sync::OnceLock<RetentionPolicy>,
+    /// The declarations index `/v1/search` reads (`--search-index`); unset,
+    /// the route answers 404 `search_not_configured`.
+    pub search_index: std::sync::OnceLock<Arc<leanfarm_retriever::Retriever>>,
     /// The model gateway and prove settings (`prove_runner`); unset, the
     /// built-in `dummy` route with the default settings.
     pub prove: std::sync::OnceLock<Arc<ProveService>>,
@@ -171,6 +176,7 @@ impl AppState {
             trusted_worker_keys: std::sync::OnceLock::new(),
             farm_signer: std::sync::OnceLock::new(),
             retention: std::sync::OnceLock::new(),
+            search_index: std::sync::OnceLock::new(),
             prove: std::sync::OnceLock::new(),
         })
     }

@@ -10,7 +10,9 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, artifact_reads, batches, dead_letters, keys, kimina, prove, remote, AppState};
+use crate::{
+    api, artifact_reads, batches, dead_letters, keys, kimina, prove, remote, search, AppState,
+};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -47,6 +49,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/prove/{id}/events", get(prove::prove_events))
         .route("/v1/workers", get(api::list_workers))
         .route("/v1/keys", get(keys::list_keys))
+        .route("/v1/search", get(search::search))
         .route("/api/check", post(kimina::api_check))
         .route("/verify", post(kimina::verify))
         .route("/v1/worker/lease", post(remote::lease))

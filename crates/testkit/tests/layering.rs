@@ -127,6 +127,11 @@ const LAYERING: &[Rule] = &[
         architecture: "worker: knows nothing of HTTP servers (no axum, no leanfarm-server)",
     },
     Rule {
+        subject: Subject::Crate("leanfarm-retriever"),
+        constraint: Constraint::ReachesNone(&["axum", "hyper", "reqwest", "tokio"]),
+        architecture: "retriever: knows nothing of HTTP, async runtimes or the prover",
+    },
+    Rule {
         subject: Subject::Crate("leanfarm-prove"),
         constraint: Constraint::ReachesNone(&[
             "axum",
@@ -393,6 +398,7 @@ const SYNTHETIC_WORKSPACE: &[&str] = &[
     "lean-sim",
     "leanfarm-testkit",
     "leanfarm-attest",
+    "leanfarm-retriever",
     "leanfarm-prove",
 ];
 
@@ -423,6 +429,8 @@ const LAWFUL_EDGES: &[Edge] = &[
     ("leanfarm-prove", "reqwest", "normal"),
     ("leanfarm-server", "leanfarm-prove", "normal"),
     ("leanfarm-worker", "leanfarm-attest", "normal"),
+    ("leanfarm-retriever", "rusqlite", "normal"),
+    ("leanfarm-retriever", "lean-syntax", "normal"),
 ];
 
 /// The violations of `LAYERING` in the lawful graph with `extra` edges added.
@@ -496,6 +504,10 @@ fn control_each_kind_of_forbidden_edge_is_found() {
         (
             &[("leanfarm-attest", "tokio", "normal")],
             &["leanfarm-attest reaches leanfarm-attest -> tokio"],
+        ),
+        (
+            &[("leanfarm-retriever", "tokio", "normal")],
+            &["leanfarm-retriever reaches leanfarm-retriever -> tokio"],
         ),
         (
             &[("leanfarm-attest", "leanfarm-store", "normal")],

@@ -153,14 +153,16 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
     if args.retention.sweeps() {
         let _ = state.retention.set(args.retention.policy());
     }
+    crate::index::open_search_index(&state, args.search_index.as_deref())?;
     let gateway = leanfarm_prove::Gateway::new(&args.prove.prove.routes)
         .map_err(|error| CliError::Config(error.to_string()))?;
-    let _ = state
-        .prove
-        .set(std::sync::Arc::new(leanfarm_server::ProveService::new(
-            gateway,
-            args.prove.settings(),
+    let mut prove = leanfarm_server::ProveService::new(gateway, args.prove.settings());
+    if let Some(retriever) = state.search_index.get() {
+        prove = prove.with_premises(std::sync::Arc::new(leanfarm_server::RetrieverPremises(
+            std::sync::Arc::clone(retriever),
         )));
+    }
+    let _ = state.prove.set(std::sync::Arc::new(prove));
     let worker = args.checker.worker_config(worker_id);
     let addr = args.addr;
     let farm = Farm::start_with_metrics(state, addr, args.metrics_addr, worker)

@@ -108,6 +108,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_SIGNING_KEYS")]
     #[serde(default)]
     pub signing_keys: Option<PathBuf>,
+    /// A declarations index (`leanfarm index`) that `GET /v1/search` serves [default: none; the route answers 404]
+    #[arg(long, env = "LEAN_FARM_SEARCH_INDEX")]
+    #[serde(default)]
+    pub search_index: Option<PathBuf>,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
