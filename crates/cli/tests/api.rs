@@ -338,7 +338,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 24, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 25, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]
