@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod config;
 mod conformance;
+mod gc;
 mod index;
 mod jobs;
 mod prove;
@@ -49,6 +50,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Make and publish the Ed25519 keys that workers sign verdicts with.
     Keys(verify::KeysArgs),
+    /// Delete final jobs past their retention, and their artifacts (once; `serve` also sweeps).
+    Gc(Box<gc::GcArgs>),
     /// Build a declarations index for premise search (`serve --search-index`).
     Index(index::IndexArgs),
     /// Run a problem set through /v1/prove and write a report (pass@k, solve rates, cost).
@@ -121,6 +124,10 @@ fn main() -> ExitCode {
         .subcommand_matches("serve")
         .map(config::explicit_settings)
         .unwrap_or_default();
+    // `check` starts its own farm with `serve`'s settings.
+    let check_farm_settings = matches
+        .subcommand_matches("check")
+        .map(check::FarmSettingsGiven::from_matches);
     if let Command::LeanSim { args } = cli.command {
         return ExitCode::from(lean_sim::main_with_args(args).clamp(0, 255) as u8);
     }
@@ -135,11 +142,24 @@ fn main() -> ExitCode {
         | Command::Index(_)
         | Command::Bench(_)
         | Command::Results(_)
+        | Command::Gc(_)
         | Command::Prove(_)
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
-    config::init_logging(default_log);
+    let log_file = match &cli.command {
+        Command::Check(args) => args.log_file.clone(),
+        _ => None,
+    };
+    match log_file {
+        Some(path) => {
+            if let Err(error) = config::init_logging_to_file(default_log, &path) {
+                eprintln!("leanfarm: {error}");
+                return ExitCode::from(2);
+            }
+        }
+        None => config::init_logging(default_log),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -153,7 +173,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => config::serve(*args, &explicit).await,
-            Command::Check(args) => check::run(args).await,
+            Command::Check(args) => {
+                let given = check_farm_settings.expect("parsed check");
+                check::run(args, given).await
+            }
             Command::Results(args) => results::run(args).await,
             Command::Prove(args) => prove::run(*args).await,
             Command::Conformance(args) => conformance::run(*args).await,
@@ -161,8 +184,9 @@ fn main() -> ExitCode {
             Command::Worker(args) => worker::run(*args).await,
             Command::Tenant(args) => tenant::run(args).await,
             Command::Jobs(args) => jobs::run(args).await,
-            Command::Verify(args) => verify::verify(args),
+            Command::Verify(args) => verify::verify(args).await,
             Command::Keys(args) => verify::keys(args),
+            Command::Gc(args) => gc::run(*args).await,
             Command::Index(args) => index::run(args),
             Command::Bench(args) => bench::run(*args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),

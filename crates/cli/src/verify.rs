@@ -1,8 +1,10 @@
 //! `leanfarm verify ATTESTATION --keys KEYS`: check a signed verdict offline,
-//! and `leanfarm keys generate|public`: make and publish signing keys.
+//! and `leanfarm keys generate|public`: make and publish signing keys; the
+//! farm's own signing keys for `leanfarm serve` (`farm_signing_keys`).
 //!
-//! Verification needs no farm: the attestation file and the farm's public
-//! keys (`GET /v1/keys`, or a key file) are enough. It exits 0 only when
+//! Verification needs no farm: the attestation (bare, or the check as the
+//! API returns it) and the farm's public keys (`GET /v1/keys` saved to a
+//! file, or fetched from the farm's URL) are enough. It exits 0 only when
 //! every check passes, and otherwise names the check that failed. This
 //! module must never print a secret key: `keys generate` writes it to a file
 //! readable by its owner only, and prints the public half.
@@ -10,17 +12,22 @@
 use crate::CliError;
 use clap::{Args, Subcommand};
 use leanfarm_attest::{
-    now_unix_seconds, Attestation, KeyEntry, KeyFile, Statement, TrustedKeys, VerifyError,
+    now_unix_seconds, Attestation, AttestedVerdict, KeyEntry, KeyFile, Statement, TrustedKeys,
+    VerifyError,
 };
+use leanfarm_core::Verdict;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The attestation file (`-` for standard input)
+    /// The attestation (`-` for standard input): the bare attestation, or a
+    /// check as `GET /v1/checks/{id}` returns it (its verdict is then also
+    /// compared with the signed one)
     pub attestation: PathBuf,
-    /// The trusted public keys: a key file, such as the body of `GET /v1/keys`
+    /// The trusted public keys: a key file such as the body of `GET /v1/keys`,
+    /// or the URL of a farm (http://HOST:PORT) whose `/v1/keys` to fetch
     #[arg(long)]
-    pub keys: PathBuf,
+    pub keys: String,
     /// Also check that the attestation is of this snippet (its SHA-256)
     #[arg(long)]
     pub snippet: Option<PathBuf>,
@@ -77,14 +84,70 @@ fn read_keys(path: &Path) -> Result<KeyFile, CliError> {
     KeyFile::read(path).map_err(|error| CliError::Config(error.to_string()))
 }
 
-/// Every check of the attestation in `text`, and of its snippet when given.
+/// Read what `leanfarm verify` was given: the attestation, and the verdict
+/// when it is a check's JSON. A bare attestation must be in canonical form
+/// (any byte changed fails); a check's attestation is taken as its fields
+/// say (the statement's own bytes are what the signature covers).
+fn read_input(text: &str) -> Result<(Attestation, Option<Verdict>), VerifyError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|error| VerifyError::EnvelopeUnreadable(error.to_string()))?;
+    let Some(fields) = value.as_object() else {
+        return Err(VerifyError::EnvelopeUnreadable(
+            "neither an attestation nor a check".to_string(),
+        ));
+    };
+    if !fields.contains_key("attestation") {
+        if fields.contains_key("id") && fields.contains_key("state") {
+            return Err(VerifyError::EnvelopeUnreadable(
+                "the check carries no attestation (its verdict is not final or was not signed)"
+                    .to_string(),
+            ));
+        }
+        return Attestation::from_json(text).map(|attestation| (attestation, None));
+    }
+    let attestation: Attestation =
+        serde_json::from_value(fields["attestation"].clone()).map_err(|error| {
+            VerifyError::EnvelopeUnreadable(format!("the check's attestation: {error}"))
+        })?;
+    let verdict =
+        match fields.get("verdict") {
+            None | Some(serde_json::Value::Null) => None,
+            // A verdict that cannot be read cannot be the signed one.
+            Some(verdict) => Some(serde_json::from_value(verdict.clone()).map_err(|_| {
+                VerifyError::Mismatch(leanfarm_attest::Mismatch { field: "verdict" })
+            })?),
+        };
+    Ok((attestation, verdict))
+}
+
+/// The first field in which a check's verdict differs from the signed one.
+fn compare_verdict(statement: &Statement, verdict: &Verdict) -> Result<(), VerifyError> {
+    let attested = AttestedVerdict::of(verdict);
+    let checks: [(&'static str, bool); 5] = [
+        ("status", statement.verdict.status == attested.status),
+        ("reason", statement.verdict.reason == attested.reason),
+        ("axioms", statement.verdict.axioms == attested.axioms),
+        ("toolchain", statement.toolchain.name == verdict.toolchain),
+        ("project", statement.project.name == verdict.project),
+    ];
+    match checks.iter().find(|(_, equal)| !equal) {
+        Some((field, _)) => Err(VerifyError::Mismatch(leanfarm_attest::Mismatch { field })),
+        None => Ok(()),
+    }
+}
+
+/// Every check of the attestation in `text` (bare, or in a check's JSON),
+/// and of its snippet when given.
 pub fn verify_text(
     text: &str,
     trusted: &TrustedKeys,
     snippet: Option<&str>,
 ) -> Result<Statement, VerifyError> {
-    let attestation = Attestation::from_json(text)?;
+    let (attestation, verdict) = read_input(text)?;
     let statement = trusted.verify(&attestation)?;
+    if let Some(verdict) = &verdict {
+        compare_verdict(&statement, verdict)?;
+    }
     if let Some(snippet) = snippet {
         use sha2::Digest;
         if hex::encode(sha2::Sha256::digest(snippet.as_bytes())) != statement.snippet_sha256 {
@@ -96,8 +159,41 @@ pub fn verify_text(
     Ok(statement)
 }
 
-pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
-    let keys = read_keys(&args.keys)?;
+/// The URL of a farm's keys: `/v1/keys` of the farm, unless the URL
+/// already names a path.
+fn keys_url(farm: &str) -> String {
+    let without_scheme = farm.split_once("://").map_or(farm, |(_, rest)| rest);
+    match without_scheme.split_once('/') {
+        Some((_, path)) if !path.is_empty() => farm.to_string(),
+        _ => format!("{}/v1/keys", farm.trim_end_matches('/')),
+    }
+}
+
+/// The trusted keys: a key file, or fetched from a farm's `GET /v1/keys`.
+async fn read_trusted_keys(keys: &str) -> Result<KeyFile, CliError> {
+    if !(keys.starts_with("http://") || keys.starts_with("https://")) {
+        return read_keys(Path::new(keys));
+    }
+    let url = keys_url(keys);
+    let request_error = |error: reqwest::Error| CliError::Request(format!("{url}: {error}"));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(request_error)?
+        .get(&url)
+        .send()
+        .await
+        .map_err(request_error)?;
+    let status = response.status();
+    let body = response.text().await.map_err(request_error)?;
+    if !status.is_success() {
+        return Err(CliError::Request(format!("{url} answered {status}")));
+    }
+    KeyFile::parse(&body).map_err(|error| CliError::Config(format!("the keys of {url}: {error}")))
+}
+
+pub async fn verify(args: VerifyArgs) -> Result<(), CliError> {
+    let keys = read_trusted_keys(&args.keys).await?;
     let trusted = TrustedKeys::new(&keys).map_err(|error| CliError::Config(error.to_string()))?;
     let text = read_text(&args.attestation)?;
     let snippet = args.snippet.as_deref().map(read_text).transpose()?;
@@ -117,6 +213,64 @@ pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
         statement.snippet_sha256
     );
     Ok(())
+}
+
+/// Where `leanfarm serve` keeps its own signing keys when no key file is set.
+pub const FARM_KEY_FILE: &str = "farm-signing-keys.json";
+
+/// The farm's own signing keys, for its in-process workers: the key file
+/// of the `signing_keys` setting, or else `DATA_DIR/farm-signing-keys.json`,
+/// generated on the first start (mode 0600) and refused afterwards if
+/// others may read it. The secret key is never logged.
+pub fn farm_signing_keys(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> Result<leanfarm_attest::SigningKeys, CliError> {
+    let key_error = |error: leanfarm_attest::KeyError| {
+        CliError::Config(format!("the farm's signing keys: {error}"))
+    };
+    let file = match key_file {
+        Some(path) => KeyFile::read(path).map_err(key_error)?,
+        None => {
+            let path = data_dir.join(FARM_KEY_FILE);
+            generated_key_file(&path).map_err(key_error)?
+        }
+    };
+    let keys = leanfarm_attest::SigningKeys::new(&file).map_err(key_error)?;
+    tracing::info!(key_ids = ?keys.public_keys().keys.iter().map(|key| key.key_id.clone()).collect::<Vec<_>>(), "the in-process workers sign their verdicts");
+    Ok(keys)
+}
+
+/// The key file at `path`, made with one new key if there is none.
+fn generated_key_file(path: &Path) -> Result<KeyFile, leanfarm_attest::KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    if !path.exists() {
+        let now = now_unix_seconds();
+        let entry = KeyEntry::generate(&format!("farm-{now}"), now, None)?;
+        let file = KeyFile { keys: vec![entry] };
+        match file.write(path) {
+            Ok(()) => return Ok(file),
+            // Another process sharing the data directory made it first.
+            Err(leanfarm_attest::KeyError::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let read_error = |source| leanfarm_attest::KeyError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(read_error)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(read_error(std::io::Error::other(format!(
+            "it holds a secret key but its mode is {:o}: make it readable by its owner only (chmod 600)",
+            mode & 0o777
+        ))));
+    }
+    KeyFile::read(path)
 }
 
 pub fn keys(args: KeysArgs) -> Result<(), CliError> {

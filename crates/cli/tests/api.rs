@@ -53,7 +53,11 @@ async fn checks_get_their_verdicts_and_can_be_read_back() {
     assert_eq!(rest["results"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next_after"], Value::Null);
 
-    let artifacts = data.path().join("artifacts/jobs").join(id);
+    let artifacts = data
+        .path()
+        .join("artifacts/jobs")
+        .join(leanfarm_store::artifacts::shard(id))
+        .join(id);
     for _ in 0..50 {
         if artifacts.join("summary.json").exists() {
             break;
@@ -308,6 +312,7 @@ async fn health_readiness_metrics_and_openapi() {
     for route in [
         "/v1/checks",
         "/v1/checks/{id}",
+        "/v1/checks/{id}/artifacts/{name}",
         "/v1/batches/{id}",
         "/v1/batches/{id}/results",
         "/v1/batches/{id}/events",
@@ -333,7 +338,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 24, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 25, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

@@ -86,9 +86,14 @@ async fn submit(
 }
 
 fn artifacts_complete(artifacts: &Path, job_id: &str) -> bool {
-    ARTIFACTS
-        .iter()
-        .all(|name| artifacts.join("jobs").join(job_id).join(name).exists())
+    ARTIFACTS.iter().all(|name| {
+        artifacts
+            .join("jobs")
+            .join(leanfarm_store::artifacts::shard(job_id))
+            .join(job_id)
+            .join(name)
+            .exists()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

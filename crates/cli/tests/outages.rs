@@ -154,7 +154,12 @@ async fn a_farm_that_crashes_between_a_verdict_and_its_artifacts_writes_them_whe
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(exit.code(), Some(86), "{exit:?}");
-    let job_dir = data.path().join("artifacts").join("jobs").join(&id);
+    let job_dir = data
+        .path()
+        .join("artifacts")
+        .join("jobs")
+        .join(leanfarm_store::artifacts::shard(&id))
+        .join(&id);
     assert!(
         !job_dir.join("summary.json").exists(),
         "the artifacts were written before the crash"

@@ -563,6 +563,14 @@ struct ModelServer {
 }
 
 async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
+    model_server_answering(rate_limited, hang, &["Here:\n```lean\nby\n  simp\n```"]).await
+}
+
+/// A chat-completions server whose successful answers are `contents` in
+/// turn (the last one again once they run out).
+async fn model_server_answering(rate_limited: usize, hang: bool, contents: &[&str]) -> ModelServer {
+    let contents: Arc<Vec<String>> =
+        Arc::new(contents.iter().map(|text| text.to_string()).collect());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -572,6 +580,7 @@ async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
         loop {
             let (mut socket, _) = listener.accept().await.unwrap();
             let (seen, counter) = (Arc::clone(&seen), Arc::clone(&counter));
+            let contents = Arc::clone(&contents);
             tokio::spawn(async move {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -644,7 +653,7 @@ async fn model_server(rate_limited: usize, hang: bool) -> ModelServer {
                             "id": "chatcmpl-1",
                             "object": "chat.completion",
                             "model": "test-model-7b",
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Here:\n```lean\nby\n  simp\n```"}, "finish_reason": "stop"}],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": contents[(number - rate_limited).min(contents.len() - 1)]}, "finish_reason": "stop"}],
                             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
                         })
                         .to_string(),
@@ -723,6 +732,51 @@ async fn an_openai_route_that_rate_limits_twice_recovers_and_accounts_usage() {
 }
 
 #[tokio::test]
+async fn refine_sends_lean_errors_back_to_the_model_and_its_correction_is_proved() {
+    let wrong = "```lean\nby\n  -- sim: error unsolved goals a + b = b + a\n  skip\n```";
+    let model = model_server_answering(0, false, &[wrong, "```lean\nby\n  omega\n```"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = openai_route("remote", &model.url, "retries = 0");
+    let farm = Farm::start(dir.path(), &config, &[], &[("PROVE_TEST_KEY", "k")]);
+    let mut request = body("remote", 1, 3, json!({}));
+    request["strategy"]["kind"] = json!("refine");
+    let job = farm.prove(&request).await;
+    assert_eq!(job["state"], "proved", "{job}");
+    assert_eq!(
+        statuses(&job),
+        vec![
+            (1, 1, "lean_error".to_string()),
+            (2, 1, "valid".to_string())
+        ]
+    );
+    assert!(
+        job["proof"].as_str().unwrap().ends_with(":= by\n  omega\n"),
+        "{job}"
+    );
+    let requests = model.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let second = &requests[1].1["messages"];
+    let roles: Vec<&str> = second
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert!(
+        second[2]["content"].as_str().unwrap().contains("skip"),
+        "{second}"
+    );
+    assert!(
+        second[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("unsolved goals a + b = b + a"),
+        "{second}"
+    );
+}
+
+#[tokio::test]
 async fn a_streaming_openai_route_assembles_the_reply_and_reads_usage_from_the_last_chunk() {
     let model = model_server(1, false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -785,34 +839,33 @@ async fn a_backend_that_is_down_or_hangs_fails_the_job_clearly_without_burning_i
     assert_eq!(hanging.calls.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test]
-async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = "[prove.routes.slow]\nbackend = \"dummy\"\ndummy = { solve_on = 4, wrong_extra = \"-- sim: sleep 1500\" }\n";
-    let flags = ["--prove-lease-seconds", "2", "--lease-seconds", "5"];
-    let mut farm = Farm::start(dir.path(), config, &flags, &[]);
-    let (status, job) = farm.post("/v1/prove", &body("slow", 1, 6, json!({}))).await;
+const SLOW_ROUTE: &str = "[prove.routes.slow]\nbackend = \"dummy\"\ndummy = { solve_on = 4, wrong_extra = \"-- sim: sleep 1500\" }\n";
+
+/// Submit a slow job to `first`, kill `first` once a candidate has its
+/// verdict and another is on its way, then follow the job on `second`
+/// (started by `then`) to its proof, with no attempt made twice.
+async fn survives_its_replica(mut first: Farm, then: impl FnOnce() -> Farm) {
+    let (status, job) = first
+        .post("/v1/prove", &body("slow", 1, 6, json!({})))
+        .await;
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
-    // Kill the replica once a candidate has its verdict and another is on its way.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, job) = farm.get(&format!("/v1/prove/{id}")).await;
-        let attempts = job["attempts"].as_array().unwrap();
-        if attempts.len() >= 2 {
+        let (_, job) = first.get(&format!("/v1/prove/{id}")).await;
+        if job["attempts"].as_array().unwrap().len() >= 2 {
             break;
         }
         assert!(Instant::now() < deadline, "{job}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    farm.kill_hard();
-    drop(farm);
-    let farm = Farm::start(dir.path(), config, &flags, &[]);
-    let job = farm.wait_end(&id, Duration::from_secs(120)).await;
+    first.kill_hard();
+    drop(first);
+    let second = then();
+    let job = second.wait_end(&id, Duration::from_secs(120)).await;
     assert_eq!(job["state"], "proved", "{job}");
-    let attempts = statuses(&job);
     assert_eq!(
-        attempts,
+        statuses(&job),
         vec![
             (1, 1, "lean_error".to_string()),
             (2, 1, "lean_error".to_string()),
@@ -828,16 +881,85 @@ async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempt
         .collect();
     assert_eq!(check_ids.len(), 4);
     // The tenant's checks: the statement check and one per candidate, no more.
-    let (status, list) = farm.get("/v1/checks?limit=100").await;
+    let (status, list) = second.get("/v1/checks?limit=100").await;
     assert_eq!(status, 200, "{list}");
     let listed = list["checks"]
         .as_array()
         .or_else(|| list["results"].as_array())
         .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(listed.len(), 5, "{list}");
-    let resumed = farm
+    let resumed = second
         .log_lines()
         .into_iter()
         .any(|line| line["fields"]["message"] == "resuming a prove job whose replica stopped");
     assert!(resumed);
+}
+
+#[tokio::test]
+async fn a_prove_job_survives_a_restart_of_its_replica_without_duplicate_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--prove-lease-seconds", "2", "--lease-seconds", "5"];
+    let first = Farm::start(dir.path(), SLOW_ROUTE, &flags, &[]);
+    survives_its_replica(first, || Farm::start(dir.path(), SLOW_ROUTE, &flags, &[])).await;
+}
+
+#[tokio::test]
+async fn on_postgresql_another_replica_takes_over_the_job_of_a_replica_that_died() {
+    let db = leanfarm_testkit::postgres::TestDatabase::create("prove_replicas");
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = [
+        "--prove-lease-seconds",
+        "2",
+        "--lease-seconds",
+        "5",
+        "--store",
+        db.url.as_str(),
+    ];
+    let first = Farm::start(first_dir.path(), SLOW_ROUTE, &flags, &[]);
+    // The second replica runs all along: it must not take the job while
+    // the first holds its lease, and takes it once the first is gone.
+    let second = Farm::start(second_dir.path(), SLOW_ROUTE, &flags, &[]);
+    survives_its_replica(first, move || second).await;
+}
+
+#[test]
+fn leanfarm_prove_prints_the_proof_and_exits_by_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goal.lean");
+    std::fs::write(&file, format!("open Nat\n\n{STATEMENT} := by sorry\n")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+            .arg("prove")
+            .args(["--simulate"])
+            .args(args)
+            .env(
+                "LEAN_FARM_TEST_SANDBOX",
+                leanfarm_testkit::test_backend_name(),
+            )
+            .output()
+            .expect("run leanfarm prove")
+    };
+    let inline = run(&[STATEMENT]);
+    let stdout = String::from_utf8_lossy(&inline.stdout);
+    let stderr = String::from_utf8_lossy(&inline.stderr);
+    assert!(inline.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("{STATEMENT} := by")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("proved · round 1"), "{stderr}");
+    let from_file = run(&["--json", "--n", "1", file.to_str().unwrap()]);
+    let job: Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(job["state"], "proved", "{job}");
+    assert!(
+        job["proof"]
+            .as_str()
+            .unwrap()
+            .starts_with("open Nat\n\ntheorem"),
+        "{job}"
+    );
+    // A request the farm refuses: exit 4, with its code.
+    let unknown = run(&["--candidates", "1", "--route", "nowhere", STATEMENT]);
+    assert_eq!(unknown.status.code(), Some(4), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown_model_route"));
 }

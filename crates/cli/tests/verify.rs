@@ -192,9 +192,16 @@ async fn a_farm_stores_the_verdicts_of_a_worker_whose_key_it_trusts() {
 
     let (status, published) = server.get_json("/v1/keys").await;
     assert_eq!(status, 200);
-    assert_eq!(published["keys"][0]["key_id"], "w1-key");
-    assert_eq!(published["keys"][0]["worker_id"], "w1");
-    assert!(published["keys"][0].get("secret_key").is_none());
+    // The farm's own key, then the keys it trusts for remote workers.
+    let published_keys = published["keys"].as_array().unwrap();
+    let worker_key = published_keys
+        .iter()
+        .find(|key| key["key_id"] == "w1-key")
+        .unwrap_or_else(|| panic!("w1-key is not published: {published}"));
+    assert_eq!(worker_key["worker_id"], "w1");
+    assert!(published_keys
+        .iter()
+        .all(|key| key.get("secret_key").is_none()));
 
     // A worker signing as w2 with w1's key: every completion is refused.
     let impostor_dir = tempfile::tempdir().unwrap();
@@ -263,6 +270,11 @@ async fn a_farm_stores_the_verdicts_of_a_worker_whose_key_it_trusts() {
         assert_eq!(status, 200, "{job}");
         if job["state"] == "done" {
             assert_eq!(job["verdict"]["status"], "valid", "{job}");
+            // The worker's attestation is stored and shown with the verdict.
+            let statement: serde_json::Value =
+                serde_json::from_str(job["attestation"]["statement"].as_str().unwrap()).unwrap();
+            assert_eq!(statement["worker_id"], "w1", "{job}");
+            assert_eq!(statement["key_id"], "w1-key", "{job}");
             break;
         }
         assert!(

@@ -114,6 +114,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn premises_and_earlier_failures_reach_the_prompt() {
+        let request: ProveRequest = serde_json::from_value(serde_json::json!({
+            "statement": "theorem t (a b : Nat) : a + b = b + a",
+            "header": "import Mathlib",
+        }))
+        .unwrap();
+        let premises = [Premise {
+            name: "Nat.add_comm".into(),
+            kind: "theorem".into(),
+            signature: "∀ (n m : ℕ), n + m = m + n".into(),
+            module: "Init".into(),
+            docstring: String::new(),
+        }];
+        let feedback = [Feedback {
+            proof: "by rfl".into(),
+            lean_said: "1:2: error: rfl failed".into(),
+        }];
+        let messages = messages(&request, &premises, &feedback);
+        assert_eq!(messages.len(), 4);
+        assert!(messages[1].content.contains("import Mathlib"));
+        assert!(messages[1]
+            .content
+            .contains("- theorem Nat.add_comm : ∀ (n m : ℕ), n + m = m + n"));
+        assert!(messages[1]
+            .content
+            .contains("theorem t (a b : Nat) : a + b = b + a :="));
+        assert_eq!(messages[2].role, "assistant");
+        assert!(messages[3].content.contains("rfl failed"));
+        assert_eq!(
+            candidate_code(&request, "by omega"),
+            "import Mathlib\n\ntheorem t (a b : Nat) : a + b = b + a := by omega\n"
+        );
+    }
+
+    #[test]
     fn a_fenced_reply_gives_its_block_without_the_statement() {
         let statement = "theorem t : 1 = 1";
         assert_eq!(

@@ -352,3 +352,53 @@ pub fn theorem_name(statement: &str) -> Option<&str> {
     let name = &rest[..end];
     (!name.is_empty()).then_some(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(statement: &str) -> ProveRequest {
+        serde_json::from_value(serde_json::json!({ "statement": statement })).unwrap()
+    }
+
+    #[test]
+    fn a_statement_is_a_theorem_without_a_proof() {
+        let ceiling = BudgetCeiling::default();
+        assert_eq!(
+            request("theorem t (a : Nat) : a = a").validate(&ceiling, 600.0),
+            Ok(())
+        );
+        assert_eq!(request("lemma l : True").pinned().unwrap().name, "l");
+        for bad in [
+            "def x : Nat",
+            "theorem t : True := trivial",
+            "theorem : True",
+            "theorem t : True\0",
+        ] {
+            assert!(request(bad).validate(&ceiling, 600.0).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn budgets_and_strategies_stay_within_the_ceilings() {
+        let ceiling = BudgetCeiling::default();
+        let mut asked = request("theorem t : True");
+        asked.budget.candidates = ceiling.candidates + 1;
+        assert!(matches!(
+            asked.validate(&ceiling, 600.0),
+            Err(RequestError::OutOfRange {
+                field: "budget.candidates",
+                ..
+            })
+        ));
+        let mut asked = request("theorem t : True");
+        asked.budget.wall_seconds = f64::NAN;
+        assert!(asked.validate(&ceiling, 600.0).is_err());
+        let mut asked = request("theorem t : True");
+        asked.strategy.n = 0;
+        assert!(asked.validate(&ceiling, 600.0).is_err());
+        let mut asked = request("theorem t : True");
+        asked.timeout_seconds = 601.0;
+        assert!(asked.validate(&ceiling, 600.0).is_err());
+    }
+}

@@ -70,6 +70,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("no batch with id `{0}`")]
     BatchNotFound(String),
+    #[error("no artifact is named `{0}`: a check's artifacts are {1}")]
+    UnknownArtifact(String, String),
+    #[error("check `{job_id}` has no artifact {name} (yet: artifacts are written once the verdict is stored)")]
+    ArtifactNotFound { job_id: String, name: String },
     #[error("the queue holds {queued} jobs and takes at most {limit}; this batch does not fit now; retry later")]
     QueueFull { queued: u64, limit: u64 },
     #[error("a batch of {size} snippets can never be queued: {queue} holds at most {limit} jobs; split it into batches of at most {limit}")]
@@ -84,6 +88,10 @@ pub enum ApiError {
         open: u64,
         limit: u64,
     },
+    #[error("the idempotency-key header must be 1 to {max_bytes} printable ascii characters (0x21 to 0x7e), given once: {why}")]
+    InvalidIdempotencyKey { max_bytes: usize, why: String },
+    #[error("this idempotency key was already used with another request body; use a new key for a new request")]
+    IdempotencyKeyReused,
     #[error("tenant `{tenant}` is limited to {rate} requests per second; retry later")]
     RateLimited { tenant: String, rate: f64 },
     #[error("unauthorized: {0}")]
@@ -170,6 +178,8 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::BatchNotFound(_) => {
                 ("not_found", StatusCode::NOT_FOUND)
             }
+            ApiError::UnknownArtifact(..) => ("unknown_artifact", StatusCode::NOT_FOUND),
+            ApiError::ArtifactNotFound { .. } => ("artifact_not_found", StatusCode::NOT_FOUND),
             ApiError::QueueFull { .. } => ("queue_full", StatusCode::TOO_MANY_REQUESTS),
             ApiError::BatchExceedsQueueLimit { .. } => {
                 ("batch_exceeds_queue_limit", StatusCode::PAYLOAD_TOO_LARGE)
@@ -178,6 +188,12 @@ impl ApiError {
                 ("tenant_queue_full", StatusCode::TOO_MANY_REQUESTS)
             }
             ApiError::RateLimited { .. } => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::InvalidIdempotencyKey { .. } => {
+                ("invalid_idempotency_key", StatusCode::BAD_REQUEST)
+            }
+            ApiError::IdempotencyKeyReused => {
+                ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY)
+            }
             ApiError::Unauthorized(_) => ("unauthorized", StatusCode::UNAUTHORIZED),
             ApiError::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             ApiError::StoreUnavailable(_) => ("store_unavailable", StatusCode::SERVICE_UNAVAILABLE),

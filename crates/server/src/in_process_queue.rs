@@ -1,13 +1,15 @@
 //! `InProcessQueue`: the `JobQueue` of `leanfarm serve`'s embedded workers,
 //! straight over this process's store, with the same effects after a stored
 //! verdict as a remote worker's completion (`completion::verdict_stored`).
+//! When the farm has its own signing keys, each verdict is signed with them
+//! and stored with its attestation in the same transaction.
 //!
 //! It must never change a job's state except through `Store`.
 
 use crate::completion::verdict_stored;
 use crate::AppState;
 use leanfarm_core::Verdict;
-use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerOffer};
+use leanfarm_store::{CompleteOutcome, Lease, ReleaseOutcome, WorkerAuthority, WorkerOffer};
 use leanfarm_worker::{JobQueue, QueueError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,10 +55,17 @@ impl JobQueue for InProcessQueue {
         verdict: &Verdict,
         started: Instant,
     ) -> Result<CompleteOutcome, QueueError> {
+        let attestation = crate::keys::farm_attestation(&self.state, lease, verdict)?;
         let outcome = self
             .state
             .store
-            .complete(&lease.job_id, &lease.lease_id, verdict)
+            .complete_attested_as(
+                &WorkerAuthority::Farm,
+                &lease.job_id,
+                &lease.lease_id,
+                verdict,
+                attestation.as_deref(),
+            )
             .await?;
         if outcome == CompleteOutcome::Stored {
             verdict_stored(

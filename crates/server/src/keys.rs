@@ -6,29 +6,59 @@
 //! Trust is off until `AppState::trusted_worker_keys` is set (`leanfarm
 //! serve --trusted-worker-keys`); then every completion through the worker
 //! API must carry an attestation that verifies, names the job's snippet,
-//! header, policy and the verdict it comes with. In-process workers are the
-//! farm itself and are not asked to sign. This module must never hold or
-//! serve a secret key: it only sees public ones.
+//! header, policy and the verdict it comes with.
+//!
+//! In-process workers are the farm itself: they sign with the farm's own
+//! keys (`AppState::farm_signer`, set by `leanfarm serve`) through
+//! `farm_attestation`, and `GET /v1/keys` publishes those keys' public half
+//! with the trusted worker keys. This module must never serve or log a
+//! secret key.
 
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
-use leanfarm_attest::{KeyFile, TrustedKeys};
+use leanfarm_attest::{now_unix_seconds, KeyError, KeyFile, Statement};
+use leanfarm_core::Verdict;
+use leanfarm_store::Lease;
 use leanfarm_worker::protocol::CompleteRequest;
 use std::sync::Arc;
 
 /// `GET /v1/keys`: `{"keys": [{"key_id", "algorithm", "public_key",
-/// "not_before", "not_after", "worker_id"?}]}`, empty when the farm
-/// trusts no worker keys.
+/// "not_before", "not_after", "worker_id"?}]}`: the farm's own keys (those
+/// its in-process workers sign with), then the keys it trusts for remote
+/// workers; empty when it has neither.
 pub(crate) async fn list_keys(State(state): State<Arc<AppState>>) -> Json<KeyFile> {
-    Json(
-        state
-            .trusted_worker_keys
-            .get()
-            .map(TrustedKeys::public_keys)
-            .unwrap_or_default(),
-    )
+    let mut published = KeyFile::default();
+    if let Some(signer) = state.farm_signer.get() {
+        published.keys.extend(signer.keys.public_keys().keys);
+    }
+    if let Some(trusted) = state.trusted_worker_keys.get() {
+        published.keys.extend(trusted.public_keys().keys);
+    }
+    Json(published)
+}
+
+/// The attestation of a verdict of the in-process workers, as the store
+/// keeps it (canonical JSON), signed with the farm's own keys; `None` when
+/// the farm has none. A verdict that cannot be signed (no key valid now)
+/// is a failure of the farm, never a Lean verdict.
+pub(crate) fn farm_attestation(
+    state: &AppState,
+    lease: &Lease,
+    verdict: &Verdict,
+) -> Result<Option<String>, KeyError> {
+    let Some(signer) = state.farm_signer.get() else {
+        return Ok(None);
+    };
+    let statement = Statement::for_verdict(
+        &lease.request,
+        verdict,
+        &signer.identity,
+        now_unix_seconds(),
+    );
+    let attestation = signer.keys.sign(statement)?;
+    Ok(Some(attestation.to_json()))
 }
 
 /// Refuse (403) a completion whose attestation is missing or does not

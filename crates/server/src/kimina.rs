@@ -13,8 +13,11 @@
 //! `lean_protocol`'s `Pos` and `Sorry` for the REPL-shaped parts. Their JSON
 //! has the keys, values and nesting the earlier `json!` builder sent (the
 //! tests hold that builder as the reference); only key order inside an
-//! object may differ. This module must never change a reply's shape:
-//! Kimina's client parses it.
+//! object may differ, and one key Kimina does not send: `attestation`, Lean
+//! Farm's signed attestation of the verdict, present only when the verdict
+//! was signed (`kimina-client` parses replies with pydantic models that
+//! ignore unknown keys; its test runs against a signing farm). This module
+//! must never change a reply's shape otherwise: Kimina's client parses it.
 
 use crate::body::parse_body;
 use crate::error::ApiError;
@@ -26,6 +29,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::Json;
 use lean_protocol::{Pos, Severity, Sorry};
+use leanfarm_attest::Attestation;
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, Verdict, VerdictMessage};
 use leanfarm_store::{JobRecord, JobState};
 use serde::{Deserialize, Serialize};
@@ -101,6 +105,10 @@ struct CheckResult {
     id: String,
     response: Option<ReplResponse>,
     time: f64,
+    /// Lean Farm's signed attestation of the verdict, when it was signed;
+    /// absent otherwise. Kimina's client ignores keys it does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attestation: Option<Attestation>,
 }
 
 /// The answer of `POST /verify`.
@@ -118,6 +126,9 @@ struct VerifyResult {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<TimedResponse>,
+    /// As in `CheckResult`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attestation: Option<Attestation>,
 }
 
 /// `/verify` carries the time inside the response.
@@ -230,6 +241,7 @@ pub(crate) async fn api_check(
                 id,
                 response,
                 time,
+                attestation: attestation_of(record),
             }
         })
         .collect();
@@ -277,10 +289,19 @@ pub(crate) async fn verify(
                 custom_id,
                 error,
                 response: response.map(|response| TimedResponse { response, time }),
+                attestation: attestation_of(record),
             }
         })
         .collect();
     Ok(Json(VerifyReply { results }))
+}
+
+/// The stored attestation of a job's verdict, as the API shows it.
+fn attestation_of(record: &JobRecord) -> Option<Attestation> {
+    record
+        .attestation
+        .as_deref()
+        .and_then(|text| Attestation::from_json(text).ok())
 }
 
 pub(crate) async fn health() -> Json<Health> {
@@ -315,7 +336,7 @@ async fn run(
     let wait = Duration::from_secs_f64(timeout.clamp(0.0, state.limits.max_timeout_seconds))
         + QUEUE_ALLOWANCE;
     let (_batch, records) =
-        submit_and_wait(state, tenant, &Target::default(), requests, wait).await?;
+        submit_and_wait(state, tenant, &Target::default(), requests, wait, None).await?;
     Ok(records)
 }
 
@@ -526,6 +547,7 @@ mod tests {
             toolchain: None,
             project: None,
             result,
+            attestation: None,
             attempts: 3,
             max_attempts: 3,
             last_error: Some("the sandbox could not start".into()),
@@ -638,6 +660,7 @@ mod tests {
                 id: "a".into(),
                 response,
                 time,
+                attestation: attestation_of(&record),
             })
             .unwrap();
             let (time, error, response) = old_translate(&record, 30.0);
@@ -661,6 +684,7 @@ mod tests {
                     custom_id: custom_id.clone(),
                     error,
                     response: response.map(|response| TimedResponse { response, time }),
+                    attestation: attestation_of(&record),
                 })
                 .unwrap();
                 let (time, error, response) = old_translate(&record, 30.0);

@@ -13,12 +13,14 @@
 //! `completion` is what follows a stored verdict, for `remote` and for
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
-//! all. `serve` is the listener (connection cap, header read timeout,
+//! all. `artifact_reads` serves a check's artifacts; `retention` deletes
+//! expired final jobs and their artifacts. `serve` is the listener (connection cap, header read timeout,
 //! graceful close). No two modules import each other.
 //!
 //! This module must never change a job's state except through `Store`.
 
 mod api;
+mod artifact_reads;
 pub mod auth;
 pub mod autoscale;
 mod batches;
@@ -35,6 +37,7 @@ mod outbox;
 mod prove;
 mod prove_runner;
 mod remote;
+pub mod retention;
 mod routes;
 mod search;
 mod serve;
@@ -46,6 +49,7 @@ pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
 pub use prove_runner::{ProveService, ProveSettings};
+pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 pub use search::RetrieverPremises;
 
 use leanfarm_driver::Driver;
@@ -86,6 +90,9 @@ pub struct Limits {
     /// Open connections at once; a connection beyond is answered 503
     /// `too_many_connections` and closed.
     pub max_connections: usize,
+    /// How long an `Idempotency-Key` of `POST /v1/checks` names the batch
+    /// it admitted.
+    pub idempotency_keep: Duration,
 }
 
 impl Default for Limits {
@@ -102,6 +109,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            idempotency_keep: leanfarm_store::DEFAULT_IDEMPOTENCY_KEEP,
         }
     }
 }
@@ -130,6 +138,13 @@ pub struct AppState {
     /// The public keys remote workers' attestations must verify against
     /// (`keys.rs`); unset, completions need no attestation.
     pub trusted_worker_keys: std::sync::OnceLock<leanfarm_attest::TrustedKeys>,
+    /// The farm's own signing keys and identity: the in-process workers
+    /// sign every verdict with them, and `GET /v1/keys` publishes their
+    /// public half (`keys.rs`); unset, their verdicts are not signed.
+    pub farm_signer: std::sync::OnceLock<leanfarm_worker::VerdictSigner>,
+    /// How long final jobs are kept; when set, this process sweeps expired
+    /// jobs and their artifacts periodically (`retention.rs`).
+    pub retention: std::sync::OnceLock<RetentionPolicy>,
     /// The declarations index `/v1/search` reads (`--search-index`); unset,
     /// the route answers 404 `search_not_configured`.
     pub search_index: std::sync::OnceLock<Arc<leanfarm_retriever::Retriever>>,
@@ -159,6 +174,8 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
+            farm_signer: std::sync::OnceLock::new(),
+            retention: std::sync::OnceLock::new(),
             search_index: std::sync::OnceLock::new(),
             prove: std::sync::OnceLock::new(),
         })
@@ -230,12 +247,22 @@ impl Farm {
             Arc::clone(&state),
             close_listeners_receiver.clone(),
         ));
+        tokio::spawn(retention::sweep_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
+        // Awaited on stop with the listeners, so that its row is removed.
+        let heartbeat = tokio::spawn(auth::keep_replica_registered(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         let mut servers = vec![tokio::spawn(serve::serve(
             listener,
             router(Arc::clone(&state)),
             state.limits.clone(),
             close_listeners_receiver.clone(),
         ))];
+        servers.push(heartbeat);
         if let Some(metrics_listener) = metrics_listener {
             servers.push(tokio::spawn(serve::serve(
                 metrics_listener,

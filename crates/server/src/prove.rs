@@ -55,11 +55,21 @@ pub(crate) struct ProveView {
 async fn view(state: &AppState, row: ProveJobRow) -> Result<ProveView, ApiError> {
     let attempts = attempts_of(state, &row.id).await?;
     let request: Option<ProveRequest> = serde_json::from_str(&row.request).ok();
-    let usage = if row.state == "running" {
-        usage_of(&attempts, row.created_at)
-    } else {
-        serde_json::from_str(&row.usage).unwrap_or_else(|_| usage_of(&attempts, row.created_at))
+    // A running or cancelled job's usage is its attempts' (a cancellation
+    // stores none); an ended job's is what its replica stored at the end.
+    let usage = match row.state.as_str() {
+        "running" => usage_of(&attempts, row.created_at),
+        "cancelled" => {
+            let mut usage = usage_of(&attempts, row.created_at);
+            let ended = row.finished_at.unwrap_or(row.updated_at);
+            usage.wall_seconds = ((ended - row.created_at).max(0) as f64) / 1000.0;
+            usage
+        }
+        _ => {
+            serde_json::from_str(&row.usage).unwrap_or_else(|_| usage_of(&attempts, row.created_at))
+        }
     };
+
     Ok(ProveView {
         id: row.id,
         state: row.state,

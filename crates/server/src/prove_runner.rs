@@ -214,7 +214,8 @@ impl Farm for StoreFarm {
             Err(
                 error @ (ApiError::QueueFull { .. }
                 | ApiError::TenantQueueFull { .. }
-                | ApiError::StoreUnavailable(_)),
+                | ApiError::StoreUnavailable(_)
+                | ApiError::ShuttingDown),
             ) => Err(FarmError::Busy(error.to_string())),
             Err(error) => Err(FarmError::Refused(error.to_string())),
         }

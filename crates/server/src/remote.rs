@@ -175,13 +175,18 @@ pub(crate) async fn complete(
         });
     }
     crate::keys::check_completion(&state, &request).await?;
+    let attestation = request
+        .attestation
+        .as_ref()
+        .map(leanfarm_attest::Attestation::to_json);
     let outcome = state
         .store
-        .complete_as(
+        .complete_attested_as(
             &authority,
             &request.job_id,
             &request.lease_id,
             &request.verdict,
+            attestation.as_deref(),
         )
         .await?;
     if outcome == CompleteOutcome::Stored {

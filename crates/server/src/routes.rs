@@ -10,7 +10,9 @@
 //! (`{code, message}` JSON), never a bare status.
 
 use crate::error::{excerpt, ApiError};
-use crate::{api, batches, dead_letters, keys, kimina, prove, remote, search, AppState};
+use crate::{
+    api, artifact_reads, batches, dead_letters, keys, kimina, prove, remote, search, AppState,
+};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -28,6 +30,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/checks/{id}",
             get(api::get_check).delete(api::cancel_check),
+        )
+        .route(
+            "/v1/checks/{id}/artifacts/{name}",
+            get(artifact_reads::get_artifact),
         )
         .route(
             "/v1/batches/{id}",

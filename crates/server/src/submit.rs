@@ -10,7 +10,7 @@ use crate::AppState;
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_driver::Driver;
 use leanfarm_store::{
-    Admission, CancelScope, Cancellation, JobRecord, JobState, NewJob, WorkerSeen,
+    Admission, CancelScope, Cancellation, IdempotencyKey, JobRecord, JobState, NewJob, WorkerSeen,
 };
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -102,12 +102,15 @@ pub(crate) fn is_final(state: JobState) -> bool {
 }
 
 /// Validate, enqueue (one transaction), and wait up to `wait` for the results.
+/// With an idempotency key, a request the key already admitted gets that
+/// batch back (its id and its jobs, as they are now), and nothing is queued.
 pub(crate) async fn submit_and_wait(
     state: &AppState,
     tenant: &str,
     target: &Target,
     requests: Vec<CheckRequest>,
     wait: Duration,
+    idempotency: Option<&IdempotencyKey>,
 ) -> Result<(String, Vec<JobRecord>), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
@@ -142,20 +145,50 @@ pub(crate) async fn submit_and_wait(
     let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();
     // Subscribe before enqueueing so no completion can be missed.
     let completions = state.completions.subscribe();
-    // The farm's cap is checked by the store in the enqueue transaction, so
-    // that replicas admitting at once never pass it together.
+    // The farm's cap, the tenant's `max_queued` and the idempotency key are
+    // checked by the store in the enqueue transaction, so that replicas
+    // admitting at once never pass a cap together nor admit one key twice.
     let admission = state
         .store
-        .enqueue_within(jobs, state.limits.max_queued_jobs)
+        .admit(jobs, state.limits.max_queued_jobs, idempotency)
         .await?;
-    if let Admission::QueueFull { queued, limit } = admission {
-        state.metrics.request_rejected();
-        return Err(ApiError::QueueFull { queued, limit });
-    }
-    state.enqueued.notify_waiters();
-    state.enqueued.notify_one();
+    let (batch_id, ids) = match admission {
+        Admission::Enqueued => {
+            state.enqueued.notify_waiters();
+            state.enqueued.notify_one();
+            (batch_id, ids)
+        }
+        Admission::Replayed { batch_id, job_ids } => (batch_id, job_ids),
+        refused => return Err(refusal(state, refused)),
+    };
     let records = wait_for(state, &ids, completions, wait).await?;
     Ok((batch_id, records))
+}
+
+/// The error for an admission that wrote nothing.
+fn refusal(state: &AppState, admission: Admission) -> ApiError {
+    match admission {
+        Admission::KeyReused => ApiError::IdempotencyKeyReused,
+        Admission::QueueFull { queued, limit } => {
+            state.metrics.request_rejected();
+            ApiError::QueueFull { queued, limit }
+        }
+        Admission::TenantQueueFull {
+            tenant,
+            open,
+            limit,
+        } => {
+            state.metrics.request_rejected();
+            ApiError::TenantQueueFull {
+                tenant,
+                open,
+                limit,
+            }
+        }
+        Admission::Enqueued | Admission::Replayed { .. } => {
+            unreachable!("an admission that wrote its jobs is not refused")
+        }
+    }
 }
 
 /// Refuse a batch of `batch_size` that the tenant's queue limit cannot take.
@@ -172,15 +205,6 @@ async fn check_tenant_room(
             size: batch_size,
             limit: limits.max_queued,
             queue: format!("tenant `{tenant}`'s queue"),
-        });
-    }
-    let open = state.store.tenant_open_jobs(tenant).await?;
-    if open + batch_size > limits.max_queued {
-        state.metrics.request_rejected();
-        return Err(ApiError::TenantQueueFull {
-            tenant: tenant.to_string(),
-            open,
-            limit: limits.max_queued,
         });
     }
     Ok(())
@@ -219,9 +243,8 @@ pub(crate) async fn enqueue_with_id(
         .store
         .enqueue_within(vec![job], state.limits.max_queued_jobs)
         .await?;
-    if let Admission::QueueFull { queued, limit } = admission {
-        state.metrics.request_rejected();
-        return Err(ApiError::QueueFull { queued, limit });
+    if admission != Admission::Enqueued {
+        return Err(refusal(state, admission));
     }
     state.enqueued.notify_waiters();
     state.enqueued.notify_one();

@@ -2,7 +2,9 @@
 //! that show checks) and the query-string check every handler with a query
 //! makes. Pure conversions: no I/O, no handler.
 
+use leanfarm_attest::Attestation;
 use leanfarm_core::Verdict;
+use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{JobRecord, JobState};
 use serde::Serialize;
 
@@ -16,6 +18,14 @@ pub(crate) struct CheckView {
     pub state: JobState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// The verdict's signed attestation, when its worker signed it
+    /// (`leanfarm verify` checks it offline against `GET /v1/keys`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+    /// The names of the check's artifacts (`GET
+    /// /v1/checks/{id}/artifacts/{name}`): those of a stored verdict, once
+    /// the check is done; none before.
+    pub artifacts: Vec<&'static str>,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -34,12 +44,24 @@ impl From<JobRecord> for CheckView {
             )),
             _ => None,
         };
+        // The store keeps the attestation's canonical JSON; an unreadable
+        // one is not shown (a verifier would refuse it anyway).
+        let attestation = record
+            .attestation
+            .as_deref()
+            .and_then(|text| Attestation::from_json(text).ok());
+        let artifacts = match record.state {
+            JobState::Done => VERDICT_ARTIFACTS.to_vec(),
+            _ => Vec::new(),
+        };
         CheckView {
             id: record.id,
             custom_id: record.request.custom_id.clone(),
             batch_id: record.batch_id,
             state: record.state,
             verdict: record.result,
+            attestation,
+            artifacts,
             attempts: record.attempts,
             error,
             created_at: record.created_at,

@@ -1,6 +1,13 @@
-//! Per-job artifacts (`jobs/<job_id>/input.json`, `summary.json`, ...) behind
-//! the `object_store` API: a local directory by default, in memory for
-//! tests; S3 and GCS are further `object_store` backends behind the same type.
+//! Per-job artifacts (`input.json`, `summary.json`, ...) behind the
+//! `object_store` API: a local directory by default, in memory for tests;
+//! S3 and GCS are further `object_store` backends behind the same type.
+//!
+//! Keys are sharded: a job's artifacts are written under
+//! `jobs/<shard>/<job_id>/<name>`, where the shard is the first two hex
+//! digits of the SHA-256 of the job id, so no directory holds every job
+//! (at most 256 shards under `jobs/`). Artifacts written before sharding,
+//! under `jobs/<job_id>/<name>`, stay readable where they are: reads try
+//! the sharded key first, then the old one, and `delete_job` removes both.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -42,12 +49,36 @@ fn segment(text: &str) -> Result<&str, ArtifactError> {
     }
 }
 
+/// The shard of a job: the first two hex digits of the SHA-256 of its id.
+pub fn shard(job_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(job_id.as_bytes());
+    hex::encode(&digest[..1])
+}
+
+/// Where a job's artifacts are written: `jobs/<shard>/<job_id>`.
+fn job_prefix(job_id: &str) -> Result<ObjectPath, ArtifactError> {
+    let job_id = segment(job_id)?;
+    Ok(ObjectPath::from(format!("jobs/{}/{job_id}", shard(job_id))))
+}
+
+/// Where a job's artifacts were written before sharding: `jobs/<job_id>`.
+fn legacy_job_prefix(job_id: &str) -> Result<ObjectPath, ArtifactError> {
+    Ok(ObjectPath::from(format!("jobs/{}", segment(job_id)?)))
+}
+
 fn key(job_id: &str, name: &str) -> Result<ObjectPath, ArtifactError> {
-    Ok(ObjectPath::from(format!(
-        "jobs/{}/{}",
-        segment(job_id)?,
-        segment(name)?
-    )))
+    Ok(job_prefix(job_id)?.child(segment(name)?))
+}
+
+fn legacy_key(job_id: &str, name: &str) -> Result<ObjectPath, ArtifactError> {
+    Ok(legacy_job_prefix(job_id)?.child(segment(name)?))
+}
+
+/// Whether `location` is an artifact directly under `prefix` (so a legacy
+/// prefix `jobs/ab` never takes in the shard `jobs/ab/...`).
+fn directly_under(location: &ObjectPath, prefix: &ObjectPath) -> bool {
+    location.parts().count() == prefix.parts().count() + 1
 }
 
 fn backend_error(error: object_store::Error) -> ArtifactError {
@@ -77,7 +108,7 @@ impl ArtifactStore {
         })
     }
 
-    /// Write `jobs/<job_id>/<name>`.
+    /// Write `<name>` of `job_id` (under its sharded key).
     pub async fn put(&self, job_id: &str, name: &str, data: Bytes) -> Result<(), ArtifactError> {
         self.backend
             .put(&key(job_id, name)?, PutPayload::from_bytes(data))
@@ -86,30 +117,81 @@ impl ArtifactStore {
             .map_err(backend_error)
     }
 
-    /// Read `jobs/<job_id>/<name>`; `None` if absent.
+    /// Read `<name>` of `job_id` (its sharded key, else its key from before
+    /// sharding); `None` if absent.
     pub async fn get(&self, job_id: &str, name: &str) -> Result<Option<Bytes>, ArtifactError> {
-        match self.backend.get(&key(job_id, name)?).await {
-            Ok(result) => result.bytes().await.map(Some).map_err(backend_error),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(error) => Err(backend_error(error)),
+        for location in [key(job_id, name)?, legacy_key(job_id, name)?] {
+            match self.backend.get(&location).await {
+                Ok(result) => return result.bytes().await.map(Some).map_err(backend_error),
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(error) => return Err(backend_error(error)),
+            }
         }
+        Ok(None)
+    }
+
+    /// Every stored object of one job, under its sharded and its old key.
+    async fn locations(&self, job_id: &str) -> Result<Vec<ObjectPath>, ArtifactError> {
+        let mut locations = Vec::new();
+        for prefix in [job_prefix(job_id)?, legacy_job_prefix(job_id)?] {
+            let objects: Vec<object_store::ObjectMeta> = self
+                .backend
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(backend_error)?;
+            locations.extend(
+                objects
+                    .into_iter()
+                    .map(|meta| meta.location)
+                    .filter(|location| directly_under(location, &prefix)),
+            );
+        }
+        Ok(locations)
     }
 
     /// Names of the artifacts of one job.
     pub async fn list(&self, job_id: &str) -> Result<Vec<String>, ArtifactError> {
-        let prefix = ObjectPath::from(format!("jobs/{}", segment(job_id)?));
-        let objects: Vec<object_store::ObjectMeta> = self
-            .backend
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(backend_error)?;
-        let mut names: Vec<String> = objects
-            .into_iter()
-            .filter_map(|meta| meta.location.filename().map(str::to_string))
+        let mut names: Vec<String> = self
+            .locations(job_id)
+            .await?
+            .iter()
+            .filter_map(|location| location.filename().map(str::to_string))
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
+    }
+
+    /// Delete every artifact of one job (sharded and from before sharding);
+    /// returns how many objects were deleted. Deleting what is already
+    /// gone is not an error.
+    pub async fn delete_job(&self, job_id: &str) -> Result<usize, ArtifactError> {
+        let mut deleted = 0;
+        for location in self.locations(job_id).await? {
+            match self.backend.delete(&location).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(backend_error(error)),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Write an object at its key from before sharding (to test that such
+    /// artifacts stay readable and are deleted).
+    #[doc(hidden)]
+    pub async fn put_unsharded(
+        &self,
+        job_id: &str,
+        name: &str,
+        data: Bytes,
+    ) -> Result<(), ArtifactError> {
+        self.backend
+            .put(&legacy_key(job_id, name)?, PutPayload::from_bytes(data))
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
     }
 }
 
@@ -154,15 +236,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn artifacts_from_before_sharding_are_read_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        store
+            .put_unsharded("old", "summary.json", Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        store
+            .put("old", "input.json", Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        assert!(dir.path().join("jobs/old/summary.json").is_file());
+        assert_eq!(
+            store.get("old", "summary.json").await.unwrap().unwrap(),
+            Bytes::from_static(b"old")
+        );
+        assert_eq!(
+            store.list("old").await.unwrap(),
+            vec!["input.json".to_string(), "summary.json".to_string()]
+        );
+        // A job whose id looks like a shard does not take in the shard.
+        let shard_of_old = shard("old");
+        store
+            .put_unsharded(&shard_of_old, "x.json", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list(&shard_of_old).await.unwrap(),
+            vec!["x.json".to_string()]
+        );
+        assert_eq!(store.delete_job("old").await.unwrap(), 2);
+        assert_eq!(store.list("old").await.unwrap(), Vec::<String>::new());
+        assert_eq!(store.get("old", "summary.json").await.unwrap(), None);
+        assert_eq!(store.delete_job("old").await.unwrap(), 0);
+        assert_eq!(
+            store.list(&shard_of_old).await.unwrap(),
+            vec!["x.json".to_string()]
+        );
+    }
+
+    #[tokio::test]
     async fn memory_artifacts_round_trip() {
         round_trip(ArtifactStore::open("memory://").unwrap()).await;
     }
 
     #[tokio::test]
-    async fn local_artifacts_round_trip_and_land_under_jobs() {
+    async fn local_artifacts_round_trip_and_land_in_shards_under_jobs() {
         let dir = tempfile::tempdir().unwrap();
         round_trip(ArtifactStore::open(dir.path().to_str().unwrap()).unwrap()).await;
-        assert!(dir.path().join("jobs/job1/summary.json").is_file());
+        let shard = shard("job1");
+        assert_eq!(shard.len(), 2);
+        assert!(dir
+            .path()
+            .join(format!("jobs/{shard}/job1/summary.json"))
+            .is_file());
+        assert!(!dir.path().join("jobs/job1").exists());
         assert!(matches!(
             ArtifactStore::open("s3://bucket"),
             Err(ArtifactError::UnsupportedUrl(_))

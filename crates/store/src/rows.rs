@@ -7,7 +7,7 @@ use crate::{
 use leanfarm_core::{CheckRequest, Verdict};
 
 /// Columns of a job row, in the order `RawJob` holds them.
-pub(crate) const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at, toolchain, project";
+pub(crate) const JOB_COLUMNS: &str = "id, tenant, batch_id, state, request, header_key, result, attempts, max_attempts, last_error, created_at, started_at, finished_at, toolchain, project, attestation";
 
 /// The time now as the store keeps it: Unix time in milliseconds.
 pub fn now_millis() -> UnixMillis {
@@ -87,6 +87,7 @@ pub(crate) type RawJob = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
@@ -106,6 +107,7 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         finished_at,
         toolchain,
         project,
+        attestation,
     ) = raw;
     let request = parse_request(&id, &request)?;
     let result: Option<Verdict> = match result {
@@ -125,6 +127,7 @@ pub(crate) fn to_record(raw: RawJob) -> Result<JobRecord, StoreError> {
         toolchain,
         project,
         result,
+        attestation,
         attempts,
         max_attempts,
         last_error,

@@ -10,6 +10,7 @@
 use super::checker::CheckerArgs;
 use super::prove::ProveArgs;
 use super::queue::QueueArgs;
+use super::retention::RetentionArgs;
 use super::store::StoreArgs;
 use super::SettingError;
 use clap::Args;
@@ -57,6 +58,9 @@ pub(crate) mod defaults {
     pub fn max_connections() -> usize {
         Limits::default().max_connections
     }
+    pub fn idempotency_key_hours() -> f64 {
+        Limits::default().idempotency_keep.as_secs_f64() / 3600.0
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -84,6 +88,9 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     #[serde(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub prove: ProveArgs,
     /// Every user request must carry a tenant's token (see `leanfarm tenant`); `/metrics` and `/v1/workers` then need an operator token
     #[arg(long, env = "LEAN_FARM_REQUIRE_AUTH")]
@@ -97,6 +104,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_TRUSTED_WORKER_KEYS")]
     #[serde(default)]
     pub trusted_worker_keys: Option<PathBuf>,
+    /// Key file whose secret keys sign the in-process workers' verdicts (`leanfarm keys generate`) [default: DATA_DIR/farm-signing-keys.json, generated once, mode 0600]
+    #[arg(long, env = "LEAN_FARM_SIGNING_KEYS")]
+    #[serde(default)]
+    pub signing_keys: Option<PathBuf>,
     /// A declarations index (`leanfarm index`) that `GET /v1/search` serves [default: none; the route answers 404]
     #[arg(long, env = "LEAN_FARM_SEARCH_INDEX")]
     #[serde(default)]
@@ -113,6 +124,7 @@ impl ServeArgs {
         self.checker.validate()?;
         self.stores.validate()?;
         self.queue.validate()?;
+        self.retention.validate()?;
         self.prove.validate()?;
         self.limits.validate()
     }
@@ -167,7 +179,14 @@ pub struct LimitArgs {
     #[arg(long, env = "LEAN_FARM_MAX_CONNECTIONS", default_value_t = defaults::max_connections())]
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Hours an Idempotency-Key of POST /v1/checks names the batch it admitted (a retry with it within this time gets that batch back)
+    #[arg(long, env = "LEAN_FARM_IDEMPOTENCY_KEY_HOURS", default_value_t = defaults::idempotency_key_hours())]
+    #[serde(default = "defaults::idempotency_key_hours")]
+    pub idempotency_key_hours: f64,
 }
+
+/// The longest an idempotency key may be kept: a year.
+const MAX_IDEMPOTENCY_KEY_HOURS: f64 = 24.0 * 366.0;
 
 impl LimitArgs {
     /// Refuse a limit that would refuse everything, naming it.
@@ -222,6 +241,13 @@ impl LimitArgs {
                 format!("must be 0 s or more, not {}", self.max_wait_seconds),
             ));
         }
+        let hours = self.idempotency_key_hours;
+        if !(hours.is_finite() && hours > 0.0 && hours <= MAX_IDEMPOTENCY_KEY_HOURS) {
+            return Err(SettingError::new(
+                "idempotency_key_hours",
+                format!("must be more than 0 and at most {MAX_IDEMPOTENCY_KEY_HOURS} hours, not {hours}"),
+            ));
+        }
         Ok(())
     }
 
@@ -239,6 +265,9 @@ impl LimitArgs {
             ),
             body_read_timeout: std::time::Duration::from_secs_f64(self.body_read_timeout_seconds),
             max_connections: self.max_connections,
+            idempotency_keep: std::time::Duration::from_secs_f64(
+                self.idempotency_key_hours * 3600.0,
+            ),
             ..Limits::default()
         }
     }
