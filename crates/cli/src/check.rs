@@ -23,6 +23,9 @@ pub struct CheckArgs {
     /// A user token for a farm that requires one (`leanfarm tenant key`)
     #[arg(long, env = "LEAN_FARM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// --server, besides the system's roots
+    #[arg(long, env = "LEAN_FARM_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// With no --server: use lean-sim, the stand-in for Lean
     #[arg(long)]
     pub simulate: bool,
@@ -100,7 +103,10 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
             url
         }
     };
-    let client = reqwest::Client::new();
+    let client = leanfarm_worker::tls::client_builder(args.ca_cert.as_deref())
+        .map_err(|error| CliError::Config(format!("--ca-cert: {error}")))?
+        .build()
+        .map_err(|error| CliError::Config(format!("cannot build the http client: {error}")))?;
     let progress = std::io::stderr().is_terminal() && files.len() > 1;
     let mut rows: Vec<(PathBuf, Value)> = Vec::new();
     for chunk in files.chunks(BATCH) {
@@ -118,7 +124,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         let response = request
             .send()
             .await
-            .map_err(|error| CliError::Request(error.to_string()))?;
+            .map_err(|error| CliError::Request(leanfarm_worker::tls::describe(&error)))?;
         let status = response.status();
         let value: Value = response
             .json()

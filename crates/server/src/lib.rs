@@ -36,12 +36,14 @@ mod remote;
 mod routes;
 mod serve;
 mod submit;
+mod tls;
 mod views;
 
 pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use tls::{ServerTls, TlsError};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -162,6 +164,8 @@ pub struct Farm {
     pub local_addr: std::net::SocketAddr,
     /// Where `/metrics` is served without a token, when it has its own listener.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether the API listener terminates TLS (its URL is https://).
+    pub https: bool,
     /// Stops the workers (first) and the queue refresh.
     stop_workers: watch::Sender<bool>,
     /// Closes the listeners (once the workers have drained).
@@ -188,6 +192,18 @@ impl Farm {
         metrics_addr: Option<std::net::SocketAddr>,
         worker: WorkerConfig,
     ) -> std::io::Result<Farm> {
+        Farm::start_with_tls(state, addr, metrics_addr, worker, None).await
+    }
+
+    /// `start_with_metrics`, the API over TLS when `tls` is set (the
+    /// metrics listener, for a private network, stays plain HTTP).
+    pub async fn start_with_tls(
+        state: Arc<AppState>,
+        addr: std::net::SocketAddr,
+        metrics_addr: Option<std::net::SocketAddr>,
+        worker: WorkerConfig,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<Farm> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match metrics_addr {
@@ -198,6 +214,7 @@ impl Farm {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
+        let https = tls.is_some();
         let (stop_workers, stop_workers_receiver) = watch::channel(false);
         let (close_listeners, close_listeners_receiver) = watch::channel(false);
         let workers = match state.driver.clone() {
@@ -217,6 +234,7 @@ impl Farm {
             listener,
             router(Arc::clone(&state)),
             state.limits.clone(),
+            tls,
             close_listeners_receiver.clone(),
         ))];
         if let Some(metrics_listener) = metrics_listener {
@@ -224,14 +242,16 @@ impl Farm {
                 metrics_listener,
                 routes::metrics_router(Arc::clone(&state)),
                 state.limits.clone(),
+                None,
                 close_listeners_receiver,
             )));
         }
         let slots = state.driver.as_ref().map_or(0, Driver::slots);
-        tracing::info!(%local_addr, ?metrics_addr, slots, store = state.store.backend_name(), "lean farm is serving");
+        tracing::info!(%local_addr, ?metrics_addr, https, slots, store = state.store.backend_name(), "lean farm is serving");
         Ok(Farm {
             local_addr,
             metrics_addr,
+            https,
             stop_workers,
             close_listeners,
             servers,

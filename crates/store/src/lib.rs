@@ -16,6 +16,7 @@
 
 pub mod artifacts;
 mod postgres;
+mod postgres_tls;
 mod rows;
 mod sqlite;
 
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::ArtifactStore;
+pub use artifacts::{ArtifactError, ArtifactSettings, ArtifactStore};
 pub use rows::now_millis;
 
 /// Unix time in milliseconds; all timestamps in the store use it.

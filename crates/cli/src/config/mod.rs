@@ -76,6 +76,7 @@ pub fn data_dir(data_dir: &Path) -> Result<PathBuf, CliError> {
 /// Build and start a farm from settings.
 pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     args.validate()?;
+    let tls = args.server_tls()?;
     let data_dir = data_dir(&args.data_dir)?;
     let slots = args.checker.slots();
     let driver = match slots {
@@ -91,7 +92,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?
         .with_queue_policy(args.queue.policy());
     let artifacts_url = args.stores.artifacts_url(&data_dir);
-    let artifacts = ArtifactStore::open(&artifacts_url)
+    let artifacts = ArtifactStore::open_with(&artifacts_url, &args.stores.artifact_settings())
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
     let state = AppState::new(
         store,
@@ -105,7 +106,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args.addr;
-    Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
+    Farm::start_with_tls(state, addr, args.metrics_addr, worker, tls)
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
 }
@@ -115,8 +116,9 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
 pub async fn serve(args: ServeArgs, explicit: &[String]) -> Result<(), CliError> {
     let args = file::with_file(args, explicit)?;
     let farm = start_farm(args).await?;
+    let scheme = if farm.https { "https" } else { "http" };
     eprintln!(
-        "leanfarm: serving on http://{} (Ctrl-C or SIGTERM to stop)",
+        "leanfarm: serving on {scheme}://{} (Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
     if let Some(metrics_addr) = farm.metrics_addr {
