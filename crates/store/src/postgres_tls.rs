@@ -164,12 +164,15 @@ pub(crate) fn target(url: &str) -> Result<PostgresTarget, StoreError> {
             }
         }
     };
-    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut client_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| unsupported(url, format!("tls: {error}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    // Pooled connections live long: every one makes a full handshake and
+    // checks the certificate.
+    client_config.resumption = rustls::client::Resumption::disabled();
     Ok(PostgresTarget {
         config,
         tls: Some(MakeRustlsConnect::new(client_config)),

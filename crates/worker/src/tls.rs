@@ -60,17 +60,20 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 /// The TLS failure under `error`, if the request failed in the TLS
 /// handshake (an untrusted or mismatched certificate, no common protocol).
 pub fn tls_failure(error: &reqwest::Error) -> Option<String> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(inner) = cause {
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                return Some(tls.to_string());
+    rustls_error_in(error)
+}
+
+/// The rustls error in `error`'s causes, looking inside wrapped I/O errors.
+fn rustls_error_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls.to_string());
+    }
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        if let Some(inner) = io.get_ref() {
+            if let Some(found) = rustls_error_in(inner) {
+                return Some(found);
             }
         }
-        cause = inner.source();
     }
-    None
+    error.source().and_then(rustls_error_in)
 }
