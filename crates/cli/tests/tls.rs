@@ -373,3 +373,46 @@ fn postgres_over_tls_require_verify_ca_and_verify_full() {
         assert!(stderr.contains(expected), "{url}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn over_tls_the_connection_cap_and_the_header_read_timeout_hold() {
+    use std::io::Read;
+    let certificates = Certificates::make(&["127.0.0.1"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = common::Server::start(
+        data.path(),
+        &[
+            "--slots",
+            "0",
+            "--max-connections",
+            "2",
+            "--header-read-timeout-seconds",
+            "1",
+            "--tls-cert",
+            text(&certificates.certificate()),
+            "--tls-key",
+            text(&certificates.key()),
+        ],
+    );
+    server.client = client_trusting(&certificates.ca());
+    let address = server.url.trim_start_matches("https://").to_string();
+    // Two clients that connect and never start the handshake hold both places.
+    let mut silent: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = server.get_json("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "too_many_connections", "{body}");
+    // The handshake counts against the header read timeout: both are closed.
+    for stream in &mut silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buffer = [0u8; 16];
+        let read = stream.read(&mut buffer);
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+}
