@@ -90,9 +90,7 @@ async fn main() {
     let user = leanfarm(&[
         "tenant", "--store", &store, "key", "bench", "--scope", "user",
     ]);
-    let worker_token = leanfarm(&[
-        "tenant", "--store", &store, "farm-key", "--scope", "worker",
-    ]);
+    let worker_token = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
 
     let data = tempfile::tempdir().expect("data dir");
     let certificates = tls.then(|| certificates(data.path()));
