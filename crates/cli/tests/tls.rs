@@ -404,7 +404,7 @@ async fn over_tls_the_connection_cap_and_the_header_read_timeout_hold() {
     let (status, body) = server.get_json("/healthz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "too_many_connections", "{body}");
-    // The handshake counts against the header read timeout: both are closed.
+    // A handshake must finish within the header read timeout: both are closed.
     for stream in &mut silent {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

@@ -15,8 +15,8 @@
 //! every other error.
 //!
 //! With TLS (`ServerTls`), each accepted connection's handshake runs in
-//! its own task, within the header read timeout and under the connection
-//! cap; the 503 over the cap is sent over TLS too.
+//! its own task, under the connection cap, and must finish within the
+//! header read timeout; the 503 over the cap is sent over TLS too.
 //!
 //! This module must never hold a connection open past the shutdown grace
 //! period, nor answer anything but the router's answers and that 503.
@@ -96,8 +96,8 @@ pub(crate) async fn serve(
                 serve_connection(stream, service, header_read_timeout, closing).await;
                 return;
             };
-            // The handshake counts against the time a client has to send
-            // its request headers.
+            // The handshake gets the time a client has to send its request
+            // headers (and the headers then get theirs).
             match tokio::time::timeout(header_read_timeout, tls.acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     serve_connection(stream, service, header_read_timeout, closing).await;

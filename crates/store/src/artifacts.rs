@@ -115,8 +115,7 @@ fn open_s3(
 ) -> Result<Arc<dyn ObjectStore>, ArtifactError> {
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_client_options(client_options(settings)?)
-        .with_allow_http(settings.allow_http);
+        .with_client_options(client_options(settings)?);
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.with_endpoint(endpoint);
     }
