@@ -139,6 +139,20 @@ async fn an_https_farm_and_a_worker_that_trusts_its_ca_complete_checks() {
         .collect();
     assert_eq!(statuses, ["valid", "sorry"], "{response}");
 
+    // `leanfarm results` over https with the CA.
+    let batch = response["batch_id"].as_str().expect("a batch id");
+    let export = Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args(["results", batch, "--server", &server.url, "--token", &user])
+        .args(["--ca-cert", text(&certificates.ca())])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&export.stdout).lines().count(), 2);
+
     // `leanfarm check` over https with the same CA.
     let file = worker_dir.path().join("proof.lean");
     std::fs::write(&file, "theorem t : True := trivial").unwrap();
