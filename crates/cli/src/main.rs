@@ -106,6 +106,10 @@ fn main() -> ExitCode {
         .subcommand_matches("serve")
         .map(config::explicit_settings)
         .unwrap_or_default();
+    // `check` starts its own farm with `serve`'s settings.
+    let check_farm_settings = matches
+        .subcommand_matches("check")
+        .map(check::FarmSettingsGiven::from_matches);
     if let Command::LeanSim { args } = cli.command {
         return ExitCode::from(lean_sim::main_with_args(args).clamp(0, 255) as u8);
     }
@@ -121,7 +125,19 @@ fn main() -> ExitCode {
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
-    config::init_logging(default_log);
+    let log_file = match &cli.command {
+        Command::Check(args) => args.log_file.clone(),
+        _ => None,
+    };
+    match log_file {
+        Some(path) => {
+            if let Err(error) = config::init_logging_to_file(default_log, &path) {
+                eprintln!("leanfarm: {error}");
+                return ExitCode::from(2);
+            }
+        }
+        None => config::init_logging(default_log),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,7 +151,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => config::serve(*args, &explicit).await,
-            Command::Check(args) => check::run(args).await,
+            Command::Check(args) => {
+                let given = check_farm_settings.expect("parsed check");
+                check::run(args, given).await
+            }
             Command::Results(args) => results::run(args).await,
             Command::Conformance(args) => conformance::run(*args).await,
             Command::Migrate { store } => migrate(&store).await,

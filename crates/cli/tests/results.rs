@@ -447,3 +447,145 @@ async fn cancelling_ends_queued_and_running_checks_and_frees_the_worker() {
     let (status, _) = delete("/v1/batches/no-such-batch".into()).await;
     assert_eq!(status, 404);
 }
+
+/// One server-sent event: its name, id (if any) and data.
+type Event = (String, Option<String>, Value);
+
+/// Open a batch's event stream (resuming after `last_event_id`, if given)
+/// and read whole events until the stream ends, or, with `drop_after`, until
+/// that many verdicts came: then the connection is dropped, and a partly
+/// received event is lost as it would be for any client.
+async fn stream_events(
+    server: &Server,
+    batch: &str,
+    last_event_id: Option<&str>,
+    drop_after: Option<usize>,
+) -> Vec<Event> {
+    let mut request = server
+        .client
+        .get(format!("{}/v1/batches/{batch}/events", server.url));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let mut response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut pending = String::new();
+    let mut events: Vec<Event> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), response.chunk())
+        .await
+        .expect("the stream ends within 60 s")
+        .unwrap()
+    {
+        pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name).map(str::to_string))
+            };
+            if let (Some(event), Some(data)) = (field("event: "), field("data: ")) {
+                events.push((event, field("id: "), serde_json::from_str(&data).unwrap()));
+            }
+            let verdicts = events
+                .iter()
+                .filter(|(event, ..)| event == "verdict")
+                .count();
+            if drop_after.is_some_and(|wanted| verdicts >= wanted) {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+fn verdict_custom_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(event, ..)| event == "verdict")
+        .map(|(_, _, check)| check["custom_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dropped_event_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--slots", "2"]);
+    let snippets: Vec<Value> = (0..8)
+        .map(|index| {
+            json!({"id": format!("p{index}"), "code": format!("-- sim: sleep {}\ntheorem t{index} : True := trivial", 300 * index)})
+        })
+        .collect();
+    let (status, submitted) = server
+        .post("/v1/checks", &json!({"snippets": snippets}))
+        .await;
+    assert_eq!(status, 202, "{submitted}");
+    let batch = submitted["batch_id"].as_str().unwrap().to_string();
+
+    // The first connection drops after two verdicts, mid-batch.
+    let first = stream_events(&server, &batch, None, Some(2)).await;
+    let first_ids = verdict_custom_ids(&first);
+    assert!(first_ids.len() >= 2, "{first:?}");
+    let (_, last_id, _) = first
+        .iter()
+        .rev()
+        .find(|(event, ..)| event == "verdict")
+        .unwrap();
+    let last_id = last_id.clone().expect("every verdict has an event id");
+    // Verdicts finish while no one listens.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // The reconnection sends exactly the verdicts not yet delivered.
+    let second = stream_events(&server, &batch, Some(&last_id), None).await;
+    let second_ids = verdict_custom_ids(&second);
+    assert_eq!(second.last().unwrap().0, "end", "{second:?}");
+    let mut all: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
+    let delivered = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        delivered,
+        all.len(),
+        "a verdict came twice: {first_ids:?} then {second_ids:?}"
+    );
+    assert_eq!(
+        all,
+        (0..8).map(|index| format!("p{index}")).collect::<Vec<_>>(),
+        "a verdict was lost: {first_ids:?} then {second_ids:?}"
+    );
+    // Event ids follow the order of delivery, across the two connections.
+    let ids: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .filter_map(|(_, id, _)| id.clone())
+        .collect();
+    let places: Vec<(i64, String)> = ids
+        .iter()
+        .map(|id| {
+            let (time, check) = id.split_once(':').unwrap();
+            (time.parse().unwrap(), check.to_string())
+        })
+        .collect();
+    assert!(places.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+
+    // Resuming after the last verdict sends only the end; an empty id
+    // starts over; a malformed one is 400.
+    let after_all = stream_events(&server, &batch, Some(ids.last().unwrap()), None).await;
+    assert_eq!(after_all.len(), 1, "{after_all:?}");
+    assert_eq!(after_all[0].0, "end");
+    let from_start = stream_events(&server, &batch, Some(""), None).await;
+    assert_eq!(verdict_custom_ids(&from_start).len(), 8);
+    for malformed in ["no-colon", "abc:def", "12:"] {
+        let response = server
+            .client
+            .get(format!("{}/v1/batches/{batch}/events", server.url))
+            .header("last-event-id", malformed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{malformed}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_request", "{body}");
+    }
+}

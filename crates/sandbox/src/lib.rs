@@ -200,6 +200,26 @@ impl Sandbox {
         self.config.backend
     }
 
+    /// What this sandbox enforces, in a few words, for the start-up line.
+    pub fn in_force(&self) -> String {
+        let limits = match &self.cgroups {
+            Some(_) => "with cgroup memory, process and CPU limits",
+            None => "degraded: no memory, process or CPU limits",
+        };
+        match self.config.backend {
+            BackendKind::Native => format!("native (namespaces, seccomp, {limits})"),
+            BackendKind::Gvisor => format!(
+                "gvisor ({}, {limits})",
+                self.runsc
+                    .as_deref()
+                    .map_or("runsc".to_string(), |path| path.display().to_string())
+            ),
+            BackendKind::None => {
+                "none (no isolation: development only, never for untrusted snippets)".to_string()
+            }
+        }
+    }
+
     fn process_group(
         &self,
         name: &str,

@@ -22,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leanfarm_core::{CheckRequest, CheckStatus, Policy};
 use leanfarm_driver::Driver;
-use leanfarm_store::{CancelScope, Cancellation, JobState, ListFilter, WorkerSeen};
+use leanfarm_store::{CancelScope, Cancellation, IdempotencyKey, JobState, ListFilter, WorkerSeen};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub(crate) async fn submit_checks(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = auth::user_tenant(&state, &headers).await?;
+    let idempotency = idempotency_key(&state, &headers, &body)?;
     let submission: SubmitRequest = parse_body(&state, &body)?;
     input_limits::optional_string(
         "toolchain",
@@ -106,6 +108,7 @@ pub(crate) async fn submit_checks(
         &target,
         requests,
         Duration::from_secs_f64(wait),
+        idempotency.as_ref(),
     )
     .await?;
     let all_final = records.iter().all(|record| is_final(record.state));
@@ -123,6 +126,52 @@ pub(crate) async fn submit_checks(
         }),
     )
         .into_response())
+}
+
+/// The longest `Idempotency-Key`, in bytes.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// The request's `Idempotency-Key`, if it has one, with the SHA-256 of the
+/// body it came with: at most one header, of 1 to 255 printable ASCII
+/// characters without spaces, else 400 `invalid_idempotency_key`.
+fn idempotency_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Result<Bytes, BytesRejection>,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let invalid = |why: &str| ApiError::InvalidIdempotencyKey {
+        max_bytes: MAX_IDEMPOTENCY_KEY_BYTES,
+        why: why.to_string(),
+    };
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("the header is given more than once"));
+    }
+    let key = value.as_bytes();
+    if key.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(invalid(&format!("it is {} bytes", key.len())));
+    }
+    if !key.iter().all(|byte| (0x21..=0x7e).contains(byte)) {
+        return Err(invalid(
+            "it holds a space, a control character or a non-ascii byte",
+        ));
+    }
+    // A body that cannot be read fails later, in `parse_body`, as usual.
+    let body: &[u8] = match body {
+        Ok(bytes) => bytes,
+        Err(_) => &[],
+    };
+    Ok(Some(IdempotencyKey {
+        key: String::from_utf8_lossy(key).into_owned(),
+        request_sha256: hex::encode(sha2::Sha256::digest(body)),
+        keep_for: state.limits.idempotency_keep,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,10 @@
 //! tenant on the user API. Revoked and expired tokens do not authenticate.
 //! Without `require_auth`, requests that carry no token are the `default`
 //! tenant's; a token that is present is always checked.
+//!
+//! A tenant's request rate holds for the farm as a whole: each replica
+//! registers itself in the store with a heartbeat and admits its share of
+//! the rate (docs/api.md, "Tenants' limits across replicas").
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -16,8 +20,10 @@ use axum::http::HeaderMap;
 use leanfarm_store::{Authentication, KeyOwner, KeyRecord, KeyScope, WorkerAuthority};
 use sha2::Digest;
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The tenant of requests that carry no token, when tokens are not required.
 pub(crate) const DEFAULT_TENANT: &str = "default";
@@ -138,17 +144,31 @@ pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<()
     }
 }
 
-/// Token buckets per tenant, refilled at the tenant's `requests_per_second`
-/// (tenants without a record are not limited). Per replica: N replicas
-/// admit up to N times the rate.
-#[derive(Default)]
+/// Token buckets per tenant, refilled at this replica's share of the
+/// tenant's `requests_per_second` (tenants without a record are not
+/// limited): the rate divided by the API replicas live in the store
+/// (`keep_replica_registered`), so that the replicas together admit the
+/// tenant's rate, however many there are. The store is read only for the
+/// tenant's rate (cached) and by the heartbeat, never on each request.
 pub(crate) struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// API replicas live at the last heartbeat, this one included (at least 1).
+    live_replicas: AtomicU64,
+}
+
+impl Default for RateLimiter {
+    fn default() -> RateLimiter {
+        RateLimiter {
+            buckets: Mutex::default(),
+            live_replicas: AtomicU64::new(1),
+        }
+    }
 }
 
 struct Bucket {
     tokens: f64,
     refilled: Instant,
+    /// The tenant's rate for the whole farm.
     rate: f64,
     /// When the tenant's limit was last read from the store.
     limit_read: Instant,
@@ -156,6 +176,53 @@ struct Bucket {
 
 /// How long a tenant's rate is cached before it is read again.
 const LIMIT_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a replica refreshes its row in the store.
+pub(crate) const REPLICA_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A replica not refreshed for this long no longer counts as live (three
+/// heartbeats missed).
+const REPLICA_LIVE_WINDOW: Duration = Duration::from_secs(6);
+
+/// Register this replica in the store every `REPLICA_HEARTBEAT`, and keep
+/// the count of live replicas that the rate limiter divides by, until
+/// `shutdown` turns true; then remove the row, so that the others take
+/// over its share at their next heartbeat. A failed heartbeat keeps the
+/// last count.
+pub(crate) async fn keep_replica_registered(
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let replica_id = uuid::Uuid::new_v4().to_string();
+    loop {
+        match state
+            .store
+            .replica_heartbeat(&replica_id, REPLICA_LIVE_WINDOW)
+            .await
+        {
+            Ok(live) => {
+                let before = state
+                    .rates
+                    .live_replicas
+                    .swap(live.max(1), Ordering::Relaxed);
+                if before != live {
+                    tracing::info!(
+                        live_replicas = live,
+                        "the tenants' rates are shared by the live api replicas"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "the replica heartbeat failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REPLICA_HEARTBEAT) => {}
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+        }
+    }
+    if let Err(error) = state.store.replica_leaving(&replica_id).await {
+        tracing::warn!(%error, "could not remove this replica's row");
+    }
+}
 
 impl RateLimiter {
     async fn admit(&self, state: &AppState, tenant: &str) -> Result<(), ApiError> {
@@ -173,8 +240,9 @@ impl RateLimiter {
                 .map(|record| record.requests_per_second)
                 .unwrap_or(f64::INFINITY);
             let mut buckets = self.buckets.lock().expect("rate lock");
+            let live_replicas = self.live_replicas.load(Ordering::Relaxed).max(1) as f64;
             let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
-                tokens: rate.max(1.0),
+                tokens: (rate / live_replicas).max(1.0),
                 refilled: Instant::now(),
                 rate,
                 limit_read: Instant::now(),
@@ -187,10 +255,11 @@ impl RateLimiter {
         if bucket.rate.is_infinite() {
             return Ok(());
         }
-        let capacity = bucket.rate.max(1.0);
+        let live_replicas = self.live_replicas.load(Ordering::Relaxed).max(1) as f64;
+        let share = bucket.rate / live_replicas;
+        let capacity = share.max(1.0);
         let now = Instant::now();
-        bucket.tokens = (bucket.tokens
-            + now.duration_since(bucket.refilled).as_secs_f64() * bucket.rate)
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * share)
             .min(capacity);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {

@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leanfarm_core::CheckStatus;
 use leanfarm_store::{
-    BatchCounts, CancelScope, Cancellation, JobRecord, JobState, ListFilter, QueueCounts,
+    BatchCounts, CancelScope, Cancellation, FinishedCursor, JobRecord, ListFilter, QueueCounts,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,10 +310,15 @@ fn csv_field(field: &str) -> String {
 
 /// `GET /v1/batches/{id}/events`: server-sent events. Each check of the
 /// batch that is final, or becomes final while the stream is open, is sent
-/// once as `event: verdict` with the check as `data` (its id as the event
-/// id); when every check is final, `event: end` with the batch's counts,
-/// and the stream closes. A comment line keeps an idle stream open; the
-/// stream also closes when the farm shuts down.
+/// as `event: verdict` with the check as `data`, in the order the checks
+/// finished; its event id, `<finished_at>:<check id>`, is its place in that
+/// order. A client that reconnects with `Last-Event-ID` gets exactly the
+/// verdicts after that place: none lost, none again. So that the order is
+/// settled before it is sent, a verdict goes out once it has been final
+/// for `EVENTS_SETTLE` (all at once when the whole batch is final). When
+/// every check is final, `event: end` with the batch's counts, and the
+/// stream closes. A comment line keeps an idle stream open; the stream
+/// also closes when the farm shuts down.
 pub(crate) async fn batch_events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -321,12 +326,14 @@ pub(crate) async fn batch_events(
 ) -> Result<Response, ApiError> {
     let batch_id = batch_id_from(path)?;
     let tenant = auth::user_tenant(&state, &headers).await?;
+    let resume_after = last_event_id(&headers)?;
     counts_of(&state, &tenant, &batch_id).await?;
     struct Events {
         state: Arc<AppState>,
         tenant: String,
         batch_id: String,
-        sent: HashSet<String>,
+        /// The last verdict sent (or, on a resumed stream, received before).
+        sent_up_to: Option<FinishedCursor>,
         waiter: ChangeWaiter,
         since_last_event: std::time::Instant,
         ended: bool,
@@ -340,7 +347,7 @@ pub(crate) async fn batch_events(
         state: Arc::clone(&state),
         tenant,
         batch_id,
-        sent: HashSet::new(),
+        sent_up_to: resume_after,
         since_last_event: std::time::Instant::now(),
         ended: false,
         first: true,
@@ -362,7 +369,7 @@ pub(crate) async fn batch_events(
             }
             events.first = false;
             match next_events(
-                &mut events.sent,
+                &mut events.sent_up_to,
                 &events.state,
                 &events.tenant,
                 &events.batch_id,
@@ -398,50 +405,97 @@ pub(crate) async fn batch_events(
     Ok(response.into_response())
 }
 
-/// The events for checks that became final since the last call, and
-/// whether the batch is finished (then the `end` event is included).
+/// How long a verdict has been final before the event stream sends it:
+/// a completion committed late (its transaction slower, or its replica's
+/// clock behind) then still comes in its place in the order, never after
+/// a verdict already sent.
+const EVENTS_SETTLE_MILLIS: i64 = 1000;
+
+/// The longest `Last-Event-ID` accepted, in bytes.
+const MAX_EVENT_ID_BYTES: usize = 200;
+
+/// The event id of a verdict: its place in the order the batch finished.
+fn event_id(cursor: &FinishedCursor) -> String {
+    format!("{}:{}", cursor.finished_at, cursor.job_id)
+}
+
+/// The `Last-Event-ID` header, if any, as a place in the order; a value
+/// that is not an event id of a batch stream is 400.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<FinishedCursor>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::InvalidRequest(
+            "the last-event-id header is not an event id of a batch stream (`<finished_at>:<check id>`)".into(),
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    if text.is_empty() {
+        // The event source standard: an empty id resets the stream.
+        return Ok(None);
+    }
+    if text.len() > MAX_EVENT_ID_BYTES {
+        return Err(invalid());
+    }
+    let (finished_at, job_id) = text.split_once(':').ok_or_else(invalid)?;
+    let finished_at: i64 = finished_at.parse().map_err(|_| invalid())?;
+    if job_id.is_empty() || job_id.len() > input_limits::MAX_ID_BYTES {
+        return Err(invalid());
+    }
+    Ok(Some(FinishedCursor {
+        finished_at,
+        job_id: job_id.to_string(),
+    }))
+}
+
+/// The events for checks that finished after `sent_up_to` (and settled),
+/// and whether the batch is finished (then the `end` event is included).
 async fn next_events(
-    sent: &mut HashSet<String>,
+    sent_up_to: &mut Option<FinishedCursor>,
     state: &AppState,
     tenant: &str,
     batch_id: &str,
 ) -> Result<(String, bool), ApiError> {
-    // Counts first: a check that finishes between the two reads is then
-    // sent now, and the end is never announced before every verdict.
+    // Counts first: when every check is final now, the reads below see
+    // every verdict, and the end is never announced before one of them.
     let counts = counts_of(state, tenant, batch_id).await?;
+    let all_final = counts.all_final();
+    let finished_by = (!all_final).then(|| leanfarm_store::now_millis() - EVENTS_SETTLE_MILLIS);
     let mut chunk = String::new();
-    if counts.states.done + counts.states.dead > sent.len() as u64 {
-        for job_state in [JobState::Done, JobState::Dead] {
-            let mut filter = ListFilter {
-                tenant: Some(tenant.to_string()),
-                batch_id: Some(batch_id.to_string()),
-                state: Some(job_state),
-                limit: EXPORT_PAGE,
-                ..ListFilter::default()
+    loop {
+        let records: Vec<JobRecord> = state
+            .store
+            .batch_finished(
+                tenant,
+                batch_id,
+                sent_up_to.as_ref(),
+                finished_by,
+                EXPORT_PAGE,
+            )
+            .await?;
+        let last_page = records.len() < EXPORT_PAGE;
+        for record in records {
+            let cursor = FinishedCursor {
+                finished_at: record.finished_at.unwrap_or(0),
+                job_id: record.id.clone(),
             };
-            loop {
-                let records: Vec<JobRecord> = state.store.list(&filter).await?;
-                let last_page = records.len() < filter.limit;
-                filter.after = records.last().map(|record| record.id.clone());
-                for record in records {
-                    if sent.insert(record.id.clone()) {
-                        let id = record.id.clone();
-                        let data = serde_json::to_string(&CheckView::from(record))
-                            .expect("a check view serializes");
-                        chunk.push_str(&format!("event: verdict\nid: {id}\ndata: {data}\n\n"));
-                    }
-                }
-                if last_page {
-                    break;
-                }
-            }
+            let data =
+                serde_json::to_string(&CheckView::from(record)).expect("a check view serializes");
+            chunk.push_str(&format!(
+                "event: verdict\nid: {}\ndata: {data}\n\n",
+                event_id(&cursor)
+            ));
+            *sent_up_to = Some(cursor);
+        }
+        if last_page {
+            break;
         }
     }
-    let ended = counts.all_final() && sent.len() as u64 >= counts.total;
-    if ended {
+    if all_final {
         let data = serde_json::to_string(&BatchView::new(batch_id, counts))
             .expect("a batch view serializes");
         chunk.push_str(&format!("event: end\ndata: {data}\n\n"));
     }
-    Ok((chunk, ended))
+    Ok((chunk, all_final))
 }

@@ -84,6 +84,10 @@ pub enum ApiError {
         open: u64,
         limit: u64,
     },
+    #[error("the idempotency-key header must be 1 to {max_bytes} printable ascii characters (0x21 to 0x7e), given once: {why}")]
+    InvalidIdempotencyKey { max_bytes: usize, why: String },
+    #[error("this idempotency key was already used with another request body; use a new key for a new request")]
+    IdempotencyKeyReused,
     #[error("tenant `{tenant}` is limited to {rate} requests per second; retry later")]
     RateLimited { tenant: String, rate: f64 },
     #[error("unauthorized: {0}")]
@@ -151,6 +155,12 @@ impl ApiError {
                 ("tenant_queue_full", StatusCode::TOO_MANY_REQUESTS)
             }
             ApiError::RateLimited { .. } => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::InvalidIdempotencyKey { .. } => {
+                ("invalid_idempotency_key", StatusCode::BAD_REQUEST)
+            }
+            ApiError::IdempotencyKeyReused => {
+                ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY)
+            }
             ApiError::Unauthorized(_) => ("unauthorized", StatusCode::UNAUTHORIZED),
             ApiError::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             ApiError::StoreUnavailable(_) => ("store_unavailable", StatusCode::SERVICE_UNAVAILABLE),

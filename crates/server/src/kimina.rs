@@ -315,7 +315,7 @@ async fn run(
     let wait = Duration::from_secs_f64(timeout.clamp(0.0, state.limits.max_timeout_seconds))
         + QUEUE_ALLOWANCE;
     let (_batch, records) =
-        submit_and_wait(state, tenant, &Target::default(), requests, wait).await?;
+        submit_and_wait(state, tenant, &Target::default(), requests, wait, None).await?;
     Ok(records)
 }
 

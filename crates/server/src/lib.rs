@@ -83,6 +83,9 @@ pub struct Limits {
     /// Open connections at once; a connection beyond is answered 503
     /// `too_many_connections` and closed.
     pub max_connections: usize,
+    /// How long an `Idempotency-Key` of `POST /v1/checks` names the batch
+    /// it admitted.
+    pub idempotency_keep: Duration,
 }
 
 impl Default for Limits {
@@ -99,6 +102,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            idempotency_keep: leanfarm_store::DEFAULT_IDEMPOTENCY_KEEP,
         }
     }
 }
@@ -230,6 +234,11 @@ impl Farm {
             Arc::clone(&state),
             close_listeners_receiver.clone(),
         ));
+        // Awaited on stop with the listeners, so that its row is removed.
+        let heartbeat = tokio::spawn(auth::keep_replica_registered(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         let mut servers = vec![tokio::spawn(serve::serve(
             listener,
             router(Arc::clone(&state)),
@@ -237,6 +246,7 @@ impl Farm {
             tls,
             close_listeners_receiver.clone(),
         ))];
+        servers.push(heartbeat);
         if let Some(metrics_listener) = metrics_listener {
             servers.push(tokio::spawn(serve::serve(
                 metrics_listener,

@@ -10,7 +10,7 @@ use crate::AppState;
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_driver::Driver;
 use leanfarm_store::{
-    Admission, CancelScope, Cancellation, JobRecord, JobState, NewJob, WorkerSeen,
+    Admission, CancelScope, Cancellation, IdempotencyKey, JobRecord, JobState, NewJob, WorkerSeen,
 };
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -102,12 +102,15 @@ pub(crate) fn is_final(state: JobState) -> bool {
 }
 
 /// Validate, enqueue (one transaction), and wait up to `wait` for the results.
+/// With an idempotency key, a request the key already admitted gets that
+/// batch back (its id and its jobs, as they are now), and nothing is queued.
 pub(crate) async fn submit_and_wait(
     state: &AppState,
     tenant: &str,
     target: &Target,
     requests: Vec<CheckRequest>,
     wait: Duration,
+    idempotency: Option<&IdempotencyKey>,
 ) -> Result<(String, Vec<JobRecord>), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
@@ -132,15 +135,6 @@ pub(crate) async fn submit_and_wait(
                 queue: format!("tenant `{tenant}`'s queue"),
             });
         }
-        let open = state.store.tenant_open_jobs(tenant).await?;
-        if open + requests.len() as u64 > limits.max_queued {
-            state.metrics.request_rejected();
-            return Err(ApiError::TenantQueueFull {
-                tenant: tenant.to_string(),
-                open,
-                limit: limits.max_queued,
-            });
-        }
     }
     let batch_id = uuid::Uuid::now_v7().to_string();
     let jobs: Vec<NewJob> = requests
@@ -159,18 +153,38 @@ pub(crate) async fn submit_and_wait(
     let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();
     // Subscribe before enqueueing so no completion can be missed.
     let completions = state.completions.subscribe();
-    // The farm's cap is checked by the store in the enqueue transaction, so
-    // that replicas admitting at once never pass it together.
+    // The farm's cap, the tenant's `max_queued` and the idempotency key are
+    // checked by the store in the enqueue transaction, so that replicas
+    // admitting at once never pass a cap together nor admit one key twice.
     let admission = state
         .store
-        .enqueue_within(jobs, state.limits.max_queued_jobs)
+        .admit(jobs, state.limits.max_queued_jobs, idempotency)
         .await?;
-    if let Admission::QueueFull { queued, limit } = admission {
-        state.metrics.request_rejected();
-        return Err(ApiError::QueueFull { queued, limit });
-    }
-    state.enqueued.notify_waiters();
-    state.enqueued.notify_one();
+    let (batch_id, ids) = match admission {
+        Admission::Enqueued => {
+            state.enqueued.notify_waiters();
+            state.enqueued.notify_one();
+            (batch_id, ids)
+        }
+        Admission::Replayed { batch_id, job_ids } => (batch_id, job_ids),
+        Admission::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+        Admission::QueueFull { queued, limit } => {
+            state.metrics.request_rejected();
+            return Err(ApiError::QueueFull { queued, limit });
+        }
+        Admission::TenantQueueFull {
+            tenant,
+            open,
+            limit,
+        } => {
+            state.metrics.request_rejected();
+            return Err(ApiError::TenantQueueFull {
+                tenant,
+                open,
+                limit,
+            });
+        }
+    };
     let records = wait_for(state, &ids, completions, wait).await?;
     Ok((batch_id, records))
 }

@@ -221,6 +221,14 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// A place in the order in which a batch's jobs finished: the finish time
+/// and id of the last job read (`Store::batch_finished`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCursor {
+    pub finished_at: UnixMillis,
+    pub job_id: String,
+}
+
 /// Which open jobs `Store::cancel` cancels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelScope {
@@ -426,14 +434,117 @@ pub struct TenantRecord {
     pub created_at: UnixMillis,
 }
 
-/// What `Store::enqueue_within` did with a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What `Store::enqueue_within` and `Store::admit` did with a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Every job of the batch is queued.
     Enqueued,
     /// Nothing was written: `queued` jobs were waiting, and the batch would
     /// have taken the queue past `limit`.
     QueueFull { queued: u64, limit: u64 },
+    /// Nothing was written: the tenant had `open` jobs (queued or running),
+    /// and the batch would have taken them past the tenant's `max_queued`.
+    TenantQueueFull {
+        tenant: String,
+        open: u64,
+        limit: u64,
+    },
+    /// Nothing was written: the idempotency key already admitted this same
+    /// request, as this batch with these jobs (in order).
+    Replayed {
+        batch_id: String,
+        job_ids: Vec<String>,
+    },
+    /// Nothing was written: the idempotency key already admitted another
+    /// request (its body's SHA-256 differs).
+    KeyReused,
+}
+
+/// A submission's idempotency key (one tenant's): the first request with it
+/// admits a batch; a later one with the same body gets that batch back,
+/// until the key expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// SHA-256 (hex) of the request body.
+    pub request_sha256: String,
+    /// How long the key is kept after the batch it admitted.
+    pub keep_for: Duration,
+}
+
+/// A replica's row is deleted once it is this many live windows old.
+pub(crate) const REPLICA_FORGET_AFTER_LIVE_WINDOWS: i64 = 10;
+
+/// Expired idempotency keys deleted by one admission with a key, at most,
+/// so that the sweep never holds the admission lock for long.
+pub(crate) const EXPIRED_KEYS_PER_ADMISSION: i64 = 100;
+
+/// The default of `IdempotencyKey::keep_for`: 24 hours.
+pub const DEFAULT_IDEMPOTENCY_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// An idempotency key as the enqueue transaction hands it to a backend.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyToRecord {
+    pub tenant: String,
+    pub key: String,
+    pub request_sha256: String,
+    pub batch_id: String,
+    /// The batch's job ids, separated by spaces.
+    pub job_ids: String,
+    pub expires_at: UnixMillis,
+}
+
+impl KeyToRecord {
+    fn new(jobs: &[NewJob], key: &IdempotencyKey) -> Result<KeyToRecord, StoreError> {
+        let first = jobs
+            .first()
+            .ok_or_else(|| StoreError::Query("an idempotent batch needs a job".into()))?;
+        let batch_id = first
+            .batch_id
+            .clone()
+            .ok_or_else(|| StoreError::Query("an idempotent batch needs a batch id".into()))?;
+        if jobs.iter().any(|job| job.tenant != first.tenant) {
+            return Err(StoreError::Query(
+                "an idempotent batch belongs to one tenant".into(),
+            ));
+        }
+        Ok(KeyToRecord {
+            tenant: first.tenant.clone(),
+            key: key.key.clone(),
+            request_sha256: key.request_sha256.clone(),
+            batch_id,
+            job_ids: jobs
+                .iter()
+                .map(|job| job.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            expires_at: now_millis() + key.keep_for.as_millis() as i64,
+        })
+    }
+
+    /// What a stored key means for a request with this body digest.
+    pub(crate) fn replay(
+        request_sha256: &str,
+        stored_sha256: &str,
+        batch_id: String,
+        job_ids: &str,
+    ) -> Admission {
+        if request_sha256 != stored_sha256 {
+            return Admission::KeyReused;
+        }
+        Admission::Replayed {
+            batch_id,
+            job_ids: job_ids.split_whitespace().map(str::to_string).collect(),
+        }
+    }
+}
+
+/// The limits an enqueue transaction checks, and the key it records.
+#[derive(Clone, Debug)]
+pub(crate) struct AdmissionRules {
+    /// The farm's cap on queued jobs; `None`: no cap (and no tenant cap).
+    pub max_queued_jobs: Option<u64>,
+    pub idempotency: Option<KeyToRecord>,
 }
 
 /// How the queue treats attempts and outages; `leanfarm serve` sets it from
@@ -602,9 +713,13 @@ impl Store {
     /// Insert jobs in the `queued` state, all in one transaction, with no
     /// limit on the queue's length.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let rules = AdmissionRules {
+            max_queued_jobs: None,
+            idempotency: None,
+        };
         match &self.backend {
-            Backend::Sqlite(store) => store.enqueue(self.admitted(jobs), None).await.map(|_| ()),
-            Backend::Postgres(store) => store.enqueue(self.admitted(jobs), None).await.map(|_| ()),
+            Backend::Sqlite(store) => store.enqueue(self.admitted(jobs), rules).await.map(|_| ()),
+            Backend::Postgres(store) => store.enqueue(self.admitted(jobs), rules).await.map(|_| ()),
         }
     }
 
@@ -614,15 +729,68 @@ impl Store {
     /// process sharing the store are serialised, so concurrent batches never
     /// take the queue past the cap. Jobs handed back to the queue by a
     /// worker (release, expired lease) are not admissions and are not capped.
+    ///
+    /// The tenant's own `max_queued` (its open jobs: queued and running) is
+    /// checked in the same transaction, under the same serialisation, so it
+    /// holds exactly too.
     pub async fn enqueue_within(
         &self,
         jobs: Vec<NewJob>,
         max_queued_jobs: u64,
     ) -> Result<Admission, StoreError> {
+        self.admit(jobs, max_queued_jobs, None).await
+    }
+
+    /// `enqueue_within`, with an idempotency key of the batch's tenant: if
+    /// the key is live and names a batch admitted for the same body, nothing
+    /// is written and that batch is returned (`Admission::Replayed`); with
+    /// another body, `Admission::KeyReused`; otherwise the key is recorded
+    /// in the transaction that queues the jobs, so two submissions racing
+    /// with one key (from any processes) admit one batch. Expired keys are
+    /// deleted as this runs. The jobs must be one tenant's and one batch's.
+    pub async fn admit(
+        &self,
+        jobs: Vec<NewJob>,
+        max_queued_jobs: u64,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Admission, StoreError> {
         let jobs = self.admitted(jobs);
+        let idempotency = match idempotency {
+            Some(key) => Some(KeyToRecord::new(&jobs, key)?),
+            None => None,
+        };
+        let rules = AdmissionRules {
+            max_queued_jobs: Some(max_queued_jobs),
+            idempotency,
+        };
         match &self.backend {
-            Backend::Sqlite(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
-            Backend::Postgres(store) => store.enqueue(jobs, Some(max_queued_jobs)).await,
+            Backend::Sqlite(store) => store.enqueue(jobs, rules).await,
+            Backend::Postgres(store) => store.enqueue(jobs, rules).await,
+        }
+    }
+
+    /// Record that the API replica `replica_id` is alive now, forget
+    /// replicas silent for much longer than `live_within`, and return how
+    /// many replicas (this one included) were seen within `live_within`.
+    pub async fn replica_heartbeat(
+        &self,
+        replica_id: &str,
+        live_within: Duration,
+    ) -> Result<u64, StoreError> {
+        let replica_id = replica_id.to_string();
+        let live_millis = live_within.as_millis() as i64;
+        match &self.backend {
+            Backend::Sqlite(store) => store.replica_heartbeat(replica_id, live_millis).await,
+            Backend::Postgres(store) => store.replica_heartbeat(replica_id, live_millis).await,
+        }
+    }
+
+    /// Remove an API replica's row (it is shutting down).
+    pub async fn replica_leaving(&self, replica_id: &str) -> Result<(), StoreError> {
+        let replica_id = replica_id.to_string();
+        match &self.backend {
+            Backend::Sqlite(store) => store.replica_leaving(replica_id).await,
+            Backend::Postgres(store) => store.replica_leaving(replica_id).await,
         }
     }
 
@@ -860,6 +1028,38 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.list(filter).await,
             Backend::Postgres(store) => store.list(filter).await,
+        }
+    }
+
+    /// One tenant's final (`done` or `dead`) jobs of one batch in the order
+    /// they finished, `(finished_at, id)`: those after `after`, and, with
+    /// `finished_by`, only those that finished at or before that time; at
+    /// most `limit`. The event stream of a batch reads its verdicts so.
+    pub async fn batch_finished(
+        &self,
+        tenant: &str,
+        batch_id: &str,
+        after: Option<&FinishedCursor>,
+        finished_by: Option<UnixMillis>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let (tenant, batch_id) = (tenant.to_string(), batch_id.to_string());
+        let (after_time, after_id) = match after {
+            Some(cursor) => (Some(cursor.finished_at), Some(cursor.job_id.clone())),
+            None => (None, None),
+        };
+        let limit = limit.max(1) as i64;
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .batch_finished(tenant, batch_id, after_time, after_id, finished_by, limit)
+                    .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .batch_finished(tenant, batch_id, after_time, after_id, finished_by, limit)
+                    .await
+            }
         }
     }
 

@@ -11,8 +11,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
-    CLOCK_RESOLUTION_MILLIS,
+    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -39,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_scoped_tokens.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_outages.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_idempotency_and_limits.sql"),
+    ),
 ];
 
 /// Connections kept per store (per process).
@@ -326,25 +331,35 @@ impl PostgresStore {
             .map_err(pg_error)
     }
 
-    /// Insert the jobs, unless `max_queued_jobs` is given and the queued jobs
-    /// plus these would exceed it. Capped enqueues take one transaction-scoped
-    /// advisory lock before they count, so they run one after another across
-    /// every replica; each counts after the previous one committed (read
-    /// committed reads afresh per statement). Claims need not take the lock:
-    /// they only lower the count.
+    /// Insert the jobs, unless `rules.max_queued_jobs` is given and the
+    /// queued jobs plus these would exceed it, or the tenant's open jobs
+    /// plus these would exceed its `max_queued`, or the idempotency key
+    /// already names a batch. Such enqueues take one advisory lock before
+    /// they read, so they run one after another across processes: two
+    /// batches never both fit in the same room, and two submissions with
+    /// one key never both insert.
     pub(crate) async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
-        max_queued_jobs: Option<u64>,
+        rules: AdmissionRules,
     ) -> Result<Admission, StoreError> {
         let rows = Arc::new(encode_requests(jobs)?);
+        let rules = Arc::new(rules);
         self.transaction(Box::new(move |tx| {
             let rows = Arc::clone(&rows);
+            let rules = Arc::clone(&rules);
             Box::pin(async move {
                 let now = now_millis();
-                if let Some(limit) = max_queued_jobs {
+                if rules.max_queued_jobs.is_some() || rules.idempotency.is_some() {
                     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADMISSION_LOCK])
                         .await?;
+                }
+                if let Some(key) = &rules.idempotency {
+                    if let Some(replayed) = stored_idempotency_key(tx, key, now).await? {
+                        return Ok(replayed);
+                    }
+                }
+                if let Some(limit) = rules.max_queued_jobs {
                     let queued: i64 = tx
                         .query_one("SELECT coalesce(sum(queued), 0)::BIGINT FROM tenant_queue", &[])
                         .await?
@@ -352,6 +367,9 @@ impl PostgresStore {
                     let queued = queued.max(0) as u64;
                     if queued.saturating_add(rows.len() as u64) > limit {
                         return Ok(Admission::QueueFull { queued, limit });
+                    }
+                    if let Some(full) = tenant_queue_full(tx, &rows).await? {
+                        return Ok(full);
                     }
                 }
                 let insert = tx
@@ -375,10 +393,63 @@ impl PostgresStore {
                     )
                     .await?;
                 }
+                if let Some(key) = &rules.idempotency {
+                    tx.execute(
+                        "INSERT INTO idempotency_keys (tenant, key, request_sha256, batch_id, job_ids, created_at, expires_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[&key.tenant, &key.key, &key.request_sha256, &key.batch_id, &key.job_ids, &now, &key.expires_at],
+                    )
+                    .await?;
+                }
                 Ok(Admission::Enqueued)
             })
         }))
         .await
+    }
+
+    pub(crate) async fn replica_heartbeat(
+        &self,
+        replica_id: String,
+        live_millis: i64,
+    ) -> Result<u64, StoreError> {
+        let replica_id = Arc::new(replica_id);
+        self.transaction(Box::new(move |tx| {
+            let replica_id = Arc::clone(&replica_id);
+            Box::pin(async move {
+                let now = now_millis();
+                tx.execute(
+                    "INSERT INTO api_replicas (replica_id, seen_at) VALUES ($1, $2)
+                     ON CONFLICT (replica_id) DO UPDATE SET seen_at = $2",
+                    &[&*replica_id, &now],
+                )
+                .await?;
+                let forget_before = now - REPLICA_FORGET_AFTER_LIVE_WINDOWS * live_millis;
+                tx.execute(
+                    "DELETE FROM api_replicas WHERE seen_at < $1",
+                    &[&forget_before],
+                )
+                .await?;
+                let live_since = now - live_millis;
+                let live: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM api_replicas WHERE seen_at >= $1",
+                        &[&live_since],
+                    )
+                    .await?
+                    .get(0);
+                Ok(live.max(1) as u64)
+            })
+        }))
+        .await
+    }
+
+    pub(crate) async fn replica_leaving(&self, replica_id: String) -> Result<(), StoreError> {
+        self.query(
+            "DELETE FROM api_replicas WHERE replica_id = $1",
+            &[&replica_id],
+        )
+        .await
+        .map(|_| ())
     }
 
     pub(crate) async fn claim(
@@ -735,6 +806,29 @@ impl PostgresStore {
                      AND ($6::TEXT IS NULL OR (state = 'done' AND result::jsonb ->> 'status' = $6)) ORDER BY id LIMIT $5"
                 ),
                 &[&filter.tenant, &state, &filter.batch_id, &filter.after, &limit, &status],
+            )
+            .await?;
+        rows.iter().map(|row| to_record(read_raw(row))).collect()
+    }
+
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = $1 AND tenant = $2 AND state IN ('done', 'dead')
+                     AND ($3::BIGINT IS NULL OR (coalesce(finished_at, 0), id) > ($3, $4::TEXT))
+                     AND ($5::BIGINT IS NULL OR coalesce(finished_at, 0) <= $5)
+                     ORDER BY coalesce(finished_at, 0), id LIMIT $6"
+                ),
+                &[&batch_id, &tenant, &after_time, &after_id, &finished_by, &limit],
             )
             .await?;
         rows.iter().map(|row| to_record(read_raw(row))).collect()
@@ -1109,4 +1203,77 @@ async fn next_job(
         &[&tenant, &now, &offer.toolchain, &offer.project],
     )
     .await
+}
+
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
+async fn stored_idempotency_key(
+    tx: &Transaction<'_>,
+    key: &KeyToRecord,
+    now: i64,
+) -> Result<Option<Admission>, tokio_postgres::Error> {
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND expires_at <= $3",
+        &[&key.tenant, &key.key, &now],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE ctid IN
+         (SELECT ctid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)",
+        &[&now, &EXPIRED_KEYS_PER_ADMISSION],
+    )
+    .await?;
+    let row = tx
+        .query_opt(
+            "SELECT request_sha256, batch_id, job_ids FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+            &[&key.tenant, &key.key],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        KeyToRecord::replay(
+            &key.request_sha256,
+            row.get::<_, &str>(0),
+            row.get(1),
+            row.get::<_, &str>(2),
+        )
+    }))
+}
+
+/// `Admission::TenantQueueFull` if a tenant's open jobs plus its jobs in
+/// `rows` would pass its `max_queued` (tenants without a record have none).
+async fn tenant_queue_full(
+    tx: &Transaction<'_>,
+    rows: &[(NewJob, String)],
+) -> Result<Option<Admission>, tokio_postgres::Error> {
+    let mut per_tenant: BTreeMap<&str, u64> = BTreeMap::new();
+    for (job, _) in rows {
+        *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
+    }
+    for (tenant, count) in per_tenant {
+        let Some(limit) = tx
+            .query_opt("SELECT max_queued FROM tenants WHERE name = $1", &[&tenant])
+            .await?
+            .map(|row| row.get::<_, i64>(0))
+        else {
+            continue;
+        };
+        let open = tx
+            .query_opt(
+                "SELECT queued + running FROM tenant_queue WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await?
+            .map(|row| row.get::<_, i64>(0))
+            .unwrap_or(0);
+        let (open, limit) = (open.max(0) as u64, limit.max(0) as u64);
+        if open.saturating_add(count) > limit {
+            return Ok(Some(Admission::TenantQueueFull {
+                tenant: tenant.to_string(),
+                open,
+                limit,
+            }));
+        }
+    }
+    Ok(None)
 }

@@ -8,8 +8,9 @@ use crate::rows::{
     state_name, to_key_record, to_record, RawJob, RawKey, JOB_COLUMNS, KEY_COLUMNS,
 };
 use crate::{
-    owed_artifact_names, owed_artifacts_column, DeadJobSelector, OwedArtifacts,
-    CLOCK_RESOLUTION_MILLIS,
+    owed_artifact_names, owed_artifacts_column, AdmissionRules, DeadJobSelector, KeyToRecord,
+    OwedArtifacts, CLOCK_RESOLUTION_MILLIS, EXPIRED_KEYS_PER_ADMISSION,
+    REPLICA_FORGET_AFTER_LIVE_WINDOWS,
 };
 use crate::{
     Admission, BatchCounts, CancelScope, Cancellation, CompleteOutcome, JobRecord, KeyRecord,
@@ -33,6 +34,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_scoped_tokens.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_outages.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_idempotency_and_limits.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -128,26 +133,36 @@ impl SqliteStore {
         .await
     }
 
-    /// Insert the jobs, unless `max_queued_jobs` is given and the queued jobs
-    /// plus these would exceed it. The immediate transaction holds SQLite's
+    /// Insert the jobs, unless `rules.max_queued_jobs` is given and the
+    /// queued jobs plus these would exceed it, or the tenant's open jobs
+    /// plus these would exceed its `max_queued`, or the idempotency key
+    /// already names a batch. The immediate transaction holds SQLite's
     /// write lock from the count to the commit, so no other enqueue (of this
     /// or another process) can slip in between.
     pub(crate) async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
-        max_queued_jobs: Option<u64>,
+        rules: AdmissionRules,
     ) -> Result<Admission, StoreError> {
         let rows = encode_requests(jobs)?;
         self.run(move |connection| {
             let now = now_millis();
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
-            if let Some(limit) = max_queued_jobs {
+            if let Some(key) = &rules.idempotency {
+                if let Some(replayed) = stored_idempotency_key(&transaction, key, now)? {
+                    return Ok(replayed);
+                }
+            }
+            if let Some(limit) = rules.max_queued_jobs {
                 let queued: i64 = transaction
                     .query_row("SELECT coalesce(sum(queued), 0) FROM tenant_queue", [], |row| row.get(0))
                     .map_err(query_error)?;
                 let queued = queued.max(0) as u64;
                 if queued.saturating_add(rows.len() as u64) > limit {
                     return Ok(Admission::QueueFull { queued, limit });
+                }
+                if let Some(full) = tenant_queue_full(&transaction, &rows)? {
+                    return Ok(full);
                 }
             }
             {
@@ -170,8 +185,66 @@ impl SqliteStore {
                     count.execute(params![job.tenant]).map_err(query_error)?;
                 }
             }
+            if let Some(key) = &rules.idempotency {
+                transaction
+                    .execute(
+                        "INSERT INTO idempotency_keys (tenant, key, request_sha256, batch_id, job_ids, created_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![key.tenant, key.key, key.request_sha256, key.batch_id, key.job_ids, now, key.expires_at],
+                    )
+                    .map_err(query_error)?;
+            }
             transaction.commit().map_err(query_error)?;
             Ok(Admission::Enqueued)
+        })
+        .await
+    }
+
+    pub(crate) async fn replica_heartbeat(
+        &self,
+        replica_id: String,
+        live_millis: i64,
+    ) -> Result<u64, StoreError> {
+        self.run(move |connection| {
+            let now = now_millis();
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(query_error)?;
+            transaction
+                .execute(
+                    "INSERT INTO api_replicas (replica_id, seen_at) VALUES (?1, ?2)
+                     ON CONFLICT (replica_id) DO UPDATE SET seen_at = ?2",
+                    params![replica_id, now],
+                )
+                .map_err(query_error)?;
+            transaction
+                .execute(
+                    "DELETE FROM api_replicas WHERE seen_at < ?1",
+                    params![now - REPLICA_FORGET_AFTER_LIVE_WINDOWS * live_millis],
+                )
+                .map_err(query_error)?;
+            let live: i64 = transaction
+                .query_row(
+                    "SELECT count(*) FROM api_replicas WHERE seen_at >= ?1",
+                    params![now - live_millis],
+                    |row| row.get(0),
+                )
+                .map_err(query_error)?;
+            transaction.commit().map_err(query_error)?;
+            Ok(live.max(1) as u64)
+        })
+        .await
+    }
+
+    pub(crate) async fn replica_leaving(&self, replica_id: String) -> Result<(), StoreError> {
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "DELETE FROM api_replicas WHERE replica_id = ?1",
+                    params![replica_id],
+                )
+                .map_err(query_error)?;
+            Ok(())
         })
         .await
     }
@@ -515,6 +588,34 @@ impl SqliteStore {
             let rows = statement
                 .query_map(
                     params![filter.tenant, filter.state.map(state_name), filter.batch_id, filter.after, filter.limit.max(1) as i64, filter.status.map(CheckStatus::as_str)],
+                    read_raw,
+                )
+                .map_err(query_error)?;
+            rows.map(|raw| to_record(raw.map_err(query_error)?)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn batch_finished(
+        &self,
+        tenant: String,
+        batch_id: String,
+        after_time: Option<i64>,
+        after_id: Option<String>,
+        finished_by: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.run(move |connection| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = ?1 AND tenant = ?2 AND state IN ('done', 'dead')
+                 AND (?3 IS NULL OR coalesce(finished_at, 0) > ?3 OR (coalesce(finished_at, 0) = ?3 AND id > ?4))
+                 AND (?5 IS NULL OR coalesce(finished_at, 0) <= ?5)
+                 ORDER BY coalesce(finished_at, 0), id LIMIT ?6"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(query_error)?;
+            let rows = statement
+                .query_map(
+                    params![batch_id, tenant, after_time, after_id, finished_by, limit],
                     read_raw,
                 )
                 .map_err(query_error)?;
@@ -1026,4 +1127,79 @@ fn claim_counter(transaction: &Transaction<'_>) -> Result<i64, StoreError> {
             |row| row.get(0),
         )
         .map_err(query_error)
+}
+
+/// The answer a live idempotency key gives, if there is one; this key if
+/// expired, and up to `EXPIRED_KEYS_PER_ADMISSION` other expired keys, are
+/// deleted first.
+fn stored_idempotency_key(
+    transaction: &Transaction<'_>,
+    key: &KeyToRecord,
+    now: i64,
+) -> Result<Option<Admission>, StoreError> {
+    transaction
+        .execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ?1 AND key = ?2 AND expires_at <= ?3",
+            params![key.tenant, key.key, now],
+        )
+        .map_err(query_error)?;
+    transaction
+        .execute(
+            "DELETE FROM idempotency_keys WHERE rowid IN
+             (SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
+            params![now, EXPIRED_KEYS_PER_ADMISSION],
+        )
+        .map_err(query_error)?;
+    let stored: Option<(String, String, String)> = transaction
+        .query_row(
+            "SELECT request_sha256, batch_id, job_ids FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
+            params![key.tenant, key.key],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .map_err(query_error)?;
+    Ok(stored.map(|(stored_sha256, batch_id, job_ids)| {
+        KeyToRecord::replay(&key.request_sha256, &stored_sha256, batch_id, &job_ids)
+    }))
+}
+
+/// `Admission::TenantQueueFull` if a tenant's open jobs plus its jobs in
+/// `rows` would pass its `max_queued` (tenants without a record have none).
+fn tenant_queue_full(
+    transaction: &Transaction<'_>,
+    rows: &[(NewJob, String)],
+) -> Result<Option<Admission>, StoreError> {
+    let mut per_tenant: std::collections::BTreeMap<&str, u64> = Default::default();
+    for (job, _) in rows {
+        *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
+    }
+    for (tenant, count) in per_tenant {
+        let limit: Option<i64> = transaction
+            .query_row(
+                "SELECT max_queued FROM tenants WHERE name = ?1",
+                params![tenant],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(query_error)?;
+        let Some(limit) = limit else { continue };
+        let open: i64 = transaction
+            .query_row(
+                "SELECT queued + running FROM tenant_queue WHERE tenant = ?1",
+                params![tenant],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(query_error)?
+            .unwrap_or(0);
+        let (open, limit) = (open.max(0) as u64, limit.max(0) as u64);
+        if open.saturating_add(count) > limit {
+            return Ok(Some(Admission::TenantQueueFull {
+                tenant: tenant.to_string(),
+                open,
+                limit,
+            }));
+        }
+    }
+    Ok(None)
 }

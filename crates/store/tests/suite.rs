@@ -4,9 +4,9 @@
 use leanfarm_core::{CheckRequest, CheckStatus, Policy, ReasonCode, Verdict, VerdictReason};
 use leanfarm_store::artifacts::VERDICT_ARTIFACTS;
 use leanfarm_store::{
-    Admission, Authentication, CancelScope, CompleteOutcome, DeadJobSelector, JobState, KeyOwner,
-    KeyScope, ListFilter, NewJob, QueuePolicy, ReleaseOutcome, Store, StoreError, TenantKeyScope,
-    TenantRecord, WorkerAuthority, WorkerOffer,
+    Admission, Authentication, CancelScope, CompleteOutcome, DeadJobSelector, FinishedCursor,
+    IdempotencyKey, JobState, KeyOwner, KeyScope, ListFilter, NewJob, QueuePolicy, ReleaseOutcome,
+    Store, StoreError, TenantKeyScope, TenantRecord, WorkerAuthority, WorkerOffer,
 };
 use leanfarm_testkit::postgres::TestDatabase;
 use std::collections::HashSet;
@@ -657,6 +657,7 @@ async fn concurrent_batches_never_take_the_queue_past_its_cap(first: Store, seco
                         assert_eq!(limit, CAP);
                         assert!(queued + BATCH as u64 > CAP, "refused with room: {queued}");
                     }
+                    other => panic!("no tenant limit or key was set: {other:?}"),
                 }
             }
             admitted
@@ -1247,6 +1248,10 @@ macro_rules! store_suite {
             case!(leases_do_not_run_out_during_an_outage);
             case!(a_batch_is_listed_by_verdict_status_and_counted);
             case!(cancelling_ends_open_jobs_and_takes_a_running_jobs_lease);
+            case!(an_idempotency_key_admits_one_batch_per_body_until_it_expires);
+            case!(a_tenants_max_queued_is_checked_in_the_enqueue_transaction);
+            case!(replicas_register_and_count_the_live_ones);
+            case!(a_batch_is_read_in_the_order_its_jobs_finished);
         }
     };
 }
@@ -1619,4 +1624,329 @@ async fn unsupported_urls_are_refused_clearly() {
             "{url}: {error}"
         );
     }
+}
+
+/// A batch of `count` jobs of `tenant`, all in the batch `batch`.
+fn batch_of(batch: &str, tenant: &str, count: usize) -> Vec<NewJob> {
+    jobs(&format!("{batch}-"), tenant, count)
+        .into_iter()
+        .map(|mut job| {
+            job.batch_id = Some(batch.to_string());
+            job
+        })
+        .collect()
+}
+
+fn key(key: &str, body: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        key: key.to_string(),
+        request_sha256: body.to_string(),
+        keep_for: Duration::from_secs(3600),
+    }
+}
+
+async fn an_idempotency_key_admits_one_batch_per_body_until_it_expires(store: Store) {
+    let first = store
+        .admit(batch_of("b1", "t1", 3), 100, Some(&key("k", "body-1")))
+        .await
+        .unwrap();
+    assert_eq!(first, Admission::Enqueued);
+    // The same key and body: the first batch again, nothing written.
+    let again = store
+        .admit(batch_of("b2", "t1", 3), 100, Some(&key("k", "body-1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Admission::Replayed {
+            batch_id: "b1".into(),
+            job_ids: vec!["b1-00000".into(), "b1-00001".into(), "b1-00002".into()],
+        }
+    );
+    assert!(store.get("b2-00000").await.unwrap().is_none());
+    assert_eq!(store.queue_counts().await.unwrap().queued, 3);
+    // The same key with another body is refused, and writes nothing.
+    let reused = store
+        .admit(batch_of("b3", "t1", 1), 100, Some(&key("k", "body-2")))
+        .await
+        .unwrap();
+    assert_eq!(reused, Admission::KeyReused);
+    assert!(store.get("b3-00000").await.unwrap().is_none());
+    // Keys are per tenant: another tenant's same key is another key.
+    let other_tenant = store
+        .admit(batch_of("b4", "t2", 1), 100, Some(&key("k", "body-2")))
+        .await
+        .unwrap();
+    assert_eq!(other_tenant, Admission::Enqueued);
+    // A replay is answered even when the queue is now full.
+    let full_queue = store
+        .admit(batch_of("b5", "t1", 3), 4, Some(&key("k", "body-1")))
+        .await
+        .unwrap();
+    assert!(matches!(full_queue, Admission::Replayed { .. }));
+    // A refused admission records no key: the retry that fits is admitted.
+    let refused = store
+        .admit(batch_of("b6", "t1", 3), 4, Some(&key("k2", "body-3")))
+        .await
+        .unwrap();
+    assert!(matches!(refused, Admission::QueueFull { .. }));
+    let fits = store
+        .admit(batch_of("b7", "t1", 1), 100, Some(&key("k2", "body-3")))
+        .await
+        .unwrap();
+    assert_eq!(fits, Admission::Enqueued);
+    // An expired key admits a new batch.
+    let short = IdempotencyKey {
+        keep_for: Duration::ZERO,
+        ..key("k3", "body-4")
+    };
+    assert_eq!(
+        store
+            .admit(batch_of("b8", "t1", 1), 100, Some(&short))
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+    assert_eq!(
+        store
+            .admit(batch_of("b9", "t1", 1), 100, Some(&short))
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+    assert!(store.get("b9-00000").await.unwrap().is_some());
+}
+
+async fn a_tenants_max_queued_is_checked_in_the_enqueue_transaction(store: Store) {
+    store
+        .upsert_tenant(&TenantRecord {
+            max_queued: 5,
+            ..tenant("capped")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_within(jobs("a", "capped", 3), 100)
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+    let full = Admission::TenantQueueFull {
+        tenant: "capped".into(),
+        open: 3,
+        limit: 5,
+    };
+    assert_eq!(
+        store
+            .enqueue_within(jobs("b", "capped", 3), 100)
+            .await
+            .unwrap(),
+        full
+    );
+    assert!(store.get("b00000").await.unwrap().is_none());
+    // Running jobs are open too: claiming makes no room.
+    let leases = store
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    assert_eq!(
+        store
+            .enqueue_within(jobs("c", "capped", 3), 100)
+            .await
+            .unwrap(),
+        full
+    );
+    // A finished job does.
+    store
+        .complete(&leases[0].job_id, &leases[0].lease_id, &verdict())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_within(jobs("d", "capped", 3), 100)
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+    assert_eq!(store.tenant_open_jobs("capped").await.unwrap(), 5);
+    // A tenant without a record has no limit of its own.
+    assert_eq!(
+        store
+            .enqueue_within(jobs("e", "free", 50), 100)
+            .await
+            .unwrap(),
+        Admission::Enqueued
+    );
+}
+
+async fn replicas_register_and_count_the_live_ones(store: Store) {
+    let live = Duration::from_secs(30);
+    assert_eq!(store.replica_heartbeat("r1", live).await.unwrap(), 1);
+    assert_eq!(store.replica_heartbeat("r2", live).await.unwrap(), 2);
+    assert_eq!(store.replica_heartbeat("r1", live).await.unwrap(), 2);
+    store.replica_leaving("r2").await.unwrap();
+    assert_eq!(store.replica_heartbeat("r1", live).await.unwrap(), 1);
+    // A replica silent for longer than the window no longer counts.
+    store.replica_heartbeat("r3", live).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        store
+            .replica_heartbeat("r1", Duration::from_millis(20))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// Two stores on one database (two replicas), eight submitters racing
+/// with one idempotency key and one body: one batch is admitted, every
+/// other submission gets that batch back, and no job is written twice.
+/// Then eight submitters race batches of 3 of a tenant whose `max_queued`
+/// is 20: exactly 18 jobs get in.
+async fn racing_submissions_keep_keys_and_tenant_limits(first: Store, second: Store) {
+    let mut racers = Vec::new();
+    for racer in 0..8 {
+        let store = if racer % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        racers.push(tokio::spawn(async move {
+            store
+                .admit(
+                    batch_of(&format!("race{racer}"), "t1", 4),
+                    1000,
+                    Some(&key("retry", "same-body")),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.unwrap());
+    }
+    let admitted = outcomes
+        .iter()
+        .filter(|outcome| **outcome == Admission::Enqueued)
+        .count();
+    assert_eq!(admitted, 1, "{outcomes:?}");
+    let replayed: HashSet<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Admission::Replayed { batch_id, job_ids } => Some((batch_id.clone(), job_ids.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replayed.len(), 1, "every retry names the one batch");
+    assert_eq!(first.queue_counts().await.unwrap().queued, 4);
+
+    first
+        .upsert_tenant(&TenantRecord {
+            max_queued: 20,
+            ..tenant("capped")
+        })
+        .await
+        .unwrap();
+    let mut submitters = Vec::new();
+    for submitter in 0..8 {
+        let store = if submitter % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        submitters.push(tokio::spawn(async move {
+            let mut admitted = 0u64;
+            for attempt in 0..3 {
+                let prefix = format!("s{submitter}a{attempt}-");
+                match store
+                    .enqueue_within(jobs(&prefix, "capped", 3), 1000)
+                    .await
+                    .unwrap()
+                {
+                    Admission::Enqueued => admitted += 3,
+                    Admission::TenantQueueFull { open, limit, .. } => {
+                        assert_eq!(limit, 20);
+                        assert!(open + 3 > 20, "refused with room: {open}");
+                    }
+                    other => panic!("unexpected admission {other:?}"),
+                }
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for submitter in submitters {
+        admitted += submitter.await.unwrap();
+    }
+    let open = first.tenant_open_jobs("capped").await.unwrap();
+    assert_eq!(open, admitted);
+    assert_eq!(open, 18, "a max_queued of 20 let {open} jobs in");
+}
+
+#[tokio::test]
+async fn sqlite_racing_submissions_keep_keys_and_tenant_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let first = Store::open(&url).await.unwrap();
+    let second = Store::open(&url).await.unwrap();
+    racing_submissions_keep_keys_and_tenant_limits(first, second).await;
+}
+
+#[tokio::test]
+async fn postgres_racing_submissions_keep_keys_and_tenant_limits() {
+    let database = TestDatabase::create("submission_race");
+    let first = Store::open(&database.url).await.unwrap();
+    let second = Store::open(&database.url).await.unwrap();
+    racing_submissions_keep_keys_and_tenant_limits(first, second).await;
+}
+
+async fn a_batch_is_read_in_the_order_its_jobs_finished(store: Store) {
+    store.enqueue(batch_of("b", "t1", 4)).await.unwrap();
+    store.enqueue(batch_of("other", "t1", 1)).await.unwrap();
+    // Finish them in the order 2, 0, 3 (1 stays open), a few ms apart.
+    let mut leases = store
+        .claim("w", 5, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    leases.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    for index in [2, 0, 3, 4] {
+        let lease = &leases[index];
+        store
+            .complete(&lease.job_id, &lease.lease_id, &verdict())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let read = |after: Option<FinishedCursor>, finished_by: Option<i64>, limit: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .batch_finished("t1", "b", after.as_ref(), finished_by, limit)
+                .await
+                .unwrap()
+        }
+    };
+    let all = read(None, None, 100).await;
+    let ids: Vec<&str> = all.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, ["b-00002", "b-00000", "b-00003"]);
+    // After a place, only what follows it; at most `limit`.
+    let cursor = FinishedCursor {
+        finished_at: all[0].finished_at.unwrap(),
+        job_id: all[0].id.clone(),
+    };
+    let rest = read(Some(cursor.clone()), None, 1).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "b-00000");
+    // Only those finished by a time.
+    let settled = read(None, Some(all[1].finished_at.unwrap()), 100).await;
+    assert_eq!(settled.len(), 2);
+    // Another tenant reads nothing of it.
+    assert!(store
+        .batch_finished("t2", "b", None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -11,7 +11,7 @@ use super::SettingError;
 use crate::CliError;
 use clap::Args;
 use leanfarm_driver::{Driver, PoolConfig, ToolchainConfig};
-use leanfarm_sandbox::{ReadOnlyMount, Sandbox};
+use leanfarm_sandbox::{BackendKind, ReadOnlyMount, Sandbox};
 use leanfarm_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -163,6 +163,17 @@ impl CheckerArgs {
 
     /// The driver: toolchain, sandbox and pool.
     pub fn build_driver(&self, data_dir: &Path, slots: usize) -> Result<Driver, CliError> {
+        self.build_driver_in_force(data_dir, slots)
+            .map(|(driver, _)| driver)
+    }
+
+    /// `build_driver`, with the sandbox in force, described for the
+    /// start-up line.
+    pub fn build_driver_in_force(
+        &self,
+        data_dir: &Path,
+        slots: usize,
+    ) -> Result<(Driver, String), CliError> {
         self.validate()?;
         let (toolchain, read_only_mounts) = self.toolchain_config()?;
         let scratch_root = data_dir.join("scratch");
@@ -172,11 +183,16 @@ impl CheckerArgs {
         let sandbox_config = self
             .sandbox
             .sandbox_config(read_only_mounts, scratch_root)?;
+        let backend = sandbox_config.backend;
         let sandbox = Sandbox::new(sandbox_config).map_err(|error| {
+            if backend == BackendKind::Native && !running_as_root() {
+                return CliError::Startup(native_sandbox_needs_root());
+            }
             CliError::Startup(format!(
                 "{error} (for development without a sandbox: --sandbox none)"
             ))
         })?;
+        let in_force = sandbox.in_force();
         let pool = PoolConfig {
             slots,
             max_repls: self.warm_repls.unwrap_or(slots).max(slots),
@@ -189,7 +205,7 @@ impl CheckerArgs {
                 .collect(),
             ..PoolConfig::default()
         };
-        Ok(Driver::new(toolchain, pool, Arc::new(sandbox)))
+        Ok((Driver::new(toolchain, pool, Arc::new(sandbox)), in_force))
     }
 
     /// The toolchain to run: lean-sim inside this binary, or a configured REPL.
@@ -307,4 +323,36 @@ pub async fn prestart(driver: &Driver) -> Result<(), CliError> {
         .prestart()
         .await
         .map_err(|error| CliError::Startup(error.to_string()))
+}
+
+/// Whether this process runs with the effective user id 0 (the owner of
+/// `/proc/self` is the process's effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
+}
+
+/// The one message for a native sandbox started without root: what to run
+/// instead, as this very command line with root, or with `--sandbox none`.
+fn native_sandbox_needs_root() -> String {
+    let mut arguments: Vec<String> = vec!["leanfarm".to_string()];
+    let mut skip_value = false;
+    for argument in std::env::args().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if argument == "--sandbox" {
+            skip_value = true;
+            continue;
+        }
+        if argument.starts_with("--sandbox=") {
+            continue;
+        }
+        arguments.push(argument);
+    }
+    let command = arguments.join(" ");
+    format!(
+        "the native sandbox needs root (it makes namespaces, mounts and cgroups for each Lean process), and this process is not root: run `sudo {command}`, or, for development on this machine only (snippets then run without any isolation), `{command} --sandbox none`"
+    )
 }

@@ -21,7 +21,7 @@ mod server;
 mod store;
 
 pub use checker::{prestart, CheckerArgs};
-pub use file::explicit_settings;
+pub use file::{explicit_settings, with_file};
 pub use server::ServeArgs;
 
 use crate::CliError;
@@ -65,6 +65,23 @@ pub fn init_logging(default: &str) {
         .try_init();
 }
 
+/// JSON logs appended to `path`, filtered as `init_logging`'s.
+pub fn init_logging_to_file(default: &str, path: &Path) -> Result<(), CliError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| CliError::Config(format!("--log-file {}: {error}", path.display())))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAN_FARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
 /// The data directory, created if missing, as an absolute path.
 pub fn data_dir(data_dir: &Path) -> Result<PathBuf, CliError> {
     std::fs::create_dir_all(data_dir).map_err(|error| {
@@ -75,13 +92,25 @@ pub fn data_dir(data_dir: &Path) -> Result<PathBuf, CliError> {
 
 /// Build and start a farm from settings.
 pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
+    start_farm_reporting(args).await.map(|(farm, _)| farm)
+}
+
+/// `start_farm`, and where the farm keeps its data, its store's kind and
+/// the sandbox in force, in the words of the start-up line.
+pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), CliError> {
     args.validate()?;
     let tls = args.server_tls()?;
     let data_dir = data_dir(&args.data_dir)?;
     let slots = args.checker.slots();
-    let driver = match slots {
-        0 => None,
-        slots => Some(args.checker.build_driver(&data_dir, slots)?),
+    let (driver, sandbox) = match slots {
+        0 => (
+            None,
+            "none here (--slots 0: this replica runs no checks)".to_string(),
+        ),
+        slots => {
+            let (driver, sandbox) = args.checker.build_driver_in_force(&data_dir, slots)?;
+            (Some(driver), sandbox)
+        }
     };
     if let Some(driver) = &driver {
         prestart(driver).await?;
@@ -106,19 +135,52 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
         .checker
         .worker_config(format!("embedded-{}", uuid::Uuid::now_v7()));
     let addr = args.addr;
-    Farm::start_with_tls(state, addr, args.metrics_addr, worker, tls)
+    let farm = Farm::start_with_tls(state, addr, args.metrics_addr, worker, tls)
         .await
-        .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))
+        .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))?;
+    let report = format!(
+        "data in {}, store {}, artifacts {}, sandbox {sandbox}",
+        data_dir.display(),
+        store_kind(&store_url),
+        artifacts_kind(&artifacts_url)
+    );
+    Ok((farm, report))
+}
+
+/// Where artifacts go, for the start-up line: a directory's absolute path,
+/// or memory.
+fn artifacts_kind(artifacts_url: &str) -> String {
+    if artifacts_url == "memory://" {
+        return "in memory (nothing is kept)".to_string();
+    }
+    let directory = artifacts_url
+        .strip_prefix("file://")
+        .unwrap_or(artifacts_url);
+    std::fs::canonicalize(directory)
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| directory.to_string())
+}
+
+/// A store URL's kind, for the start-up line: a SQLite file's path, never
+/// a PostgreSQL URL (it may hold a password).
+fn store_kind(store_url: &str) -> String {
+    if store_url == "sqlite::memory:" {
+        return "sqlite in memory (nothing is kept)".to_string();
+    }
+    match store_url.strip_prefix("sqlite://") {
+        Some(path) => format!("sqlite {path}"),
+        None => "postgres".to_string(),
+    }
 }
 
 /// `leanfarm serve`: `explicit` names the settings given by flag or
 /// variable (`explicit_settings`), which the config file does not override.
 pub async fn serve(args: ServeArgs, explicit: &[String]) -> Result<(), CliError> {
     let args = file::with_file(args, explicit)?;
-    let farm = start_farm(args).await?;
+    let (farm, report) = start_farm_reporting(args).await?;
     let scheme = if farm.https { "https" } else { "http" };
     eprintln!(
-        "leanfarm: serving on {scheme}://{} (Ctrl-C or SIGTERM to stop)",
+        "leanfarm: serving on {scheme}://{} ({report}; Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
     if let Some(metrics_addr) = farm.metrics_addr {
@@ -273,6 +335,10 @@ mod tests {
             "outage_gap_seconds"
         );
         assert_eq!(refused(|a| a.limits.max_body_bytes = 0), "max_body_bytes");
+        assert_eq!(
+            refused(|a| a.limits.idempotency_key_hours = 0.0),
+            "idempotency_key_hours"
+        );
         assert_eq!(refused(|a| a.limits.max_batch = 0), "max_batch");
         assert_eq!(refused(|a| a.limits.max_queued_jobs = 0), "max_queued_jobs");
         assert_eq!(

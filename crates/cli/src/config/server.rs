@@ -56,6 +56,9 @@ pub(crate) mod defaults {
     pub fn max_connections() -> usize {
         Limits::default().max_connections
     }
+    pub fn idempotency_key_hours() -> f64 {
+        Limits::default().idempotency_keep.as_secs_f64() / 3600.0
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -187,7 +190,14 @@ pub struct LimitArgs {
     #[arg(long, env = "LEAN_FARM_MAX_CONNECTIONS", default_value_t = defaults::max_connections())]
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Hours an Idempotency-Key of POST /v1/checks names the batch it admitted (a retry with it within this time gets that batch back)
+    #[arg(long, env = "LEAN_FARM_IDEMPOTENCY_KEY_HOURS", default_value_t = defaults::idempotency_key_hours())]
+    #[serde(default = "defaults::idempotency_key_hours")]
+    pub idempotency_key_hours: f64,
 }
+
+/// The longest an idempotency key may be kept: a year.
+const MAX_IDEMPOTENCY_KEY_HOURS: f64 = 24.0 * 366.0;
 
 impl LimitArgs {
     /// Refuse a limit that would refuse everything, naming it.
@@ -242,6 +252,13 @@ impl LimitArgs {
                 format!("must be 0 s or more, not {}", self.max_wait_seconds),
             ));
         }
+        let hours = self.idempotency_key_hours;
+        if !(hours.is_finite() && hours > 0.0 && hours <= MAX_IDEMPOTENCY_KEY_HOURS) {
+            return Err(SettingError::new(
+                "idempotency_key_hours",
+                format!("must be more than 0 and at most {MAX_IDEMPOTENCY_KEY_HOURS} hours, not {hours}"),
+            ));
+        }
         Ok(())
     }
 
@@ -259,6 +276,9 @@ impl LimitArgs {
             ),
             body_read_timeout: std::time::Duration::from_secs_f64(self.body_read_timeout_seconds),
             max_connections: self.max_connections,
+            idempotency_keep: std::time::Duration::from_secs_f64(
+                self.idempotency_key_hours * 3600.0,
+            ),
             ..Limits::default()
         }
     }
