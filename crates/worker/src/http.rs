@@ -26,6 +26,10 @@ pub const LEASE_WAIT_SECONDS: f64 = 10.0;
 /// How long any one call to the farm may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the start-up probe of a replica's certificate may take (a
+/// replica that does not answer in time is waited for as usual).
+const CERTIFICATE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// After a lease that waited on the server and found nothing, the pause
 /// before asking again.
 const PAUSE_AFTER_EMPTY_LEASE: Duration = Duration::from_millis(50);
@@ -99,7 +103,11 @@ impl HttpQueue {
             .iter()
             .filter(|url| url.starts_with("https://"))
         {
-            let Err(error) = self.client.get(format!("{base_url}/healthz")).send().await else {
+            let probe = self
+                .client
+                .get(format!("{base_url}/healthz"))
+                .timeout(CERTIFICATE_PROBE_TIMEOUT);
+            let Err(error) = probe.send().await else {
                 continue;
             };
             if let Some(problem) = crate::tls::tls_failure(&error) {
