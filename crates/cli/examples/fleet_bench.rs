@@ -4,7 +4,9 @@
 //! the physical limit is W / cost.
 //!
 //! Run with `bench/fleet.sh [--workers 4] [--cost-ms 50] [--jobs 400] [--sandbox native]
-//! [--postgres postgres://postgres@127.0.0.1:5432/postgres]`.
+//! [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--tls on]`; with
+//! `--tls on` the replica terminates TLS (a certificate made for the run)
+//! and the workers and the client verify it against its CA.
 
 use leanfarm_testkit::bench::command_line_argument;
 use leanfarm_testkit::built_binary;
@@ -67,6 +69,7 @@ async fn main() {
         .parse()
         .expect("--jobs N");
     let sandbox = command_line_argument("--sandbox", "native");
+    let tls = command_line_argument("--tls", "off") == "on";
     let admin_url =
         command_line_argument("--postgres", "postgres://postgres@127.0.0.1:5432/postgres");
     let name = format!("leanfarm_fleet_bench_{}", std::process::id());
@@ -87,11 +90,10 @@ async fn main() {
     let user = leanfarm(&[
         "tenant", "--store", &store, "key", "bench", "--scope", "user",
     ]);
-    let worker_token = leanfarm(&[
-        "tenant", "--store", &store, "key", "fleet", "--scope", "worker",
-    ]);
+    let worker_token = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
 
     let data = tempfile::tempdir().expect("data dir");
+    let certificates = tls.then(|| certificates(data.path()));
     let mut processes = Processes(Vec::new());
     let mut server = Command::new(built_binary("leanfarm"))
         .args([
@@ -106,6 +108,14 @@ async fn main() {
         ])
         .arg("--data-dir")
         .arg(data.path().join("api"))
+        .args(certificates.iter().flat_map(|(_, certificate, key)| {
+            [
+                "--tls-cert".into(),
+                certificate.clone(),
+                "--tls-key".into(),
+                key.clone(),
+            ]
+        }))
         .env("LEAN_FARM_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
@@ -136,13 +146,23 @@ async fn main() {
             ])
             .arg("--data-dir")
             .arg(data.path().join(format!("worker{index}")))
+            .args(
+                certificates
+                    .iter()
+                    .flat_map(|(ca, _, _)| ["--ca-cert".into(), ca.clone()]),
+            )
             .env("LEAN_FARM_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn worker");
         processes.0.push(worker);
     }
-    let client = reqwest::Client::new();
+    let mut client = reqwest::Client::builder();
+    if let Some((ca, _, _)) = &certificates {
+        let pem = std::fs::read(ca).expect("the ca");
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a ca"));
+    }
+    let client = client.build().expect("a client");
     // Warm each worker's REPL for the header first.
     let warm: Vec<Value> = (0..workers * 2)
         .map(|i| json!({"code": format!("import Mathlib\ntheorem warm_{i} : True := trivial")}))
@@ -212,11 +232,41 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let throughput = jobs as f64 / elapsed;
     let limit = workers as f64 * 1000.0 / cost_ms as f64;
-    println!("fleet: 1 API replica (PostgreSQL) + {workers} workers x 1 slot, stand-in cost {cost_ms} ms (sleep), {jobs} jobs, sandbox {sandbox}");
+    let scheme = if tls { "https" } else { "http" };
+    println!("fleet: 1 API replica (PostgreSQL) + {workers} workers x 1 slot over {scheme}, stand-in cost {cost_ms} ms (sleep), {jobs} jobs, sandbox {sandbox}");
     println!(
         "  throughput {throughput:.1} jobs/s   physical limit {limit:.1} jobs/s   = {:.1} %",
         100.0 * throughput / limit
     );
     drop(processes);
     admin(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`:
+/// the paths of the CA, the certificate and its key.
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::ffi::OsString, std::ffi::OsString, std::ffi::OsString) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "leanfarm fleet bench ca");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a key"))
+        .expect("the ca");
+    let key = KeyPair::generate().expect("a key");
+    let certificate = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("the certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, certificate.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    (paths.0.into(), paths.1.into(), paths.2.into())
 }

@@ -49,6 +49,9 @@ pub struct ResultsArgs {
     /// A user token of the batch's tenant (`leanfarm tenant key`)
     #[arg(long, env = "LEAN_FARM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// --server, besides the system's roots
+    #[arg(long, env = "LEAN_FARM_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 pub async fn run(args: ResultsArgs) -> Result<(), CliError> {
@@ -62,7 +65,10 @@ pub async fn run(args: ResultsArgs) -> Result<(), CliError> {
     if let Some(status) = &args.status {
         url.query_pairs_mut().append_pair("status", status);
     }
-    let client = reqwest::Client::new();
+    let client = leanfarm_worker::tls::client_builder(args.ca_cert.as_deref())
+        .map_err(|error| CliError::Config(format!("--ca-cert: {error}")))?
+        .build()
+        .map_err(|error| CliError::Config(format!("cannot build the http client: {error}")))?;
     let mut request = client.get(url);
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
@@ -70,7 +76,7 @@ pub async fn run(args: ResultsArgs) -> Result<(), CliError> {
     let mut response = request
         .send()
         .await
-        .map_err(|error| CliError::Request(error.to_string()))?;
+        .map_err(|error| CliError::Request(leanfarm_worker::tls::describe(&error)))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();

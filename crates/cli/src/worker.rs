@@ -19,6 +19,9 @@ pub struct WorkerArgs {
         required = true
     )]
     pub servers: Vec<String>,
+    /// PEM CA certificate(s) to trust for https:// servers, besides the system's roots
+    #[arg(long, env = "LEAN_FARM_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// A worker token (`leanfarm tenant key TENANT --scope worker`)
     #[arg(long, env = "LEAN_FARM_WORKER_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -61,7 +64,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         .map(|server| server.trim().to_string())
         .filter(|server| !server.is_empty())
         .collect();
-    let queue = HttpQueue::with_servers(&servers, &args.token)
+    let queue = HttpQueue::with_servers_and_ca(&servers, &args.token, args.ca_cert.as_deref())
+        .map_err(|error| CliError::Config(error.to_string()))?;
+    // A farm whose certificate is not trusted is refused at once, not retried.
+    queue
+        .verify_certificates()
+        .await
         .map_err(|error| CliError::Config(error.to_string()))?;
     let spool = Spool::open(&data_dir.join("spool"), args.spool_capacity)
         .map_err(|error| CliError::Config(format!("--spool-capacity / --data-dir: {error}")))?;

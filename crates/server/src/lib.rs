@@ -42,6 +42,7 @@ mod routes;
 mod search;
 mod serve;
 mod submit;
+mod tls;
 mod views;
 
 pub use error::ApiError;
@@ -51,6 +52,7 @@ pub use metrics::Metrics;
 pub use prove_runner::{ProveService, ProveSettings};
 pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 pub use search::RetrieverPremises;
+pub use tls::{ServerTls, TlsError};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -192,6 +194,8 @@ pub struct Farm {
     pub local_addr: std::net::SocketAddr,
     /// Where `/metrics` is served without a token, when it has its own listener.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether the API listener terminates TLS (its URL is https://).
+    pub https: bool,
     /// Stops the workers (first) and the queue refresh.
     stop_workers: watch::Sender<bool>,
     /// Closes the listeners (once the workers have drained).
@@ -218,6 +222,18 @@ impl Farm {
         metrics_addr: Option<std::net::SocketAddr>,
         worker: WorkerConfig,
     ) -> std::io::Result<Farm> {
+        Farm::start_with_tls(state, addr, metrics_addr, worker, None).await
+    }
+
+    /// `start_with_metrics`, the API over TLS when `tls` is set (the
+    /// metrics listener, for a private network, stays plain HTTP).
+    pub async fn start_with_tls(
+        state: Arc<AppState>,
+        addr: std::net::SocketAddr,
+        metrics_addr: Option<std::net::SocketAddr>,
+        worker: WorkerConfig,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<Farm> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match metrics_addr {
@@ -228,6 +244,7 @@ impl Farm {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
+        let https = tls.is_some();
         let (stop_workers, stop_workers_receiver) = watch::channel(false);
         let (close_listeners, close_listeners_receiver) = watch::channel(false);
         let workers = match state.driver.clone() {
@@ -260,6 +277,7 @@ impl Farm {
             listener,
             router(Arc::clone(&state)),
             state.limits.clone(),
+            tls,
             close_listeners_receiver.clone(),
         ))];
         servers.push(heartbeat);
@@ -268,14 +286,16 @@ impl Farm {
                 metrics_listener,
                 routes::metrics_router(Arc::clone(&state)),
                 state.limits.clone(),
+                None,
                 close_listeners_receiver,
             )));
         }
         let slots = state.driver.as_ref().map_or(0, Driver::slots);
-        tracing::info!(%local_addr, ?metrics_addr, slots, store = state.store.backend_name(), "lean farm is serving");
+        tracing::info!(%local_addr, ?metrics_addr, https, slots, store = state.store.backend_name(), "lean farm is serving");
         Ok(Farm {
             local_addr,
             metrics_addr,
+            https,
             stop_workers,
             close_listeners,
             servers,

@@ -14,10 +14,15 @@
 //! rewrites that answer, on the wire, into the `{code, message}` JSON of
 //! every other error.
 //!
+//! With TLS (`ServerTls`), each accepted connection's handshake runs in
+//! its own task, under the connection cap, and must finish within the
+//! header read timeout; the 503 over the cap is sent over TLS too.
+//!
 //! This module must never hold a connection open past the shutdown grace
 //! period, nor answer anything but the router's answers and that 503.
 
 use crate::error::ApiError;
+use crate::tls::ServerTls;
 use crate::Limits;
 use axum::http::StatusCode;
 use axum::Router;
@@ -29,7 +34,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 /// How long open connections may take to finish after the listener closed.
@@ -38,11 +43,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// How long the answer to a connection over the cap may take to be written.
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Serve `app` on `listener` until `shutdown` turns true, then close.
+/// Serve `app` on `listener` (over TLS when `tls` is set) until `shutdown`
+/// turns true, then close.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<ServerTls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_connections = limits.max_connections.max(1);
@@ -64,32 +71,39 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tokio::spawn(refuse(stream, max_connections));
+            tokio::spawn(async move {
+                match tls {
+                    None => refuse(stream, max_connections).await,
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(REFUSAL_DEADLINE, tls.acceptor.accept(stream));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            refuse(stream, max_connections).await;
+                        }
+                    }
+                }
+            });
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
         let header_read_timeout = limits.header_read_timeout;
-        let mut closing = closing_receiver.clone();
+        let closing = closing_receiver.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let connection =
-                builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
+            let Some(tls) = tls else {
+                serve_connection(stream, service, header_read_timeout, closing).await;
+                return;
+            };
+            // The handshake gets the time a client has to send its request
+            // headers (and the headers then get theirs).
+            match tokio::time::timeout(header_read_timeout, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, service, header_read_timeout, closing).await;
                 }
-                _ = async { let _ = closing.wait_for(|closing| *closing).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+                Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
+                Err(_) => tracing::debug!("tls handshake timed out"),
             }
         });
     }
@@ -104,10 +118,39 @@ pub(crate) async fn serve(
     }
 }
 
+/// Serve HTTP/1.1 on one accepted (and, with TLS, handshaken) connection
+/// until it ends, or until `closing` turns true and its request is done.
+async fn serve_connection<Stream>(
+    stream: Stream,
+    service: TowerToHyperService<Router>,
+    header_read_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) where
+    Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let connection = builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        _ = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
 /// Answer a connection over the cap with a 503 and close it. The request
 /// is read (briefly) first, so that closing does not reset the connection
 /// before the client reads the answer.
-async fn refuse(mut stream: TcpStream, limit: usize) {
+async fn refuse<Stream: AsyncRead + AsyncWrite + Unpin>(mut stream: Stream, limit: usize) {
     let error = ApiError::TooManyConnections { limit };
     let body = error.body().to_string();
     let response = format!(
@@ -125,15 +168,15 @@ async fn refuse(mut stream: TcpStream, limit: usize) {
 
 /// A connection whose bare parse-error answers from hyper (400, 414, 431
 /// with an empty body) are rewritten into JSON error answers.
-struct JsonParseErrors {
-    stream: TcpStream,
+struct JsonParseErrors<Stream> {
+    stream: Stream,
     /// The JSON answer being written in place of hyper's, and how much of
     /// it is written.
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-impl JsonParseErrors {
-    fn new(stream: TcpStream) -> JsonParseErrors {
+impl<Stream> JsonParseErrors<Stream> {
+    fn new(stream: Stream) -> JsonParseErrors<Stream> {
         JsonParseErrors {
             stream,
             replacement: None,
@@ -172,7 +215,7 @@ fn json_for_parse_error(written: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-impl AsyncRead for JsonParseErrors {
+impl<Stream: AsyncRead + Unpin> AsyncRead for JsonParseErrors<Stream> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -182,7 +225,7 @@ impl AsyncRead for JsonParseErrors {
     }
 }
 
-impl AsyncWrite for JsonParseErrors {
+impl<Stream: AsyncWrite + Unpin> AsyncWrite for JsonParseErrors<Stream> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,

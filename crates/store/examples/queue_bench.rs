@@ -86,6 +86,9 @@ async fn main() {
     let admin_url = args
         .next()
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    // e.g. `sslmode=require`: the store's connections to the bench
+    // database then use TLS (the admin connection stays plain).
+    let store_parameters = args.next();
     println!("{jobs} jobs per run, claim 1 + complete per job, 4 tenants");
     println!(
         "{:<9} {:>7} {:>16} {:>18} {:>18}",
@@ -116,10 +119,17 @@ async fn main() {
         .await
         .expect("create database");
     let (base, _) = admin_url.rsplit_once('/').expect("a database in the url");
-    let postgres = Store::open(&format!("{base}/{name}"))
-        .await
-        .expect("postgres");
-    run(postgres.clone(), "postgres", jobs).await;
+    let store_url = match &store_parameters {
+        Some(parameters) => format!("{base}/{name}?{parameters}"),
+        None => format!("{base}/{name}"),
+    };
+    let postgres = Store::open(&store_url).await.expect("postgres");
+    let label = if store_parameters.is_some() {
+        "postgres+"
+    } else {
+        "postgres"
+    };
+    run(postgres.clone(), label, jobs).await;
     drop(postgres);
     admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))

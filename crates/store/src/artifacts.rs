@@ -1,6 +1,14 @@
 //! Per-job artifacts (`input.json`, `summary.json`, ...) behind the
-//! `object_store` API: a local directory by default, in memory for tests;
-//! S3 and GCS are further `object_store` backends behind the same type.
+//! `object_store` API: a local directory by default, in memory for tests,
+//! `s3://bucket/prefix` (AWS S3, MinIO and other S3-compatible servers) and
+//! `gs://bucket/prefix` (Google Cloud Storage) through `object_store`'s own
+//! backends, whose HTTP client is reqwest over rustls.
+//!
+//! Credentials come from the backends' usual environment variables
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `AWS_REGION`, `AWS_ENDPOINT`; `GOOGLE_APPLICATION_CREDENTIALS`,
+//! `GOOGLE_SERVICE_ACCOUNT`, or the instance's metadata server);
+//! `ArtifactSettings` overrides the endpoint, the region and plain HTTP.
 //!
 //! Keys are sharded: a job's artifacts are written under
 //! `jobs/<shard>/<job_id>/<name>`, where the shard is the first two hex
@@ -12,7 +20,8 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore, PutPayload};
 use std::sync::Arc;
 
 /// The artifacts of a stored verdict: the request, the verdict, and Lean's
@@ -21,12 +30,30 @@ pub const VERDICT_ARTIFACTS: [&str; 3] = ["input.json", "summary.json", "message
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("unsupported artifact url `{0}`")]
+    #[error("unsupported artifact url `{0}`: use a directory, file:///dir, memory://, s3://bucket/prefix or gs://bucket/prefix")]
     UnsupportedUrl(String),
+    #[error("artifact url `{0}` names no bucket")]
+    MissingBucket(String),
+    #[error("artifact endpoint `{0}` is plain http: allow it explicitly (artifacts_allow_http), for tests only")]
+    PlainHttpEndpoint(String),
+    #[error("cannot configure the artifact store: {0}")]
+    Configuration(String),
     #[error("invalid artifact name `{0}`")]
     InvalidName(String),
     #[error("artifact store failed: {0}")]
     Backend(String),
+}
+
+/// Settings of the S3 and GCS backends beyond their environment variables.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArtifactSettings {
+    /// The object store's base URL, e.g. `http://127.0.0.1:9000` for MinIO
+    /// or an emulator; unset, the provider's own (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// The S3 region; unset, `AWS_REGION` or `us-east-1`.
+    pub region: Option<String>,
+    /// Allow an `http://` endpoint (tests and emulators only).
+    pub allow_http: bool,
 }
 
 /// Where job artifacts live.
@@ -85,9 +112,99 @@ fn backend_error(error: object_store::Error) -> ArtifactError {
     ArtifactError::Backend(error.to_string())
 }
 
+/// `bucket/some/prefix` → (`bucket`, `some/prefix`); the prefix may be
+/// empty and is taken as plain path segments.
+fn bucket_and_prefix<'a>(url: &str, rest: &'a str) -> Result<(&'a str, &'a str), ArtifactError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || bucket.contains(['?', '#', '@']) {
+        return Err(ArtifactError::MissingBucket(url.to_string()));
+    }
+    let prefix = prefix.trim_matches('/');
+    for part in prefix.split('/').filter(|part| !part.is_empty()) {
+        segment(part)?;
+    }
+    Ok((bucket, prefix))
+}
+
+/// Client options: plain HTTP only when the settings allow it.
+fn client_options(settings: &ArtifactSettings) -> Result<ClientOptions, ArtifactError> {
+    if let Some(endpoint) = &settings.endpoint {
+        if endpoint.starts_with("http://") && !settings.allow_http {
+            return Err(ArtifactError::PlainHttpEndpoint(endpoint.clone()));
+        }
+    }
+    Ok(ClientOptions::new().with_allow_http(settings.allow_http))
+}
+
+fn configuration_error(error: object_store::Error) -> ArtifactError {
+    ArtifactError::Configuration(error.to_string())
+}
+
+fn open_s3(
+    bucket: &str,
+    settings: &ArtifactSettings,
+) -> Result<Arc<dyn ObjectStore>, ArtifactError> {
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_client_options(client_options(settings)?);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        builder = builder.with_region(region);
+    }
+    Ok(Arc::new(builder.build().map_err(configuration_error)?))
+}
+
+/// GCS. An explicit endpoint is an emulator's or a private one's base URL,
+/// reached without OAuth (the service-account document carries it).
+fn open_gcs(
+    bucket: &str,
+    settings: &ArtifactSettings,
+) -> Result<Arc<dyn ObjectStore>, ArtifactError> {
+    let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(bucket)
+        .with_client_options(client_options(settings)?);
+    if let Some(endpoint) = &settings.endpoint {
+        let account = serde_json::json!({
+            "gcs_base_url": endpoint.trim_end_matches('/'),
+            "disable_oauth": true,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        });
+        builder = builder.with_service_account_key(account.to_string());
+    }
+    Ok(Arc::new(builder.build().map_err(configuration_error)?))
+}
+
 impl ArtifactStore {
-    /// `file:///abs/dir` or a plain directory path (created if missing), or `memory://`.
+    /// `file:///abs/dir` or a plain directory path (created if missing),
+    /// `memory://`, `s3://bucket/prefix` or `gs://bucket/prefix` (each with
+    /// its backend's environment variables).
     pub fn open(url: &str) -> Result<ArtifactStore, ArtifactError> {
+        ArtifactStore::open_with(url, &ArtifactSettings::default())
+    }
+
+    /// `open`, with explicit settings for the S3 and GCS backends.
+    pub fn open_with(
+        url: &str,
+        settings: &ArtifactSettings,
+    ) -> Result<ArtifactStore, ArtifactError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = bucket_and_prefix(url, rest)?;
+            return Ok(ArtifactStore::with_prefix(
+                open_s3(bucket, settings)?,
+                prefix,
+            ));
+        }
+        if let Some(rest) = url.strip_prefix("gs://") {
+            let (bucket, prefix) = bucket_and_prefix(url, rest)?;
+            return Ok(ArtifactStore::with_prefix(
+                open_gcs(bucket, settings)?,
+                prefix,
+            ));
+        }
         if url == "memory://" {
             return Ok(ArtifactStore {
                 backend: Arc::new(object_store::memory::InMemory::new()),
@@ -106,6 +223,15 @@ impl ArtifactStore {
         Ok(ArtifactStore {
             backend: Arc::new(local),
         })
+    }
+
+    fn with_prefix(backend: Arc<dyn ObjectStore>, prefix: &str) -> ArtifactStore {
+        let backend: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            backend
+        } else {
+            Arc::new(PrefixStore::new(backend, prefix))
+        };
+        ArtifactStore { backend }
     }
 
     /// Write `<name>` of `job_id` (under its sharded key).
@@ -293,8 +419,43 @@ mod tests {
             .is_file());
         assert!(!dir.path().join("jobs/job1").exists());
         assert!(matches!(
-            ArtifactStore::open("s3://bucket"),
+            ArtifactStore::open("ftp://bucket"),
             Err(ArtifactError::UnsupportedUrl(_))
         ));
+    }
+
+    #[test]
+    fn cloud_urls_name_a_bucket_and_a_plain_prefix() {
+        assert_eq!(
+            bucket_and_prefix("s3://b/x/y/", "b/x/y/").unwrap(),
+            ("b", "x/y")
+        );
+        assert_eq!(bucket_and_prefix("s3://b", "b").unwrap(), ("b", ""));
+        for url in ["s3://", "gs:///prefix", "s3://a@b/x"] {
+            assert!(
+                matches!(
+                    ArtifactStore::open(url),
+                    Err(ArtifactError::MissingBucket(_))
+                ),
+                "{url}"
+            );
+        }
+        assert!(matches!(
+            ArtifactStore::open("s3://bucket/a/../b"),
+            Err(ArtifactError::InvalidName(_))
+        ));
+        let plain = ArtifactSettings {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            ..ArtifactSettings::default()
+        };
+        for url in ["s3://bucket", "gs://bucket"] {
+            assert!(
+                matches!(
+                    ArtifactStore::open_with(url, &plain),
+                    Err(ArtifactError::PlainHttpEndpoint(_))
+                ),
+                "{url}"
+            );
+        }
     }
 }

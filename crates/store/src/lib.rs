@@ -16,6 +16,7 @@
 
 pub mod artifacts;
 mod postgres;
+mod postgres_tls;
 mod prove;
 mod rows;
 mod sqlite;
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::ArtifactStore;
+pub use artifacts::{ArtifactError, ArtifactSettings, ArtifactStore};
 pub use prove::{day_of, ProveAttemptRow, ProveEnd, ProveJobRow};
 pub use rows::now_millis;
 

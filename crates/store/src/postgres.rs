@@ -25,7 +25,8 @@ use leanfarm_core::{CheckStatus, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Row, Socket, Transaction};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -69,6 +70,8 @@ pub(crate) struct PostgresStore {
 
 struct Inner {
     config: tokio_postgres::Config,
+    /// The URL's TLS connector (`sslmode`, see `postgres_tls`); `None` for plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<Client>>,
     permits: Arc<tokio::sync::Semaphore>,
 }
@@ -130,6 +133,26 @@ pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
         // No SQLSTATE: the connection broke or could not be made.
         None => StoreError::Unavailable(describe(&error)),
     }
+}
+
+/// A new connection, its I/O driven by a task of its own.
+async fn connect<Tls>(config: &tokio_postgres::Config, tls: Tls) -> Result<Client, StoreError>
+where
+    Tls: MakeTlsConnect<Socket>,
+    Tls::Stream: Send + 'static,
+    Tls::TlsConnect: Send,
+    <Tls::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
+        .await
+        .map_err(|_| StoreError::Unavailable("connecting to PostgreSQL timed out".into()))?
+        .map_err(pg_error)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
 }
 
 fn retryable(error: &tokio_postgres::Error) -> bool {
@@ -216,12 +239,11 @@ pub(crate) type Work<T> =
 
 impl PostgresStore {
     pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::UnsupportedUrl(format!("{url}: {error}")))?;
+        let target = crate::postgres_tls::target(url)?;
         let store = PostgresStore {
             inner: Arc::new(Inner {
-                config,
+                config: target.config,
+                tls: target.tls,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             }),
@@ -250,16 +272,10 @@ impl PostgresStore {
                 });
             }
         }
-        let (client, connection) =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.inner.config.connect(NoTls))
-                .await
-                .map_err(|_| StoreError::Unavailable("connecting to PostgreSQL timed out".into()))?
-                .map_err(pg_error)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "PostgreSQL connection ended");
-            }
-        });
+        let client = match &self.inner.tls {
+            None => connect(&self.inner.config, NoTls).await?,
+            Some(tls) => connect(&self.inner.config, tls.clone()).await?,
+        };
         Ok(Pooled {
             client: Some(client),
             inner: Arc::clone(&self.inner),

@@ -13,6 +13,7 @@
 pub mod bench;
 mod binaries;
 mod fixtures;
+pub mod object_servers;
 mod requests;
 
 #[cfg(feature = "driver")]

@@ -26,6 +26,10 @@ pub const LEASE_WAIT_SECONDS: f64 = 10.0;
 /// How long any one call to the farm may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the start-up probe of a replica's certificate may take (a
+/// replica that does not answer in time is waited for as usual).
+const CERTIFICATE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// After a lease that waited on the server and found nothing, the pause
 /// before asking again.
 const PAUSE_AFTER_EMPTY_LEASE: Duration = Duration::from_millis(50);
@@ -49,10 +53,20 @@ impl HttpQueue {
 
     /// A client of the farm's replicas at `base_urls`, starting with the first.
     pub fn with_servers(base_urls: &[String], token: &str) -> Result<HttpQueue, QueueError> {
+        HttpQueue::with_servers_and_ca(base_urls, token, None)
+    }
+
+    /// `with_servers`, trusting `ca_cert`'s certificates (PEM) besides the
+    /// system's roots for `https://` replicas.
+    pub fn with_servers_and_ca(
+        base_urls: &[String],
+        token: &str,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<HttpQueue, QueueError> {
         if base_urls.is_empty() {
             return Err(QueueError::NoServers);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder(ca_cert)?
             .timeout(CALL_TIMEOUT)
             .build()
             .map_err(QueueError::Client)?;
@@ -77,6 +91,33 @@ impl HttpQueue {
     /// The replica calls go to now.
     pub fn current_server(&self) -> &str {
         &self.base_urls[self.current.load(Ordering::Relaxed) % self.base_urls.len()]
+    }
+
+    /// Refuse at once a replica whose TLS certificate is not trusted: each
+    /// `https://` replica is asked for `/healthz`, and a failed TLS handshake
+    /// is an error (a replica that is down or answers an error is not:
+    /// the worker waits for it as usual).
+    pub async fn verify_certificates(&self) -> Result<(), QueueError> {
+        for base_url in self
+            .base_urls
+            .iter()
+            .filter(|url| url.starts_with("https://"))
+        {
+            let probe = self
+                .client
+                .get(format!("{base_url}/healthz"))
+                .timeout(CERTIFICATE_PROBE_TIMEOUT);
+            let Err(error) = probe.send().await else {
+                continue;
+            };
+            if let Some(problem) = crate::tls::tls_failure(&error) {
+                return Err(QueueError::UntrustedServer {
+                    server: base_url.clone(),
+                    problem,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Call `path` on the current replica, and on each other one in turn

@@ -24,6 +24,7 @@ pub mod protocol;
 mod queue;
 mod signing;
 pub mod spool;
+pub mod tls;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};

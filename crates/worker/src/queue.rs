@@ -17,7 +17,7 @@ pub enum QueueError {
     #[error("cannot build the http client: {0}")]
     Client(#[source] reqwest::Error),
     /// The request did not reach the farm, or no answer came back.
-    #[error("{path}: the farm could not be reached: {source}")]
+    #[error("{path}: the farm could not be reached: {}", crate::tls::describe(.source))]
     Unreachable {
         path: &'static str,
         #[source]
@@ -43,6 +43,13 @@ pub enum QueueError {
     /// The store behind an in-process queue failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The CA certificate the client should trust cannot be used.
+    #[error(transparent)]
+    CaCertificate(#[from] crate::tls::CaError),
+    /// A farm's TLS certificate is not one the worker trusts (or the TLS
+    /// handshake failed otherwise): no call to it can succeed.
+    #[error("{server}: tls handshake refused, the farm's certificate is not trusted (pass its ca with --ca-cert): {problem}")]
+    UntrustedServer { server: String, problem: String },
     /// An HTTP queue was given no farm URL.
     #[error("no farm url given: a worker needs at least one --server")]
     NoServers,

@@ -35,16 +35,18 @@ impl ApiFailure {
     /// Whether trying again later may succeed.
     pub fn passes(&self) -> bool {
         match self.status {
-            None => true,
+            // A certificate the client does not trust stays untrusted.
+            None => self.code != "tls_refused",
             Some(status) => matches!(status, 429 | 502 | 503 | 504),
         }
     }
 
     fn no_answer(error: reqwest::Error) -> ApiFailure {
+        let refused = leanfarm_worker::tls::tls_failure(&error).is_some();
         ApiFailure {
             status: None,
-            code: "no_answer".to_string(),
-            message: error.to_string(),
+            code: if refused { "tls_refused" } else { "no_answer" }.to_string(),
+            message: leanfarm_worker::tls::describe(&error),
             retry_after: None,
         }
     }
@@ -72,12 +74,22 @@ pub struct FarmClient {
 }
 
 impl FarmClient {
-    pub fn new(server: &str, token: Option<String>) -> FarmClient {
-        FarmClient {
-            http: reqwest::Client::new(),
+    /// A client of the farm at `server`, trusting `ca_cert`'s certificates
+    /// besides the system's roots.
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<FarmClient, CliError> {
+        let http = leanfarm_worker::tls::client_builder(ca_cert)
+            .map_err(|error| CliError::Config(format!("--ca-cert: {error}")))?
+            .build()
+            .map_err(|error| CliError::Config(format!("cannot build the http client: {error}")))?;
+        Ok(FarmClient {
+            http,
             server: server.trim_end_matches('/').to_string(),
             token,
-        }
+        })
     }
 
     async fn send(

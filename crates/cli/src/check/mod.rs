@@ -43,6 +43,9 @@ pub struct CheckArgs {
     /// A user token for a farm that requires one (`leanfarm tenant key`)
     #[arg(long, env = "LEAN_FARM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// --server, besides the system's roots
+    #[arg(long, env = "LEAN_FARM_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Seconds allowed for each check
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
@@ -512,7 +515,8 @@ pub async fn run(args: CheckArgs, given: FarmSettingsGiven) -> Result<(), CliErr
         Some(server) => server.clone(),
         None => {
             let (farm, data_dir) = start_embedded(&args, &given.explicit).await?;
-            let url = format!("http://{}", farm.local_addr);
+            let scheme = if farm.https { "https" } else { "http" };
+            let url = format!("{scheme}://{}", farm.local_addr);
             embedded = Some((farm, data_dir));
             url
         }
@@ -525,7 +529,7 @@ pub async fn run(args: CheckArgs, given: FarmSettingsGiven) -> Result<(), CliErr
     };
     let mut run = Run {
         args: &args,
-        client: FarmClient::new(&server, args.token.clone()),
+        client: FarmClient::new(&server, args.token.clone(), args.ca_cert.as_deref())?,
         submission,
         total: found.len(),
         files: found.into_iter().enumerate(),

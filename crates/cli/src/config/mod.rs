@@ -109,6 +109,7 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
 /// the sandbox in force, in the words of the start-up line.
 pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), CliError> {
     args.validate()?;
+    let tls = args.server_tls()?;
     let data_dir = data_dir(&args.data_dir)?;
     let signing_keys = crate::verify::farm_signing_keys(&data_dir, args.signing_keys.as_deref())?;
     let slots = args.checker.slots();
@@ -131,7 +132,7 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
         .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?
         .with_queue_policy(args.queue.policy());
     let artifacts_url = args.stores.artifacts_url(&data_dir);
-    let artifacts = ArtifactStore::open(&artifacts_url)
+    let artifacts = ArtifactStore::open_with(&artifacts_url, &args.stores.artifact_settings())
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
     let state = AppState::new(
         store,
@@ -165,7 +166,7 @@ pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), Cli
     let _ = state.prove.set(std::sync::Arc::new(prove));
     let worker = args.checker.worker_config(worker_id);
     let addr = args.addr;
-    let farm = Farm::start_with_metrics(state, addr, args.metrics_addr, worker)
+    let farm = Farm::start_with_tls(state, addr, args.metrics_addr, worker, tls)
         .await
         .map_err(|error| CliError::Startup(format!("cannot listen on {addr}: {error}")))?;
     let report = format!(
@@ -208,8 +209,9 @@ fn store_kind(store_url: &str) -> String {
 pub async fn serve(args: ServeArgs, explicit: &[String]) -> Result<(), CliError> {
     let args = file::with_file(args, explicit)?;
     let (farm, report) = start_farm_reporting(args).await?;
+    let scheme = if farm.https { "https" } else { "http" };
     eprintln!(
-        "leanfarm: serving on http://{} ({report}; Ctrl-C or SIGTERM to stop)",
+        "leanfarm: serving on {scheme}://{} ({report}; Ctrl-C or SIGTERM to stop)",
         farm.local_addr
     );
     if let Some(metrics_addr) = farm.metrics_addr {

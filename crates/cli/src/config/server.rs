@@ -112,6 +112,14 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_SEARCH_INDEX")]
     #[serde(default)]
     pub search_index: Option<PathBuf>,
+    /// PEM certificate chain (leaf first): the API listener then terminates TLS (https://); needs tls_key [default: plain HTTP]
+    #[arg(long, env = "LEAN_FARM_TLS_CERT")]
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "LEAN_FARM_TLS_KEY")]
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
@@ -126,7 +134,28 @@ impl ServeArgs {
         self.queue.validate()?;
         self.retention.validate()?;
         self.prove.validate()?;
-        self.limits.validate()
+        self.limits.validate()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(SettingError::new(
+                "tls_key",
+                "is missing: tls_cert needs its private key".to_string(),
+            )),
+            (None, Some(_)) => Err(SettingError::new(
+                "tls_cert",
+                "is missing: tls_key needs its certificate chain".to_string(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The listener's TLS identity, read from its files; `None` for plain HTTP.
+    pub fn server_tls(&self) -> Result<Option<leanfarm_server::ServerTls>, SettingError> {
+        let (Some(certificate), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        leanfarm_server::ServerTls::from_pem_files(certificate, key)
+            .map(Some)
+            .map_err(|error| SettingError::new("tls_cert", error.to_string()))
     }
 }
 

@@ -64,6 +64,11 @@ impl PrivatePostgres {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Start with these extra `-c name=value` settings.
+    pub fn start_with(&mut self, settings: &[&str]) {
         let server = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(postgres_bin().join("postgres"))
@@ -77,6 +82,7 @@ impl PrivatePostgres {
                 "-c",
                 "fsync=off",
             ])
+            .args(settings.iter().flat_map(|setting| ["-c", setting]))
             .arg("-k")
             .arg(self.dir.path())
             .stdout(Stdio::null())
