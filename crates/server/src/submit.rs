@@ -186,7 +186,7 @@ fn refusal(state: &AppState, admission: Admission) -> ApiError {
             }
         }
         Admission::Enqueued | Admission::Replayed { .. } => {
-            unreachable!("an admission that wrote its jobs is not refused")
+            ApiError::Internal("an admitted batch was treated as refused".to_string())
         }
     }
 }
