@@ -256,7 +256,12 @@ async fn the_dummy_route_proves_on_its_third_candidate_with_artifacts_and_logs()
 
     // Artifacts.
     let id = job["id"].as_str().unwrap();
-    let artifacts = dir.path().join("artifacts").join("jobs").join(id);
+    let artifacts = dir
+        .path()
+        .join("artifacts")
+        .join("jobs")
+        .join(leanfarm_store::artifacts::shard(id))
+        .join(id);
     let read = |name: &str| {
         std::fs::read_to_string(artifacts.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     };

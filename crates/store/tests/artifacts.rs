@@ -95,7 +95,12 @@ async fn local_directory_backend_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     suite(|prefix| ArtifactStore::open(root.join(prefix).to_str().unwrap()).unwrap()).await;
-    assert!(dir.path().join("farm-a/jobs/job1/summary.json").is_file());
+    // Written under the job's shard.
+    let shard = leanfarm_store::artifacts::shard("job1");
+    assert!(dir
+        .path()
+        .join(format!("farm-a/jobs/{shard}/job1/summary.json"))
+        .is_file());
 }
 
 #[tokio::test]
