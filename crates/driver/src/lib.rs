@@ -110,6 +110,9 @@ pub struct PoolStats {
     /// Snippets that ran out of memory on a reused REPL and were run again
     /// on a fresh one.
     pub out_of_memory_retries: u64,
+    /// CPU time the snippets' REPL process trees used (cgroup accounting),
+    /// in microseconds; counted when a REPL comes back from a check.
+    pub lean_cpu_micros: u64,
     pub live_repls: u64,
     pub busy_repls: u64,
 }

@@ -310,9 +310,13 @@ pub(crate) async fn metrics_without_token(State(state): State<Arc<AppState>>) ->
 
 async fn metrics_text(state: &AppState) -> Response {
     let queue = state.store.queue_counts().await.ok();
-    let text = state
-        .metrics
-        .render(queue, state.driver.as_ref().map(Driver::stats));
+    let since = leanfarm_store::now_millis() - crate::metrics::ACTIVE_WORKER_WINDOW_MILLIS;
+    let active_workers = state.store.active_workers(since).await.ok();
+    let text = state.metrics.render(
+        queue,
+        active_workers,
+        state.driver.as_ref().map(Driver::stats),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -14,7 +14,9 @@
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
 //! all. `serve` is the listener (connection cap, header read timeout,
-//! graceful close). No two modules import each other.
+//! graceful close). `worker_probes` is the listener of a remote worker
+//! process (`leanfarm worker --metrics-addr`). No two modules import each
+//! other.
 //!
 //! This module must never change a job's state except through `Store`.
 
@@ -37,11 +39,13 @@ mod routes;
 mod serve;
 mod submit;
 mod views;
+mod worker_probes;
 
 pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
 pub use leanfarm_worker::WorkerConfig;
 pub use metrics::Metrics;
+pub use worker_probes::{serve_worker_probes, WorkerProbes};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -141,8 +145,8 @@ impl AppState {
             driver,
             require_auth,
             rates: auth::RateLimiter::default(),
+            metrics: Metrics::new(limits.max_timeout_seconds),
             limits,
-            metrics: Metrics::default(),
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
             shutting_down: AtomicBool::new(false),

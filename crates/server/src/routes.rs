@@ -74,14 +74,14 @@ pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn no_route(method: Method, request: Request) -> ApiError {
+pub(crate) async fn no_route(method: Method, request: Request) -> ApiError {
     ApiError::NoRoute {
         method: excerpt(method.as_str()),
         path: excerpt(request.uri().path()),
     }
 }
 
-async fn method_not_allowed(method: Method, request: Request) -> ApiError {
+pub(crate) async fn method_not_allowed(method: Method, request: Request) -> ApiError {
     ApiError::MethodNotAllowed {
         method: excerpt(method.as_str()),
         path: excerpt(request.uri().path()),

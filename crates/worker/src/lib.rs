@@ -24,11 +24,13 @@ pub mod protocol;
 mod queue;
 mod signing;
 pub mod spool;
+mod stats;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
 pub use signing::VerdictSigner;
 pub use spool::{Spool, SpoolError, SpooledVerdict};
+pub use stats::WorkerStats;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{CompleteOutcome, Lease, WorkerOffer};
@@ -53,6 +55,8 @@ pub struct Reporting {
     pub spool: Option<Spool>,
     /// The longest pause between two reports of one verdict.
     pub max_backoff: Duration,
+    /// Counters the loop keeps for the worker's own metrics.
+    pub stats: WorkerStats,
 }
 
 impl Default for Reporting {
@@ -60,6 +64,7 @@ impl Default for Reporting {
         Reporting {
             spool: None,
             max_backoff: Duration::from_secs(5),
+            stats: WorkerStats::default(),
         }
     }
 }
@@ -77,6 +82,8 @@ struct Pending {
     /// Turns true at shutdown: reports of spooled verdicts stop (the spool
     /// keeps them for the next start).
     shutdown: watch::Receiver<bool>,
+    /// The worker's own counters (its metrics).
+    stats: WorkerStats,
 }
 
 impl Pending {
@@ -208,12 +215,14 @@ pub async fn run_with_reporting<Queue: JobQueue>(
 ) {
     let queue = Arc::new(queue);
     let spool = reporting.spool.clone();
+    let stats = reporting.stats.clone();
     let pending = Pending {
         verdicts: Arc::default(),
         spool: reporting.spool,
         max_backoff: reporting.max_backoff,
         spool_io: Arc::default(),
         shutdown: shutdown.clone(),
+        stats: reporting.stats,
     };
     report_spool_first(&queue, &driver, &pending).await;
     let slots = Arc::new(Semaphore::new(driver.slots()));
@@ -262,7 +271,10 @@ pub async fn run_with_reporting<Queue: JobQueue>(
             _ = shutdown.changed() => break,
         };
         let leases = match claimed {
-            Ok(leases) => leases,
+            Ok(leases) => {
+                stats.lease_answered();
+                leases
+            }
             Err(error) => {
                 tracing::warn!(%error, "leasing jobs failed; retrying");
                 drop(permits);
@@ -471,8 +483,10 @@ async fn run_job<Queue: JobQueue>(
     mut abort: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    let stats = pending.stats.clone();
     tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, "check started");
     queue.check_started();
+    stats.check_started();
     let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let heartbeat = tokio::spawn(heartbeat(
         Arc::clone(&queue),
@@ -487,9 +501,11 @@ async fn run_job<Queue: JobQueue>(
     };
     heartbeat.abort();
     queue.check_finished();
+    stats.check_finished();
     let job_id = lease.job_id.as_str();
     match outcome {
         Some(Ok(verdict)) => {
+            stats.job_checked(verdict.status());
             let entry = SpooledVerdict {
                 lease: lease.clone(),
                 verdict,
