@@ -121,7 +121,22 @@ fn main() -> ExitCode {
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
-    config::init_logging(default_log);
+    let (telemetry, service_name) = match &cli.command {
+        Command::Serve(args) => (Some(&args.telemetry), "leanfarm-api"),
+        Command::Worker(args) => (Some(&args.telemetry), "leanfarm-worker"),
+        _ => (None, "leanfarm"),
+    };
+    let telemetry = telemetry
+        .map(|args| args.validate().map_err(CliError::from))
+        .transpose()
+        .and_then(|_| config::init_logging(default_log, telemetry, service_name));
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("leanfarm: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,6 +162,8 @@ fn main() -> ExitCode {
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -40,6 +40,8 @@ pub struct WorkerArgs {
     /// Serve /healthz, /readyz and /metrics about this worker, without a token, on this address (for a private network) [default: none]
     #[arg(long, env = "LEAN_FARM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: config::TelemetryArgs,
 }
 
 /// The one place each worker default is written.

@@ -151,6 +151,18 @@ impl Repl {
 
     /// Write one request frame and read one reply frame before `deadline`.
     async fn exchange(&mut self, request: &str, deadline: Instant) -> Result<String, ReplFailure> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("repl.command", request_bytes = request.len());
+        self.exchange_in_span(request, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn exchange_in_span(
+        &mut self,
+        request: &str,
+        deadline: Instant,
+    ) -> Result<String, ReplFailure> {
         let exchange = async {
             self.stdin.write_all(request.as_bytes()).await?;
             self.stdin.flush().await?;

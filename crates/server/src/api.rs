@@ -93,6 +93,7 @@ pub(crate) async fn submit_checks(
             timeout_seconds: submission.timeout,
             policy: submission.policy.clone(),
             infotree: None,
+            trace_context: None,
         })
         .collect();
     let wait = submission.wait;

@@ -303,6 +303,7 @@ fn request(
             ..Policy::default()
         },
         infotree,
+        trace_context: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn job(id: &str, tenant: &str, header: &str) -> NewJob {
             timeout_seconds: 5.0,
             policy: Policy::default(),
             infotree: None,
+            trace_context: None,
         },
         header_key: header.to_string(),
         max_attempts: 3,

@@ -25,6 +25,7 @@ mod queue;
 mod signing;
 pub mod spool;
 mod stats;
+pub mod trace_context;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
@@ -38,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 /// Verdicts held in memory only (no spool) at most, before leasing stops.
 const PENDING_IN_MEMORY_CAPACITY: usize = 1024;
@@ -296,15 +298,19 @@ pub async fn run_with_reporting<Queue: JobQueue>(
                 tracing::info!(job_id = %lease.job_id, "leased a job whose verdict this worker holds; reporting it, not checking again");
                 continue;
             }
-            tokio::spawn(run_job(
-                Arc::clone(&queue),
-                driver.clone(),
-                config.clone(),
-                pending.clone(),
-                lease,
-                permit,
-                abort.clone(),
-            ));
+            let check_span = job_spans(&config.worker_id, &lease);
+            tokio::spawn(
+                run_job(
+                    Arc::clone(&queue),
+                    driver.clone(),
+                    config.clone(),
+                    pending.clone(),
+                    lease,
+                    permit,
+                    abort.clone(),
+                )
+                .instrument(check_span),
+            );
         }
     }
     // Drain: running checks may finish until the deadline; then they hand their jobs back.
@@ -329,6 +335,27 @@ pub async fn run_with_reporting<Queue: JobQueue>(
         }
     }
     driver.shutdown().await;
+}
+
+/// The spans of one leased job, continuing the trace of its submission
+/// (`trace_context`): `worker.lease` (the lease, closed at once) and its
+/// child `worker.check` (the check and the report of its verdict), which
+/// the caller runs the job in.
+fn job_spans(worker_id: &str, lease: &Lease) -> tracing::Span {
+    let lease_span = tracing::info_span!(
+        "worker.lease",
+        job_id = %lease.job_id,
+        attempt = lease.attempt,
+        worker_id,
+    );
+    trace_context::continue_trace(&lease_span, lease.request.trace_context.as_deref());
+    tracing::info_span!(
+        parent: &lease_span,
+        "worker.check",
+        job_id = %lease.job_id,
+        attempt = lease.attempt,
+        worker_id,
+    )
 }
 
 /// Report the spool's verdicts (left by an earlier run of this worker) once

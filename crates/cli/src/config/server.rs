@@ -93,6 +93,9 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_TRUSTED_WORKER_KEYS")]
     #[serde(default)]
     pub trusted_worker_keys: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub telemetry: super::TelemetryArgs,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]
