@@ -178,3 +178,34 @@ async fn a_worker_exports_its_own_metrics_and_every_replica_counts_the_fleet() {
         );
     }
 }
+
+#[test]
+fn a_metrics_address_in_use_stops_the_worker_naming_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let worker_dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leanfarm"))
+        .args([
+            "worker",
+            "--simulate",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "unused",
+            "--sandbox",
+            &leanfarm_testkit::test_backend_name(),
+            "--metrics-addr",
+            &addr,
+        ])
+        .arg("--data-dir")
+        .arg(worker_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("--metrics-addr {addr}: cannot listen")),
+        "{stderr}"
+    );
+    common::release_mounts(worker_dir.path());
+}
