@@ -80,7 +80,7 @@ pub fn init(
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let Some(endpoint) = telemetry.and_then(|args| args.otlp_endpoint.as_deref()) else {
         let _ = tracing_subscriber::registry()
-            .with(json_logs().with_filter(filter))
+            .with(json_logs().with_filter(events_only(filter)))
             .try_init();
         return Ok(Telemetry::default());
     };
@@ -113,7 +113,7 @@ pub fn init(
         *metadata.level() <= tracing::Level::INFO && metadata.target().starts_with("leanfarm")
     });
     let _ = tracing_subscriber::registry()
-        .with(json_logs().with_filter(filter))
+        .with(json_logs().with_filter(events_only(filter)))
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -136,4 +136,18 @@ where
         .with_current_span(false)
         .with_span_list(false)
         .with_writer(std::io::stderr)
+}
+
+/// The logs' filter: LEAN_FARM_LOG, for events only. Logs show no spans, so
+/// with traces off no layer wants a span and creating one costs nothing.
+fn events_only<S>(
+    filter: tracing_subscriber::EnvFilter,
+) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use tracing_subscriber::filter::FilterExt;
+    filter.and(tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.is_event()
+    }))
 }
