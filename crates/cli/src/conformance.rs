@@ -249,6 +249,7 @@ async fn run_case(driver: Driver, case: Case, simulate: bool, timeout: f64) -> O
         timeout_seconds: timeout,
         policy: case.policy.clone().unwrap_or_default(),
         infotree: None,
+        trace_context: None,
     };
     let (got_status, got_reason, detail) = match driver.check(&request).await {
         Ok(verdict) => {

@@ -147,19 +147,29 @@ fn main() -> ExitCode {
         | Command::Migrate { .. } => "warn",
         _ => "info",
     };
-    let log_file = match &cli.command {
-        Command::Check(args) => args.log_file.clone(),
-        _ => None,
+    let (telemetry, service_name) = match &cli.command {
+        Command::Serve(args) => (Some(&args.telemetry), "leanfarm-api"),
+        Command::Worker(args) => (Some(&args.telemetry), "leanfarm-worker"),
+        _ => (None, "leanfarm"),
     };
-    match log_file {
-        Some(path) => {
-            if let Err(error) = config::init_logging_to_file(default_log, &path) {
-                eprintln!("leanfarm: {error}");
-                return ExitCode::from(2);
+    let telemetry = telemetry
+        .map(|args| args.validate().map_err(CliError::from))
+        .transpose()
+        .and_then(|_| match &cli.command {
+            Command::Check(args) if args.log_file.is_some() => {
+                let path = args.log_file.as_deref().expect("checked above");
+                config::init_logging_to_file(default_log, path)
+                    .map(|()| config::Telemetry::default())
             }
+            _ => config::init_logging(default_log, telemetry, service_name),
+        });
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("leanfarm: {error}");
+            return ExitCode::from(error.exit_code());
         }
-        None => config::init_logging(default_log),
-    }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -192,6 +202,8 @@ fn main() -> ExitCode {
             Command::LeanSim { .. } => unreachable!("handled above"),
         }
     });
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

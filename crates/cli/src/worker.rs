@@ -5,7 +5,9 @@
 use crate::config::{self, CheckerArgs};
 use crate::CliError;
 use clap::Args;
-use leanfarm_worker::{HttpQueue, Reporting, Spool};
+use leanfarm_server::WorkerProbes;
+use leanfarm_worker::{HttpQueue, Reporting, Spool, WorkerStats};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::sync::watch;
 
@@ -38,6 +40,11 @@ pub struct WorkerArgs {
     /// Verdicts not yet stored the spool holds at most; while it is full, the worker leases no new work
     #[arg(long, env = "LEAN_FARM_SPOOL_CAPACITY", default_value_t = defaults::spool_capacity())]
     pub spool_capacity: usize,
+    /// Serve /healthz, /readyz and /metrics about this worker, without a token, on this address (for a private network) [default: none]
+    #[arg(long, env = "LEAN_FARM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: config::TelemetryArgs,
 }
 
 /// The one place each worker default is written.
@@ -52,7 +59,28 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let data_dir = config::data_dir(&args.data_dir)?;
     let slots = args.checker.slots().max(1);
     let driver = args.checker.build_driver(&data_dir, slots)?;
+    let stats = WorkerStats::default();
+    let probes = WorkerProbes::new(driver.clone(), stats.clone());
+    let (close_probes, probes_closed) = watch::channel(false);
+    let probe_server = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+                CliError::Config(format!("--metrics-addr {addr}: cannot listen: {error}"))
+            })?;
+            let local_addr = listener.local_addr().map_err(|error| {
+                CliError::Config(format!("--metrics-addr {addr}: cannot listen: {error}"))
+            })?;
+            eprintln!("leanfarm: worker probes and metrics on http://{local_addr}/metrics");
+            Some(tokio::spawn(leanfarm_server::serve_worker_probes(
+                listener,
+                std::sync::Arc::clone(&probes),
+                probes_closed,
+            )))
+        }
+        None => None,
+    };
     config::prestart(&driver).await?;
+    probes.set_pool_ready();
     let worker_id = args.worker_id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("worker-{}-{}", host.trim(), std::process::id())
@@ -75,6 +103,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         .map_err(|error| CliError::Config(format!("--spool-capacity / --data-dir: {error}")))?;
     let reporting = Reporting {
         spool: Some(spool),
+        stats,
         ..Reporting::default()
     };
     let queue = args.signing.apply(queue, &worker_id)?;
@@ -91,7 +120,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     ));
     config::shutdown_signal().await;
     tracing::info!("shutting down: no new leases; draining running checks");
+    probes.set_draining();
     let _ = stop.send(true);
     let _ = work.await;
+    let _ = close_probes.send(true);
+    if let Some(probe_server) = probe_server {
+        let _ = probe_server.await;
+    }
     Ok(())
 }

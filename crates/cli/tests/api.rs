@@ -293,7 +293,7 @@ async fn health_readiness_metrics_and_openapi() {
         "lean_farm_jobs_total{status=\"valid\"} 1",
         "lean_farm_jobs_duration_seconds_count 1",
         "lean_farm_queue_size{state=\"done\"} 1",
-        "lean_farm_active_workers 0",
+        "lean_farm_active_workers 1",
         "lean_farm_repl_pool_misses_total 1",
     ] {
         assert!(

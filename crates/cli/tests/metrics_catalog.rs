@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::Server;
+use common::{
+    documented_metrics, free_local_addr, help_texts, leanfarm, sample, wait_ready_and_scrape,
+    Server, Worker,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -189,8 +192,21 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_query_is_exported() {
         .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["results"][0]["verdict"]["status"], "valid", "{reply}");
-    let (status, scrape) = server.get("/metrics").await;
+    let (status, api_scrape) = server.get("/metrics").await;
     assert_eq!(status, 200);
+    // A remote worker's own families come from a real worker's listener.
+    let store = format!("sqlite://{}", data.path().join("leanfarm.db").display());
+    let worker_token = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let metrics_addr = free_local_addr();
+    let _worker = Worker::start(
+        &server.url,
+        &worker_token,
+        worker_dir.path(),
+        &["--slots", "1", "--metrics-addr", &metrics_addr],
+    );
+    let worker_scrape = wait_ready_and_scrape(&metrics_addr).await;
+    let scrape = format!("{api_scrape}{worker_scrape}");
     let exported = exported_series(&scrape);
 
     let by_file = deployment_metric_uses();
@@ -248,4 +264,98 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_query_is_exported() {
         );
     }
     assert!(every_name.len() >= 10, "{every_name:?}");
+}
+
+/// The families only a remote worker exports (`leanfarm worker --metrics-addr`).
+const WORKER_ONLY: [&str; 4] = [
+    "lean_farm_worker_slots",
+    "lean_farm_worker_repls_warm",
+    "lean_farm_worker_jobs_total",
+    "lean_farm_worker_ready",
+];
+
+#[tokio::test]
+async fn help_texts_are_the_documented_meanings_and_the_new_metrics_count() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &["--slots", "1", "--max-timeout-seconds", "30"],
+    );
+    let (status, reply) = server
+        .post(
+            "/v1/checks",
+            &json!({"snippets": [
+                {"code": "theorem t : 1 + 1 = 2 := by decide"},
+                {"code": "theorem u : 1 = 2 := sorry"}
+            ], "timeout": 20, "wait": 60}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["results"][1]["verdict"]["status"], "sorry", "{reply}");
+    let (status, scrape) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+
+    // Every HELP text is the documented meaning, and every documented
+    // family of an API replica is exported.
+    let documented = documented_metrics();
+    let helps = help_texts(&scrape);
+    for (name, help) in &helps {
+        assert_eq!(
+            Some(help),
+            documented.get(name),
+            "the HELP of {name} is not its meaning in docs/operations.md"
+        );
+    }
+    for name in documented.keys() {
+        if WORKER_ONLY.contains(&name.as_str()) {
+            continue;
+        }
+        assert!(
+            helps.contains_key(name),
+            "{name} is documented, not exported:\n{scrape}"
+        );
+    }
+
+    // The new families: one valid and one sorry verdict.
+    assert_eq!(
+        sample(&scrape, "lean_farm_jobs_success_rate"),
+        Some(0.5),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "lean_farm_jobs_by_reason_total{reason=\"uses_sorry\"}"
+        ),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "lean_farm_jobs_by_reason_total{reason=\"timeout\"}"
+        ),
+        Some(0.0),
+        "every reason code is exported, counted or not:\n{scrape}"
+    );
+    // The embedded worker of this replica is the fleet.
+    assert_eq!(
+        sample(&scrape, "lean_farm_active_workers"),
+        Some(1.0),
+        "{scrape}"
+    );
+    // Lean's CPU time is read from the REPLs' cgroups.
+    let cpu = sample(&scrape, "lean_farm_lean_cpu_seconds_total").expect("cpu seconds");
+    assert!(cpu > 0.0, "no Lean CPU time counted:\n{scrape}");
+    // The top finite bucket is the longest timeout a request may ask for.
+    let bounds: Vec<&str> = scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("lean_farm_jobs_duration_seconds_bucket{le=\""))
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        bounds.iter().rev().take(2).collect::<Vec<_>>(),
+        [&"+Inf", &"30"],
+        "{scrape}"
+    );
 }

@@ -32,6 +32,11 @@ pub struct CheckRequest {
     /// Return Lean's info tree (passed through to the REPL).
     #[serde(default)]
     pub infotree: Option<String>,
+    /// The W3C `traceparent` of the submission's trace, set by the server
+    /// when it traces (never taken from a client), so that the worker that
+    /// checks the job continues the same trace. It never changes a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 pub fn default_timeout_seconds() -> f64 {

@@ -110,6 +110,9 @@ pub struct PoolStats {
     /// Snippets that ran out of memory on a reused REPL and were run again
     /// on a fresh one.
     pub out_of_memory_retries: u64,
+    /// CPU time the snippets' REPL process trees used (cgroup accounting),
+    /// in microseconds; counted when a REPL comes back from a check.
+    pub lean_cpu_micros: u64,
     pub live_repls: u64,
     pub busy_repls: u64,
 }
@@ -158,6 +161,25 @@ impl Driver {
     /// REPL does not make a snippet's own elaboration slower, and a retry
     /// would double the cost of every genuine timeout.)
     pub async fn check(&self, request: &CheckRequest) -> Result<Verdict, DriverError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "driver.check",
+            header = %Driver::header_key(&request.code),
+            status = tracing::field::Empty,
+        );
+        let verdict = self
+            .check_with_retry(request)
+            .instrument(span.clone())
+            .await;
+        if let Ok(verdict) = &verdict {
+            span.record("status", verdict.status().as_str());
+        }
+        verdict
+    }
+
+    /// `check`: once, and again on a fresh REPL after running out of
+    /// memory on a reused one.
+    async fn check_with_retry(&self, request: &CheckRequest) -> Result<Verdict, DriverError> {
         let verdict = self.check_once(request, false).await?;
         let out_of_memory = verdict
             .reason()

@@ -34,6 +34,9 @@ pub(crate) struct Pool {
     recycled_for_uses: AtomicU64,
     recycled_for_memory: AtomicU64,
     recycled_for_processes: AtomicU64,
+    /// CPU time of the REPLs' process trees, in microseconds, counted each
+    /// time a REPL comes back from a check (handed back, retired or killed).
+    lean_cpu_micros: AtomicU64,
 }
 
 struct PoolState {
@@ -136,6 +139,7 @@ impl Pool {
             recycled_for_uses: AtomicU64::new(0),
             recycled_for_memory: AtomicU64::new(0),
             recycled_for_processes: AtomicU64::new(0),
+            lean_cpu_micros: AtomicU64::new(0),
         })
     }
 
@@ -237,6 +241,7 @@ impl Pool {
             recycled_for_memory: self.recycled_for_memory.load(Ordering::Relaxed),
             recycled_for_processes: self.recycled_for_processes.load(Ordering::Relaxed),
             out_of_memory_retries: 0,
+            lean_cpu_micros: self.lean_cpu_micros.load(Ordering::Relaxed),
             live_repls: state.live as u64,
             busy_repls: (state.live - state.idle.len()) as u64,
         }
@@ -248,6 +253,13 @@ impl Pool {
         headers.sort();
         headers.dedup();
         headers
+    }
+
+    /// Add the CPU time `repl` used since it was last counted.
+    fn count_cpu(&self, repl: &mut Repl) {
+        let used = repl.cpu_time_since_last_read();
+        self.lean_cpu_micros
+            .fetch_add(used.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Take every idle REPL out of the pool (for shutdown).
@@ -271,6 +283,7 @@ impl Checkout {
         };
         repl.uses += 1;
         repl.last_used = Instant::now();
+        self.pool.count_cpu(&mut repl);
         let config = &self.pool.config;
         let cause = if repl.uses >= config.max_uses_per_repl {
             Some(&self.pool.recycled_for_uses)
@@ -299,9 +312,10 @@ impl Checkout {
     pub fn retire(mut self) -> Option<Repl> {
         self.holds_place = false;
         self.pool.state.lock().expect("pool lock").live -= 1;
-        let repl = self.repl.take();
-        if repl.is_some() {
+        let mut repl = self.repl.take();
+        if let Some(repl) = repl.as_mut() {
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            self.pool.count_cpu(repl);
         }
         repl
     }
@@ -309,8 +323,9 @@ impl Checkout {
     /// Kill the REPL (it failed) and free its place.
     pub fn discard(mut self) {
         self.holds_place = false;
-        if let Some(repl) = self.repl.take() {
+        if let Some(mut repl) = self.repl.take() {
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            self.pool.count_cpu(&mut repl);
             tokio::spawn(repl.kill());
         }
         self.pool.state.lock().expect("pool lock").live -= 1;
@@ -326,8 +341,9 @@ impl Drop for Checkout {
             return;
         }
         self.pool.state.lock().expect("pool lock").live -= 1;
-        if let Some(repl) = self.repl.take() {
+        if let Some(mut repl) = self.repl.take() {
             self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+            self.pool.count_cpu(&mut repl);
             drop(repl);
         }
     }

@@ -74,6 +74,8 @@ pub(crate) struct Repl {
     pub base_env: u64,
     pub uses: u32,
     pub last_used: Instant,
+    /// CPU time of the tree already counted in the pool's total.
+    cpu_counted: std::time::Duration,
 }
 
 impl Repl {
@@ -112,6 +114,7 @@ impl Repl {
             base_env: 0,
             uses: 0,
             last_used: Instant::now(),
+            cpu_counted: std::time::Duration::ZERO,
         })
     }
 
@@ -148,6 +151,18 @@ impl Repl {
 
     /// Write one request frame and read one reply frame before `deadline`.
     async fn exchange(&mut self, request: &str, deadline: Instant) -> Result<String, ReplFailure> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("repl.command", request_bytes = request.len());
+        self.exchange_in_span(request, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn exchange_in_span(
+        &mut self,
+        request: &str,
+        deadline: Instant,
+    ) -> Result<String, ReplFailure> {
         let exchange = async {
             self.stdin.write_all(request.as_bytes()).await?;
             self.stdin.flush().await?;
@@ -176,6 +191,17 @@ impl Repl {
     /// Processes the REPL left running beside itself, if countable.
     pub fn extra_processes(&self) -> Option<usize> {
         self.child.extra_processes()
+    }
+
+    /// CPU time of the REPL's process tree since the last call (all of it
+    /// at the first), if the sandbox measures it.
+    pub fn cpu_time_since_last_read(&mut self) -> std::time::Duration {
+        let Some(total) = self.child.cpu_time() else {
+            return std::time::Duration::ZERO;
+        };
+        let delta = total.saturating_sub(self.cpu_counted);
+        self.cpu_counted = self.cpu_counted.max(total);
+        delta
     }
 
     /// Resident memory of the REPL's process tree.

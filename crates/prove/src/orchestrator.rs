@@ -355,6 +355,7 @@ impl<F: Farm> Driver<'_, F> {
             timeout_seconds: request.timeout_seconds,
             policy,
             infotree: None,
+            trace_context: None,
         }
     }
 

@@ -548,6 +548,14 @@ impl SandboxedChild {
             .and_then(|group| group.memory_bytes())
     }
 
+    /// CPU time the whole tree has used so far, if the cgroup measures it.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cleanup
+            .group
+            .as_ref()
+            .and_then(|group| group.cpu_time())
+    }
+
     /// Processes of the tree besides the program itself (children it left
     /// running, daemons), if the backend can count them.
     pub fn extra_processes(&self) -> Option<usize> {

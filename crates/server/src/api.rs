@@ -95,6 +95,7 @@ pub(crate) async fn submit_checks(
             timeout_seconds: submission.timeout,
             policy: submission.policy.clone(),
             infotree: None,
+            trace_context: None,
         })
         .collect();
     let wait = submission.wait;
@@ -359,9 +360,13 @@ pub(crate) async fn metrics_without_token(State(state): State<Arc<AppState>>) ->
 
 async fn metrics_text(state: &AppState) -> Response {
     let queue = state.store.queue_counts().await.ok();
-    let mut text = state
-        .metrics
-        .render(queue, state.driver.as_ref().map(Driver::stats));
+    let since = leanfarm_store::now_millis() - crate::metrics::ACTIVE_WORKER_WINDOW_MILLIS;
+    let active_workers = state.store.active_workers(since).await.ok();
+    let mut text = state.metrics.render(
+        queue,
+        active_workers,
+        state.driver.as_ref().map(Driver::stats),
+    );
     text.push_str(&crate::prove_runner::render_metrics(state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -31,9 +31,12 @@ pub(crate) async fn verdict_stored(
     verdict: Verdict,
     seconds: f64,
 ) {
-    state
-        .metrics
-        .job_finished(&lease.tenant, verdict.status(), seconds);
+    state.metrics.job_finished(
+        &lease.tenant,
+        verdict.status(),
+        verdict.reason().map(|reason| reason.code),
+        seconds,
+    );
     let _ = state.completions.send(lease.job_id.clone());
     if cfg!(debug_assertions) && std::env::var_os(CRASH_BEFORE_ARTIFACTS).is_some() {
         tracing::error!(job_id = %lease.job_id, "injected crash between the verdict and its artifacts");

@@ -100,12 +100,4 @@ impl JobQueue for InProcessQueue {
             _ = tokio::time::sleep(poll_interval) => {}
         }
     }
-
-    fn check_started(&self) {
-        self.state.metrics.worker_started();
-    }
-
-    fn check_finished(&self) {
-        self.state.metrics.worker_finished();
-    }
 }

@@ -324,6 +324,7 @@ fn request(
             ..Policy::default()
         },
         infotree,
+        trace_context: None,
     }
 }
 

@@ -15,7 +15,9 @@
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
 //! all. `artifact_reads` serves a check's artifacts; `retention` deletes
 //! expired final jobs and their artifacts. `serve` is the listener (connection cap, header read timeout,
-//! graceful close). No two modules import each other.
+//! graceful close). `worker_probes` is the listener of a remote worker
+//! process (`leanfarm worker --metrics-addr`). No two modules import each
+//! other.
 //!
 //! This module must never change a job's state except through `Store`.
 
@@ -44,6 +46,7 @@ mod serve;
 mod submit;
 mod tls;
 mod views;
+mod worker_probes;
 
 pub use error::ApiError;
 pub use in_process_queue::InProcessQueue;
@@ -53,6 +56,7 @@ pub use prove_runner::{ProveService, ProveSettings};
 pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 pub use search::RetrieverPremises;
 pub use tls::{ServerTls, TlsError};
+pub use worker_probes::{serve_worker_probes, WorkerProbes};
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{ArtifactStore, Store};
@@ -169,8 +173,8 @@ impl AppState {
             driver,
             require_auth,
             rates: auth::RateLimiter::default(),
+            metrics: Metrics::new(limits.max_timeout_seconds),
             limits,
-            metrics: Metrics::default(),
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
             shutting_down: AtomicBool::new(false),

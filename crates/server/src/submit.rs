@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 /// Attempts before a job that keeps failing for infrastructure reasons is dead-lettered.
 const MAX_ATTEMPTS: u32 = 3;
@@ -129,8 +130,16 @@ pub(crate) async fn submit_and_wait(
     }
     check_tenant_room(state, tenant, batch_size).await?;
     let batch_id = uuid::Uuid::now_v7().to_string();
+    // The enqueue span is every job's parent: its traceparent goes with
+    // each job to the worker that leases it (none when traces are off).
+    let enqueue_span = tracing::info_span!("enqueue", batch_id = %batch_id, jobs = batch_size);
+    let trace_context = enqueue_span.in_scope(leanfarm_worker::trace_context::current_traceparent);
     let jobs: Vec<NewJob> = requests
         .into_iter()
+        .map(|request| CheckRequest {
+            trace_context: trace_context.clone(),
+            ..request
+        })
         .map(|request| NewJob {
             id: uuid::Uuid::now_v7().to_string(),
             tenant: tenant.to_string(),
@@ -151,6 +160,7 @@ pub(crate) async fn submit_and_wait(
     let admission = state
         .store
         .admit(jobs, state.limits.max_queued_jobs, idempotency)
+        .instrument(enqueue_span)
         .await?;
     let (batch_id, ids) = match admission {
         Admission::Enqueued => {

@@ -63,7 +63,7 @@ fn verdict() -> Verdict {
 }
 
 fn tenant_count(state: &AppState) -> String {
-    let text = state.metrics.render(None, None);
+    let text = state.metrics.render(None, None, None);
     let wanted =
         format!("lean_farm_tenant_jobs_total{{tenant=\"{TENANT}\",status=\"lean_error\"}} ");
     text.lines()

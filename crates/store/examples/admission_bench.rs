@@ -30,6 +30,7 @@ fn batch(run: &str, submitter: usize, index: usize) -> Vec<NewJob> {
                 timeout_seconds: 60.0,
                 policy: Policy::default(),
                 infotree: None,
+                trace_context: None,
             },
             header_key: "import Mathlib".into(),
             max_attempts: 3,

@@ -24,6 +24,7 @@ fn new_jobs(run: usize, count: usize) -> Vec<NewJob> {
                 timeout_seconds: 60.0,
                 policy: Policy::default(),
                 infotree: None,
+                trace_context: None,
             },
             header_key: format!("import Mathlib\nimport H{}", i % 8),
             max_attempts: 3,

@@ -24,6 +24,7 @@ fn new_jobs(count: usize) -> Vec<NewJob> {
                 timeout_seconds: 60.0,
                 policy: Policy::default(),
                 infotree: None,
+                trace_context: None,
             },
             header_key: "import Mathlib".into(),
             max_attempts: 3,

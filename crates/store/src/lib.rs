@@ -900,6 +900,16 @@ impl Store {
         }
     }
 
+    /// Workers active now: those that claimed since `since`, and those
+    /// holding the lease of a running job (a busy worker claims nothing
+    /// until a slot frees), each counted once.
+    pub async fn active_workers(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.active_workers(since).await,
+            Backend::Postgres(store) => store.active_workers(since).await,
+        }
+    }
+
     /// Extend leases still held; returns, per lease, whether it is still
     /// held. A worker acting for one tenant that names another tenant's job
     /// gets `StoreError::NotYours` and no lease is extended.

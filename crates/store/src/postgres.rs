@@ -562,6 +562,21 @@ impl PostgresStore {
         .await
     }
 
+    pub(crate) async fn active_workers(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM (
+                    SELECT worker_id FROM workers WHERE seen_at >= $1
+                    UNION
+                    SELECT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL
+                 ) AS active",
+                &[&since],
+            )
+            .await?;
+        let count: i64 = rows.first().map(|row| row.get(0)).unwrap_or(0);
+        Ok(count.max(0) as u64)
+    }
+
     pub(crate) async fn workers_seen(
         &self,
         since: UnixMillis,

@@ -332,6 +332,19 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn active_workers(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(ACTIVE_WORKERS_SQLITE)
+                .map_err(query_error)?;
+            let count: i64 = statement
+                .query_row(params![since], |row| row.get(0))
+                .map_err(query_error)?;
+            Ok(count.max(0) as u64)
+        })
+        .await
+    }
+
     pub(crate) async fn workers_seen(
         &self,
         since: UnixMillis,
@@ -1259,3 +1272,8 @@ fn tenant_queue_full(
     }
     Ok(None)
 }
+/// Workers that claimed since ?1, or hold a running job's lease, once each.
+const ACTIVE_WORKERS_SQLITE: &str = "SELECT COUNT(*) FROM (
+    SELECT worker_id FROM workers WHERE seen_at >= ?1
+    UNION
+    SELECT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL)";

@@ -23,6 +23,7 @@ fn job(id: &str, tenant: &str, header: &str) -> NewJob {
             timeout_seconds: 5.0,
             policy: Policy::default(),
             infotree: None,
+            trace_context: None,
         },
         header_key: header.to_string(),
         max_attempts: 3,
@@ -1211,6 +1212,33 @@ async fn claims_record_what_each_worker_offers(store: Store) {
         .is_empty());
 }
 
+async fn active_workers_count_recent_claimers_and_lease_holders_once(store: Store) {
+    let before = leanfarm_store::now_millis();
+    assert_eq!(store.active_workers(before).await.unwrap(), 0);
+    store.enqueue(jobs("a", "default", 2)).await.unwrap();
+    // w1 holds a lease; w2 claimed and found nothing left; w1 claims again.
+    let leased = store
+        .claim("w1", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 2);
+    store
+        .claim("w2", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(store.active_workers(before).await.unwrap(), 2);
+    // Long after their claims, only the worker holding running leases counts.
+    let later = before + 3_600_000;
+    assert_eq!(store.active_workers(later).await.unwrap(), 1);
+    for lease in &leased {
+        store
+            .complete(&lease.job_id, &lease.lease_id, &verdict())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.active_workers(later).await.unwrap(), 0);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1225,6 +1253,7 @@ macro_rules! store_suite {
                 };
             }
             case!(enqueue_get_list_and_page);
+            case!(active_workers_count_recent_claimers_and_lease_holders_once);
             case!(claim_renew_complete_once);
             case!(an_expired_lease_is_claimed_again_and_the_late_result_refused);
             case!(release_backs_off_then_dead_letters);

@@ -10,6 +10,7 @@ pub fn request(code: &str) -> CheckRequest {
         timeout_seconds: 10.0,
         policy: Policy::default(),
         infotree: None,
+        trace_context: None,
     }
 }
 

@@ -24,12 +24,15 @@ pub mod protocol;
 mod queue;
 mod signing;
 pub mod spool;
+mod stats;
 pub mod tls;
+pub mod trace_context;
 
 pub use http::{HttpQueue, LEASE_WAIT_SECONDS};
 pub use queue::{JobQueue, QueueError};
 pub use signing::VerdictSigner;
 pub use spool::{Spool, SpoolError, SpooledVerdict};
+pub use stats::WorkerStats;
 
 use leanfarm_driver::Driver;
 use leanfarm_store::{CompleteOutcome, Lease, WorkerOffer};
@@ -37,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 /// Verdicts held in memory only (no spool) at most, before leasing stops.
 const PENDING_IN_MEMORY_CAPACITY: usize = 1024;
@@ -54,6 +58,8 @@ pub struct Reporting {
     pub spool: Option<Spool>,
     /// The longest pause between two reports of one verdict.
     pub max_backoff: Duration,
+    /// Counters the loop keeps for the worker's own metrics.
+    pub stats: WorkerStats,
 }
 
 impl Default for Reporting {
@@ -61,6 +67,7 @@ impl Default for Reporting {
         Reporting {
             spool: None,
             max_backoff: Duration::from_secs(5),
+            stats: WorkerStats::default(),
         }
     }
 }
@@ -78,6 +85,8 @@ struct Pending {
     /// Turns true at shutdown: reports of spooled verdicts stop (the spool
     /// keeps them for the next start).
     shutdown: watch::Receiver<bool>,
+    /// The worker's own counters (its metrics).
+    stats: WorkerStats,
 }
 
 impl Pending {
@@ -209,12 +218,14 @@ pub async fn run_with_reporting<Queue: JobQueue>(
 ) {
     let queue = Arc::new(queue);
     let spool = reporting.spool.clone();
+    let stats = reporting.stats.clone();
     let pending = Pending {
         verdicts: Arc::default(),
         spool: reporting.spool,
         max_backoff: reporting.max_backoff,
         spool_io: Arc::default(),
         shutdown: shutdown.clone(),
+        stats: reporting.stats,
     };
     report_spool_first(&queue, &driver, &pending).await;
     let slots = Arc::new(Semaphore::new(driver.slots()));
@@ -263,7 +274,10 @@ pub async fn run_with_reporting<Queue: JobQueue>(
             _ = shutdown.changed() => break,
         };
         let leases = match claimed {
-            Ok(leases) => leases,
+            Ok(leases) => {
+                stats.lease_answered();
+                leases
+            }
             Err(error) => {
                 tracing::warn!(%error, "leasing jobs failed; retrying");
                 drop(permits);
@@ -285,15 +299,19 @@ pub async fn run_with_reporting<Queue: JobQueue>(
                 tracing::info!(job_id = %lease.job_id, "leased a job whose verdict this worker holds; reporting it, not checking again");
                 continue;
             }
-            tokio::spawn(run_job(
-                Arc::clone(&queue),
-                driver.clone(),
-                config.clone(),
-                pending.clone(),
-                lease,
-                permit,
-                abort.clone(),
-            ));
+            let check_span = job_spans(&config.worker_id, &lease);
+            tokio::spawn(
+                run_job(
+                    Arc::clone(&queue),
+                    driver.clone(),
+                    config.clone(),
+                    pending.clone(),
+                    lease,
+                    permit,
+                    abort.clone(),
+                )
+                .instrument(check_span),
+            );
         }
     }
     // Drain: running checks may finish until the deadline; then they hand their jobs back.
@@ -318,6 +336,27 @@ pub async fn run_with_reporting<Queue: JobQueue>(
         }
     }
     driver.shutdown().await;
+}
+
+/// The spans of one leased job, continuing the trace of its submission
+/// (`trace_context`): `worker.lease` (the lease, closed at once) and its
+/// child `worker.check` (the check and the report of its verdict), which
+/// the caller runs the job in.
+fn job_spans(worker_id: &str, lease: &Lease) -> tracing::Span {
+    let lease_span = tracing::info_span!(
+        "worker.lease",
+        job_id = %lease.job_id,
+        attempt = lease.attempt,
+        worker_id,
+    );
+    trace_context::continue_trace(&lease_span, lease.request.trace_context.as_deref());
+    tracing::info_span!(
+        parent: &lease_span,
+        "worker.check",
+        job_id = %lease.job_id,
+        attempt = lease.attempt,
+        worker_id,
+    )
 }
 
 /// Report the spool's verdicts (left by an earlier run of this worker) once
@@ -472,8 +511,10 @@ async fn run_job<Queue: JobQueue>(
     mut abort: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    let stats = pending.stats.clone();
     tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, "check started");
     queue.check_started();
+    stats.check_started();
     let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let heartbeat = tokio::spawn(heartbeat(
         Arc::clone(&queue),
@@ -488,9 +529,11 @@ async fn run_job<Queue: JobQueue>(
     };
     heartbeat.abort();
     queue.check_finished();
+    stats.check_finished();
     let job_id = lease.job_id.as_str();
     match outcome {
         Some(Ok(verdict)) => {
+            stats.job_checked(verdict.status());
             let entry = SpooledVerdict {
                 lease: lease.clone(),
                 verdict,

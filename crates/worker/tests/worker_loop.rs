@@ -339,6 +339,7 @@ fn quick_reporting(spool: Option<Spool>) -> Reporting {
     Reporting {
         spool,
         max_backoff: Duration::from_millis(20),
+        ..Reporting::default()
     }
 }
 

@@ -9,7 +9,7 @@
 //! `checker` (toolchain, slots, leases; builds the driver), `sandbox` (the
 //! sandbox's backend and limits), `store` (job and artifact stores),
 //! `queue` (attempts and outages), `retention` (how long final jobs are
-//! kept). Each
+//! kept), `telemetry` (logs, and OTLP traces). Each
 //! struct has a `validate()` whose error names the setting. This module
 //! builds a running `Farm` from settings; it must never hold a default
 //! itself.
@@ -22,12 +22,14 @@ mod retention;
 mod sandbox;
 mod server;
 mod store;
+mod telemetry;
 
 pub use checker::{prestart, CheckerArgs};
 pub use file::{explicit_settings, with_file};
 pub use retention::RetentionArgs;
 pub use server::ServeArgs;
 pub use store::StoreArgs;
+pub use telemetry::{Telemetry, TelemetryArgs};
 
 use crate::CliError;
 use leanfarm_server::{AppState, Farm};
@@ -59,15 +61,14 @@ fn variable_of(setting: &str) -> String {
     format!("LEAN_FARM_{}", setting.to_uppercase())
 }
 
-/// JSON logs on stderr, filtered by LEAN_FARM_LOG, else at `default`.
-pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAN_FARM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// JSON logs on stderr, filtered by LEAN_FARM_LOG, else at `default`;
+/// traces exported when `telemetry` names an OTLP endpoint.
+pub fn init_logging(
+    default: &str,
+    telemetry: Option<&TelemetryArgs>,
+    default_service_name: &str,
+) -> Result<Telemetry, CliError> {
+    telemetry::init(default, telemetry, default_service_name)
 }
 
 /// JSON logs appended to `path`, filtered as `init_logging`'s.

@@ -120,6 +120,9 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAN_FARM_TLS_KEY")]
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub telemetry: super::TelemetryArgs,
     /// Optional TOML file with any of these settings (snake_case keys)
     #[arg(long, env = "LEAN_FARM_CONFIG")]
     #[serde(skip)]

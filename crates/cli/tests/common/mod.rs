@@ -345,3 +345,94 @@ pub fn api_replica(data: &std::path::Path, store: &str, extra: &[&str]) -> Serve
     flags.extend_from_slice(extra);
     Server::start(data, &flags)
 }
+
+/// The metric tables of docs/operations.md: each family's name (labels and
+/// backticks dropped) and its "meaning" cell without Markdown (backticks
+/// removed, links reduced to their text): what its HELP text must say.
+pub fn documented_metrics() -> std::collections::BTreeMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
+    let text = std::fs::read_to_string(&path).expect("read docs/operations.md");
+    let mut documented = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        if cells.len() != 3 || !cells[0].starts_with("| `lean_farm_") {
+            continue;
+        }
+        let name = cells[0].trim_start_matches("| `");
+        let name = &name[..name.find(['{', '`']).expect("a closing backtick")];
+        let meaning = cells[2].trim_end_matches(" |").replace('`', "");
+        documented.insert(name.to_string(), strip_links(&meaning));
+    }
+    documented
+}
+
+/// `[text](target)` → `text`.
+fn strip_links(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find("](").map(|at| open + at) else {
+            break;
+        };
+        let Some(end) = rest[close..].find(')').map(|at| close + at) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str(&rest[open + 1..close]);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every `# HELP NAME TEXT` of a scrape, by name (TEXT unescaped).
+pub fn help_texts(scrape: &str) -> std::collections::BTreeMap<String, String> {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .map(|rest| {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            (name.to_string(), help.replace("\\\\", "\\"))
+        })
+        .collect()
+}
+
+/// The value of the one sample `series` (name with its labels, exactly as
+/// exported) in a scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// A loopback address with a port free now (for a listener a child binds).
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// Wait (up to 60 s) until the worker listener at `addr` answers `/readyz`
+/// 200, then return its `/metrics` text.
+pub async fn wait_ready_and_scrape(addr: &str) -> String {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client.get(format!("http://{addr}/readyz")).send().await;
+        if ready.is_ok_and(|reply| reply.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker at {addr} never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("scrape the worker");
+    assert_eq!(reply.status(), 200);
+    reply.text().await.expect("the worker's metrics")
+}
