@@ -27,7 +27,31 @@ const DURATION_BUCKETS_BELOW_TOP: [f64; 14] = [
 pub const ACTIVE_WORKER_WINDOW_MILLIS: i64 = 60_000;
 
 /// Every family's HELP text, as docs/operations.md states its meaning.
-const HELP: [(&str, &str); 19] = [
+const HELP: [(&str, &str); 25] = [
+    (
+        "lean_farm_prove_time_to_proof_seconds",
+        "from a prove job's submission to its proof (proved jobs only; counted by the replica that ended the job)",
+    ),
+    (
+        "lean_farm_prove_jobs_total",
+        "prove jobs ended, by outcome: proved, exhausted, failed, cancelled",
+    ),
+    (
+        "lean_farm_prove_budget_exhaustions_total",
+        "prove jobs stopped by a budget: candidates, tokens, cpu_seconds, wall_seconds, tenant_daily_tokens, tenant_daily_cost, rounds",
+    ),
+    (
+        "lean_farm_model_calls_total",
+        "model calls of this replica, retries included, by route",
+    ),
+    (
+        "lean_farm_model_tokens_total",
+        "model tokens by route and kind (prompt, completion), from the backends' usage",
+    ),
+    (
+        "lean_farm_model_errors_total",
+        "failed model calls by route and class: rate_limited (429), server_error (5xx), timeout, connect, refused (other 4xx), bad_reply",
+    ),
     ("lean_farm_jobs_total", "jobs finished, by verdict status"),
     (
         "lean_farm_jobs_by_reason_total",
@@ -255,7 +279,11 @@ impl Metrics {
     pub fn render_prove(&self, routes: &[RouteTotals]) -> String {
         let mut out = String::new();
         let prove = self.prove.lock().expect("metrics lock");
-        out.push_str("# HELP lean_farm_prove_time_to_proof_seconds Time from a prove job's submission to its proof.\n# TYPE lean_farm_prove_time_to_proof_seconds histogram\n");
+        family(
+            &mut out,
+            "lean_farm_prove_time_to_proof_seconds",
+            "histogram",
+        );
         for (bucket, bound) in TIME_TO_PROOF_BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -278,7 +306,7 @@ impl Metrics {
             "lean_farm_prove_time_to_proof_seconds_count {}",
             prove.time_to_proof_count
         );
-        out.push_str("# HELP lean_farm_prove_jobs_total Prove jobs ended, by outcome.\n# TYPE lean_farm_prove_jobs_total counter\n");
+        family(&mut out, "lean_farm_prove_jobs_total", "counter");
         for outcome in ["proved", "exhausted", "failed", "cancelled"] {
             let count = prove.outcomes.get(outcome).copied().unwrap_or(0);
             let _ = writeln!(
@@ -286,14 +314,18 @@ impl Metrics {
                 "lean_farm_prove_jobs_total{{outcome=\"{outcome}\"}} {count}"
             );
         }
-        out.push_str("# HELP lean_farm_prove_budget_exhaustions_total Prove jobs stopped by a budget, by budget.\n# TYPE lean_farm_prove_budget_exhaustions_total counter\n");
+        family(
+            &mut out,
+            "lean_farm_prove_budget_exhaustions_total",
+            "counter",
+        );
         for (budget, count) in &prove.exhaustions {
             let _ = writeln!(
                 out,
                 "lean_farm_prove_budget_exhaustions_total{{budget=\"{budget}\"}} {count}"
             );
         }
-        out.push_str("# HELP lean_farm_model_calls_total Model calls, retries included, by route.\n# TYPE lean_farm_model_calls_total counter\n");
+        family(&mut out, "lean_farm_model_calls_total", "counter");
         for totals in routes {
             let route = label(&totals.route);
             let _ = writeln!(
@@ -302,7 +334,7 @@ impl Metrics {
                 totals.calls
             );
         }
-        out.push_str("# HELP lean_farm_model_tokens_total Model tokens, by route and kind (prompt, completion).\n# TYPE lean_farm_model_tokens_total counter\n");
+        family(&mut out, "lean_farm_model_tokens_total", "counter");
         for totals in routes {
             let route = label(&totals.route);
             let _ = writeln!(
@@ -316,7 +348,7 @@ impl Metrics {
                 totals.completion_tokens
             );
         }
-        out.push_str("# HELP lean_farm_model_errors_total Failed model calls, by route and class.\n# TYPE lean_farm_model_errors_total counter\n");
+        family(&mut out, "lean_farm_model_errors_total", "counter");
         for totals in routes {
             let route = label(&totals.route);
             for (class, count) in &totals.errors {
