@@ -1,5 +1,6 @@
 # Artifacts: one bucket, private, uniform access, versioned so a deletion
-# can be undone for a week. Lifecycle: proofs 90 days, raw attempts 14.
+# can be undone for a week. The farm's retention deletes artifacts (proofs
+# after 90 days, other attempts after 14); the lifecycle rule is a backstop.
 resource "google_storage_bucket" "artifacts" {
   name                        = "${var.project_id}-${var.name}-artifacts"
   location                    = var.region
@@ -14,19 +15,13 @@ resource "google_storage_bucket" "artifacts" {
     log_bucket = google_storage_bucket.access_logs.name
   }
 
+  # The farm deletes each job's row and artifacts together (90 days after
+  # a proof, 14 after any other end: its retention settings). This rule is
+  # only a backstop under the farm's prefix, longer than that retention.
   lifecycle_rule {
     condition {
-      age            = var.proof_retention_days
-      matches_prefix = ["proofs/"]
-    }
-    action {
-      type = "Delete"
-    }
-  }
-  lifecycle_rule {
-    condition {
-      age            = var.attempt_retention_days
-      matches_prefix = ["attempts/"]
+      age            = var.artifact_backstop_days
+      matches_prefix = ["${var.artifact_prefix}/"]
     }
     action {
       type = "Delete"

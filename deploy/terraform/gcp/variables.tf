@@ -44,16 +44,16 @@ variable "database_tier" {
   default     = "db-custom-4-16384"
 }
 
-variable "proof_retention_days" {
-  description = "Days artifacts under proofs/ are kept."
-  type        = number
-  default     = 90
+variable "artifact_prefix" {
+  description = "Prefix of the farm's artifacts in the bucket (LEAN_FARM_ARTIFACTS=gs://BUCKET/PREFIX)."
+  type        = string
+  default     = "leanfarm"
 }
 
-variable "attempt_retention_days" {
-  description = "Days raw attempts (attempts/) are kept."
+variable "artifact_backstop_days" {
+  description = "Days after which the bucket deletes any artifact under the prefix: a backstop, longer than the farm's own retention (90 days for proofs, 14 for other attempts)."
   type        = number
-  default     = 14
+  default     = 120
 }
 
 variable "rbac_security_group" {
