@@ -367,6 +367,9 @@ async fn metrics_text(state: &AppState) -> Response {
         active_workers,
         state.driver.as_ref().map(Driver::stats),
     );
+    if let Ok(oldest_queued_at) = state.store.oldest_queued_at().await {
+        crate::metrics::render_queue_age(&mut text, oldest_queued_at, leanfarm_store::now_millis());
+    }
     text.push_str(&crate::prove_runner::render_metrics(state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

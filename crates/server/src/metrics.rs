@@ -27,7 +27,11 @@ const DURATION_BUCKETS_BELOW_TOP: [f64; 14] = [
 pub const ACTIVE_WORKER_WINDOW_MILLIS: i64 = 60_000;
 
 /// Every family's HELP text, as docs/operations.md states its meaning.
-const HELP: [(&str, &str); 25] = [
+const HELP: [(&str, &str); 26] = [
+    (
+        "lean_farm_queue_oldest_age_seconds",
+        "seconds since the oldest queued job was submitted (0 when none is queued)",
+    ),
     (
         "lean_farm_prove_time_to_proof_seconds",
         "from a prove job's submission to its proof (proved jobs only; counted by the replica that ended the job)",
@@ -476,6 +480,17 @@ fn label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The age of the oldest queued job, from when it was submitted.
+pub(crate) fn render_queue_age(out: &mut String, oldest_queued_at: Option<i64>, now: i64) {
+    let age_millis = oldest_queued_at.map_or(0, |submitted| (now - submitted).max(0));
+    single(
+        out,
+        "lean_farm_queue_oldest_age_seconds",
+        "gauge",
+        age_millis as f64 / 1000.0,
+    );
 }
 
 /// The warm pool's families (an API replica's embedded slots, or a worker's).

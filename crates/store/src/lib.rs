@@ -1186,6 +1186,14 @@ impl Store {
         }
     }
 
+    /// When the oldest queued job was submitted; `None` when none is queued.
+    pub async fn oldest_queued_at(&self) -> Result<Option<UnixMillis>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.oldest_queued_at().await,
+            Backend::Postgres(store) => store.oldest_queued_at().await,
+        }
+    }
+
     /// Queued plus running jobs of one tenant (for the tenant's queue limit).
     pub async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
         match &self.backend {

@@ -991,6 +991,16 @@ impl PostgresStore {
         )
     }
 
+    pub(crate) async fn oldest_queued_at(&self) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT min(created_at) FROM jobs WHERE state = 'queued'",
+                &[],
+            )
+            .await?;
+        Ok(rows.first().and_then(|row| row.get::<_, Option<i64>>(0)))
+    }
+
     pub(crate) async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
         let rows = self
             .query(

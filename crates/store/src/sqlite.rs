@@ -791,6 +791,19 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn oldest_queued_at(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|connection| {
+            connection
+                .query_row(
+                    "SELECT min(created_at) FROM jobs WHERE state = 'queued'",
+                    [],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .map_err(query_error)
+        })
+        .await
+    }
+
     pub(crate) async fn tenant_open_jobs(&self, tenant: &str) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
         self.run(move |connection| {

@@ -1280,6 +1280,7 @@ macro_rules! store_suite {
             case!(an_idempotency_key_admits_one_batch_per_body_until_it_expires);
             case!(a_tenants_max_queued_is_checked_in_the_enqueue_transaction);
             case!(replicas_register_and_count_the_live_ones);
+            case!(the_oldest_queued_job_is_the_first_submitted_still_queued);
             case!(a_batch_is_read_in_the_order_its_jobs_finished);
             case!(a_verdict_keeps_its_attestation_byte_for_byte);
             case!(retention_expires_and_deletes_only_final_jobs_past_their_cutoff);
@@ -1974,6 +1975,31 @@ async fn a_tenants_max_queued_is_checked_in_the_enqueue_transaction(store: Store
             .await
             .unwrap(),
         Admission::Enqueued
+    );
+}
+
+async fn the_oldest_queued_job_is_the_first_submitted_still_queued(store: Store) {
+    assert_eq!(store.oldest_queued_at().await.unwrap(), None);
+    let before = leanfarm_store::now_millis();
+    store.enqueue(jobs("first", "t1", 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.enqueue(jobs("second", "t1", 1)).await.unwrap();
+    let first = store.get("first00000").await.unwrap().unwrap();
+    let second = store.get("second00000").await.unwrap().unwrap();
+    assert!(first.created_at >= before && second.created_at > first.created_at);
+    assert_eq!(
+        store.oldest_queued_at().await.unwrap(),
+        Some(first.created_at)
+    );
+    // Once the first is leased it is no longer waiting: the second is oldest.
+    let leases = store
+        .claim("w", 1, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    assert_eq!(leases[0].job_id, "first00000");
+    assert_eq!(
+        store.oldest_queued_at().await.unwrap(),
+        Some(second.created_at)
     );
 }
 
