@@ -4,12 +4,14 @@
 //! them) and the operator's dead-letter API (list, retry by id, batch or
 //! all, with a reason; operator tokens only; the dead-jobs gauge).
 
+mod common;
+
 use leanfarm_core::{CheckRequest, Verdict};
 use leanfarm_server::auth::{new_token, token_digest};
-use leanfarm_server::{AppState, Farm, Limits, WorkerConfig};
+use leanfarm_server::AppState;
 use leanfarm_store::{
-    ArtifactStore, CompleteOutcome, JobState, Lease, NewJob, ReleaseOutcome, Store, TenantKeyScope,
-    TenantRecord, WorkerOffer,
+    CompleteOutcome, JobState, Lease, NewJob, ReleaseOutcome, Store, TenantKeyScope, TenantRecord,
+    WorkerOffer,
 };
 use leanfarm_worker::{HttpQueue, JobQueue};
 use serde_json::{json, Value};
@@ -19,9 +21,7 @@ use std::time::{Duration, Instant};
 const ARTIFACTS: [&str; 3] = ["input.json", "summary.json", "messages.json"];
 
 async fn state() -> Arc<AppState> {
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    let artifacts = ArtifactStore::open("memory://").unwrap();
-    AppState::new(store, artifacts, None, Limits::default(), false)
+    common::memory_state().await
 }
 
 fn new_job(id: &str, batch: &str, max_attempts: u32) -> NewJob {
@@ -38,27 +38,6 @@ fn new_job(id: &str, batch: &str, max_attempts: u32) -> NewJob {
         toolchain: None,
         project: None,
     }
-}
-
-fn worker_config() -> WorkerConfig {
-    WorkerConfig {
-        worker_id: "unused".into(),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(250),
-        retry_backoff: Duration::from_secs(1),
-        drain_deadline: Duration::from_secs(1),
-    }
-}
-
-/// A farm without in-process workers on `state`.
-async fn start(state: &Arc<AppState>) -> Farm {
-    Farm::start(
-        Arc::clone(state),
-        "127.0.0.1:0".parse().unwrap(),
-        worker_config(),
-    )
-    .await
-    .unwrap()
 }
 
 async fn claim_one(store: &Store) -> Lease {
@@ -109,7 +88,7 @@ async fn a_starting_replica_writes_the_artifacts_a_crashed_replica_owed() {
         1
     );
 
-    let farm = start(&state).await;
+    let farm = common::start_without_workers(&state).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while artifacts_present(&state, "crashed").await.len() < ARTIFACTS.len() {
         assert!(
@@ -151,7 +130,7 @@ async fn a_completion_retried_after_a_lost_answer_settles_the_artifacts() {
         .create_farm_worker_key(&token_digest(&token), None)
         .await
         .unwrap();
-    let farm = start(&state).await;
+    let farm = common::start_without_workers(&state).await;
     // Let the start-up sweep pass before the verdict is stored.
     tokio::time::sleep(Duration::from_millis(200)).await;
     state
@@ -305,7 +284,7 @@ async fn operators_list_dead_jobs_and_put_them_back_with_a_reason() {
             ReleaseOutcome::DeadLettered
         );
     }
-    let farm = start(&state).await;
+    let farm = common::start_without_workers(&state).await;
     let operator = Operator {
         client: reqwest::Client::new(),
         url: format!("http://{}", farm.local_addr),

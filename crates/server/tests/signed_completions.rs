@@ -4,11 +4,13 @@
 //! signed with another worker's key, or about another verdict. A farm that
 //! trusts no key stores completions without attestations as before.
 
+mod common;
+
 use leanfarm_attest::{KeyEntry, KeyFile, SigningKeys, Statement, TrustedKeys, WorkerIdentity};
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_server::auth::{new_token, token_digest};
-use leanfarm_server::{AppState, Farm, Limits, WorkerConfig};
-use leanfarm_store::{ArtifactStore, CompleteOutcome, Lease, NewJob, Store, WorkerOffer};
+use leanfarm_server::{AppState, Farm};
+use leanfarm_store::{CompleteOutcome, Lease, NewJob, WorkerOffer};
 use leanfarm_worker::protocol::CompleteRequest;
 use leanfarm_worker::{HttpQueue, JobQueue, QueueError, VerdictSigner};
 use std::sync::Arc;
@@ -55,9 +57,7 @@ struct Setup {
 /// A farm without in-process workers, trusting worker-1's and worker-2's
 /// public keys when `trusting`, with `jobs` queued.
 async fn setup(trusting: bool, jobs: usize) -> Setup {
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    let artifacts = ArtifactStore::open("memory://").unwrap();
-    let state = AppState::new(store, artifacts, None, Limits::default(), false);
+    let state = common::memory_state().await;
     let (one, two) = (worker_keys("worker-1"), worker_keys("worker-2"));
     if trusting {
         let mut public = one.public_only();
@@ -89,16 +89,7 @@ async fn setup(trusting: bool, jobs: usize) -> Setup {
         })
         .collect();
     state.store.enqueue(jobs).await.unwrap();
-    let worker = WorkerConfig {
-        worker_id: "unused".into(),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(250),
-        retry_backoff: Duration::from_secs(1),
-        drain_deadline: Duration::from_secs(1),
-    };
-    let farm = Farm::start(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), worker)
-        .await
-        .unwrap();
+    let farm = common::start_without_workers(&state).await;
     let url = format!("http://{}", farm.local_addr);
     Setup {
         state,

@@ -4,10 +4,12 @@
 //! job in the metrics, wake the requests waiting for it, and write its
 //! artifacts; a stale completion does none of these.
 
+mod common;
+
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
 use leanfarm_server::auth::{new_token, token_digest};
-use leanfarm_server::{AppState, Farm, InProcessQueue, Limits, WorkerConfig};
-use leanfarm_store::{ArtifactStore, CompleteOutcome, Lease, NewJob, Store, WorkerOffer};
+use leanfarm_server::{AppState, InProcessQueue};
+use leanfarm_store::{CompleteOutcome, Lease, NewJob, WorkerOffer};
 use leanfarm_worker::{HttpQueue, JobQueue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +18,7 @@ use tokio::sync::broadcast;
 const TENANT: &str = "acme";
 
 async fn state() -> Arc<AppState> {
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    let artifacts = ArtifactStore::open("memory://").unwrap();
-    AppState::new(store, artifacts, None, Limits::default(), false)
+    common::memory_state().await
 }
 
 async fn enqueue_one(state: &AppState, job_id: &str) {
@@ -150,17 +150,8 @@ async fn a_remote_completion_does_what_follows_a_stored_verdict() {
         .await
         .unwrap();
     enqueue_one(&state, "job-remote").await;
-    let worker = WorkerConfig {
-        worker_id: "unused".into(),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(250),
-        retry_backoff: Duration::from_secs(1),
-        drain_deadline: Duration::from_secs(1),
-    };
     // No driver: this farm has no in-process workers; the job waits for ours.
-    let farm = Farm::start(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), worker)
-        .await
-        .unwrap();
+    let farm = common::start_without_workers(&state).await;
     let queue = HttpQueue::new(&format!("http://{}", farm.local_addr), &token).unwrap();
     let lease = lease_one(&queue).await;
     let mut completions = state.completions.subscribe();
@@ -218,16 +209,7 @@ async fn a_tenant_worker_token_touches_only_its_tenants_jobs() {
         .await
         .unwrap();
     enqueue_one(&state, "job-acme").await;
-    let worker = WorkerConfig {
-        worker_id: "unused".into(),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(250),
-        retry_backoff: Duration::from_secs(1),
-        drain_deadline: Duration::from_secs(1),
-    };
-    let farm = Farm::start(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), worker)
-        .await
-        .unwrap();
+    let farm = common::start_without_workers(&state).await;
     let url = format!("http://{}", farm.local_addr);
     let other = HttpQueue::new(&url, &other_worker).unwrap();
     let leases = other
