@@ -244,6 +244,12 @@ pub struct Timings {
     /// never ran the snippet (0 when not replayed).
     #[serde(default)]
     pub replay_ms: f64,
+    /// CPU time of the snippet's REPL process tree for this check (its
+    /// header import when the REPL was started for it, the body and the
+    /// audit), from the sandbox's cgroup; 0 where the sandbox does not
+    /// measure it (`none`).
+    #[serde(default)]
+    pub lean_cpu_ms: f64,
 }
 
 /// The verdict on one snippet. Its status and reason are set together

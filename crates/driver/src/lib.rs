@@ -336,6 +336,7 @@ impl Driver {
             }
             other => other,
         };
+        verdict.timings.lean_cpu_ms = checkout.count_cpu().as_secs_f64() * 1000.0;
         match outcome {
             Ok(evidence) => {
                 // A REPL in which snippet code ran is never used again.

@@ -18,7 +18,7 @@ use crate::{DriverError, PoolConfig, PoolStats};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) struct Pool {
@@ -255,11 +255,12 @@ impl Pool {
         headers
     }
 
-    /// Add the CPU time `repl` used since it was last counted.
-    fn count_cpu(&self, repl: &mut Repl) {
+    /// Add the CPU time `repl` used since it was last counted, and return it.
+    fn count_cpu(&self, repl: &mut Repl) -> Duration {
         let used = repl.cpu_time_since_last_read();
         self.lean_cpu_micros
             .fetch_add(used.as_micros() as u64, Ordering::Relaxed);
+        used
     }
 
     /// Take every idle REPL out of the pool (for shutdown).
@@ -272,6 +273,15 @@ impl Pool {
 }
 
 impl Checkout {
+    /// The CPU time the checked-out REPL used since it was last counted
+    /// (added to the pool's total); zero without a REPL.
+    pub fn count_cpu(&mut self) -> Duration {
+        match self.repl.as_mut() {
+            Some(repl) => self.pool.count_cpu(repl),
+            None => Duration::ZERO,
+        }
+    }
+
     /// Hand the REPL back for reuse, unless it is worn out: too many uses,
     /// too much memory, or processes of its own left running (a snippet's
     /// child must not outlive the snippet). Without a REPL, the reserved place is freed.

@@ -419,3 +419,34 @@ async fn a_snippet_that_needs_too_much_on_its_own_is_out_of_memory() {
     assert!(message.contains("fresh REPL"), "{message}");
     assert_eq!(farm.driver.stats().out_of_memory_retries, 1);
 }
+
+#[tokio::test]
+async fn a_verdict_carries_the_cpu_time_its_repl_spent_on_it() {
+    let test_driver = driver();
+    // A REPL started for the check: its import counts too, then the body's
+    // burn. The same REPL reused: only what the next check spent.
+    let busy = test_driver
+        .driver
+        .check(&request(
+            "import Mathlib\n-- sim: cpu 300\ntheorem busy : True := trivial",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), CheckStatus::Valid, "{busy:?}");
+    assert!(
+        busy.timings.lean_cpu_ms >= 280.0,
+        "300 ms of CPU burned, {} ms counted",
+        busy.timings.lean_cpu_ms
+    );
+    let idle = test_driver
+        .driver
+        .check(&request("import Mathlib\ntheorem idle : True := trivial"))
+        .await
+        .unwrap();
+    assert!(idle.repl_reused, "{idle:?}");
+    assert!(
+        idle.timings.lean_cpu_ms < busy.timings.lean_cpu_ms - 200.0,
+        "a check that burns nothing is not charged the previous one's CPU: {} ms",
+        idle.timings.lean_cpu_ms
+    );
+}

@@ -531,7 +531,12 @@ impl<F: Farm> Driver<'_, F> {
             }
         };
         let timings = &verdict.timings;
-        attempt.lean_seconds = (timings.header_ms + timings.body_ms + timings.replay_ms) / 1000.0;
+        // Lean's CPU time where the sandbox measures it, else its elapsed time.
+        attempt.lean_seconds = if timings.lean_cpu_ms > 0.0 {
+            timings.lean_cpu_ms / 1000.0
+        } else {
+            (timings.header_ms + timings.body_ms + timings.replay_ms) / 1000.0
+        };
         attempt.time_ms = started.elapsed().as_millis() as u64;
         attempt.verdict = Some(verdict);
         self.farm.update_attempt(&self.job.job_id, &attempt).await?;
