@@ -3,7 +3,7 @@
 //! verdict so far, budget use), print the proof, and exit non-zero unless
 //! the theorem was proved.
 
-use crate::config::{start_farm, ServeArgs};
+use crate::config::{ServeArgs, TemporaryFarm};
 use crate::CliError;
 use clap::Args;
 use serde_json::{json, Value};
@@ -114,18 +114,12 @@ pub async fn run(args: ProveArgs) -> Result<(), CliError> {
     let server = match &args.server {
         Some(server) => server.trim_end_matches('/').to_string(),
         None => {
-            let data_dir =
-                std::env::temp_dir().join(format!("leanfarm-prove-{}", uuid::Uuid::now_v7()));
-            let mut settings = ServeArgs {
-                addr: ([127, 0, 0, 1], 0).into(),
-                data_dir: data_dir.clone(),
-                ..ServeArgs::default()
-            };
+            let mut settings = ServeArgs::default();
             settings.checker.simulate = args.simulate;
             settings.checker.lease_seconds = args.timeout + 30.0;
-            let farm = start_farm(settings).await?;
-            let url = format!("http://{}", farm.local_addr);
-            embedded = Some((farm, data_dir));
+            let farm = TemporaryFarm::start(settings, "prove").await?;
+            let url = farm.url();
+            embedded = Some(farm);
             url
         }
     };
@@ -147,9 +141,8 @@ pub async fn run(args: ProveArgs) -> Result<(), CliError> {
         body["premises"] = json!({ "k": k });
     }
     let outcome = follow(&server, args.token.as_deref(), &body).await;
-    if let Some((farm, data_dir)) = embedded {
+    if let Some(farm) = embedded {
         farm.stop().await;
-        let _ = std::fs::remove_dir_all(data_dir);
     }
     let job = outcome?;
     if args.json {

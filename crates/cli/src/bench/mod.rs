@@ -10,7 +10,7 @@
 mod render;
 mod report;
 
-use crate::config::{start_farm, with_file, ServeArgs};
+use crate::config::{with_file, ServeArgs, TemporaryFarm};
 use crate::CliError;
 use clap::Args;
 use futures::StreamExt;
@@ -301,11 +301,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let server = match &args.server {
         Some(server) => server.trim_end_matches('/').to_string(),
         None => {
-            let data_dir =
-                std::env::temp_dir().join(format!("leanfarm-bench-{}", uuid::Uuid::now_v7()));
             let mut settings = ServeArgs {
-                addr: ([127, 0, 0, 1], 0).into(),
-                data_dir: data_dir.clone(),
                 config: args.farm_config.clone(),
                 ..ServeArgs::default()
             };
@@ -315,9 +311,9 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             }
             let explicit = ["addr", "data_dir", "simulate", "sandbox"].map(String::from);
             let settings = with_file(settings, &explicit)?;
-            let farm = start_farm(settings).await?;
-            let url = format!("http://{}", farm.local_addr);
-            embedded = Some((farm, data_dir));
+            let farm = TemporaryFarm::start(settings, "bench").await?;
+            let url = farm.url();
+            embedded = Some(farm);
             url
         }
     };
@@ -369,9 +365,8 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         eprintln!();
     }
     let run_seconds = started.elapsed().as_secs_f64();
-    if let Some((farm, data_dir)) = embedded {
+    if let Some(farm) = embedded {
         farm.stop().await;
-        let _ = std::fs::remove_dir_all(data_dir);
     }
     let problem_outcomes: Vec<ProblemOutcome> = problems
         .iter()

@@ -106,6 +106,43 @@ pub async fn start_farm(args: ServeArgs) -> Result<Farm, CliError> {
     start_farm_reporting(args).await.map(|(farm, _)| farm)
 }
 
+/// A farm started for one command's run (`prove`, `bench`): on a free
+/// local port, its data in a new temporary directory that `stop` removes.
+pub struct TemporaryFarm {
+    farm: Farm,
+    data_dir: PathBuf,
+}
+
+impl TemporaryFarm {
+    /// Start `settings` on 127.0.0.1 at a free port, with its data under a
+    /// temporary directory named after `purpose` (removed if the farm does
+    /// not start).
+    pub async fn start(mut settings: ServeArgs, purpose: &str) -> Result<TemporaryFarm, CliError> {
+        let data_dir =
+            std::env::temp_dir().join(format!("leanfarm-{purpose}-{}", uuid::Uuid::now_v7()));
+        settings.addr = ([127, 0, 0, 1], 0).into();
+        settings.data_dir = data_dir.clone();
+        match start_farm(settings).await {
+            Ok(farm) => Ok(TemporaryFarm { farm, data_dir }),
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&data_dir);
+                Err(error)
+            }
+        }
+    }
+
+    /// The farm's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.farm.local_addr)
+    }
+
+    /// Stop the farm and remove its data.
+    pub async fn stop(self) {
+        self.farm.stop().await;
+        let _ = std::fs::remove_dir_all(self.data_dir);
+    }
+}
+
 /// `start_farm`, and where the farm keeps its data, its store's kind and
 /// the sandbox in force, in the words of the start-up line.
 pub async fn start_farm_reporting(args: ServeArgs) -> Result<(Farm, String), CliError> {
