@@ -124,12 +124,7 @@ async fn a_starting_replica_writes_the_artifacts_a_crashed_replica_owed() {
 #[tokio::test]
 async fn a_completion_retried_after_a_lost_answer_settles_the_artifacts() {
     let state = state().await;
-    let token = new_token();
-    state
-        .store
-        .create_farm_worker_key(&token_digest(&token), None)
-        .await
-        .unwrap();
+    let token = common::farm_worker_token(&state).await;
     let farm = common::start_without_workers(&state).await;
     // Let the start-up sweep pass before the verdict is stored.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -244,12 +239,7 @@ async fn operators_list_dead_jobs_and_put_them_back_with_a_reason() {
         .create_operator_key(&token_digest(&operator_token), None)
         .await
         .unwrap();
-    let worker_token = new_token();
-    state
-        .store
-        .create_farm_worker_key(&token_digest(&worker_token), None)
-        .await
-        .unwrap();
+    let worker_token = common::farm_worker_token(&state).await;
     let user_token = new_token();
     state
         .store

@@ -8,7 +8,6 @@ mod common;
 
 use leanfarm_attest::{KeyEntry, KeyFile, SigningKeys, Statement, TrustedKeys, WorkerIdentity};
 use leanfarm_core::{CheckRequest, ReasonCode, Verdict, VerdictReason};
-use leanfarm_server::auth::{new_token, token_digest};
 use leanfarm_server::{AppState, Farm};
 use leanfarm_store::{CompleteOutcome, Lease, NewJob, WorkerOffer};
 use leanfarm_worker::protocol::CompleteRequest;
@@ -67,12 +66,7 @@ async fn setup(trusting: bool, jobs: usize) -> Setup {
             .set(TrustedKeys::new(&public).unwrap())
             .unwrap();
     }
-    let token = new_token();
-    state
-        .store
-        .create_farm_worker_key(&token_digest(&token), None)
-        .await
-        .unwrap();
+    let token = common::farm_worker_token(&state).await;
     let request: CheckRequest =
         serde_json::from_value(serde_json::json!({ "code": "theorem t : True := trivial" }))
             .unwrap();

@@ -143,12 +143,7 @@ async fn the_in_process_queue_does_what_follows_a_stored_verdict() {
 #[tokio::test]
 async fn a_remote_completion_does_what_follows_a_stored_verdict() {
     let state = state().await;
-    let token = new_token();
-    state
-        .store
-        .create_farm_worker_key(&token_digest(&token), None)
-        .await
-        .unwrap();
+    let token = common::farm_worker_token(&state).await;
     enqueue_one(&state, "job-remote").await;
     // No driver: this farm has no in-process workers; the job waits for ours.
     let farm = common::start_without_workers(&state).await;
@@ -202,12 +197,7 @@ async fn a_tenant_worker_token_touches_only_its_tenants_jobs() {
         )
         .await
         .unwrap();
-    let farm_worker = new_token();
-    state
-        .store
-        .create_farm_worker_key(&token_digest(&farm_worker), None)
-        .await
-        .unwrap();
+    let farm_worker = common::farm_worker_token(&state).await;
     enqueue_one(&state, "job-acme").await;
     let farm = common::start_without_workers(&state).await;
     let url = format!("http://{}", farm.local_addr);

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use leanfarm_server::auth::{new_token, token_digest};
 use leanfarm_server::{AppState, Farm, Limits, WorkerConfig};
 use leanfarm_store::{ArtifactStore, Store};
 use std::sync::Arc;
@@ -38,4 +39,15 @@ pub async fn start_without_workers(state: &Arc<AppState>) -> Farm {
     )
     .await
     .unwrap()
+}
+
+/// A new token of a farm worker (it may lease any tenant's jobs), stored.
+pub async fn farm_worker_token(state: &AppState) -> String {
+    let token = new_token();
+    state
+        .store
+        .create_farm_worker_key(&token_digest(&token), None)
+        .await
+        .unwrap();
+    token
 }
