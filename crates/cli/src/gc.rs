@@ -1,41 +1,41 @@
 //! `leanfarm gc [--dry-run]`: delete the final jobs past their retention
-//! and their artifacts, once, with the store, artifact and retention
-//! settings of `leanfarm serve` (`leanfarm_server::collect_garbage`, which
-//! `serve` also runs periodically). It prints one line per job it deleted
-//! (or, with `--dry-run`, would delete) and a summary.
+//! and their artifacts, once (`leanfarm_server::collect_garbage`, which
+//! `serve` also runs periodically). It takes `serve`'s own settings, from
+//! the same flags, variables and `--config` file, so the command line that
+//! runs a farm also collects its garbage; of them it uses the data
+//! directory, the stores and the retention policy. It prints one line per
+//! job it deleted (or, with `--dry-run`, would delete) and a summary.
 
-use crate::config::{RetentionArgs, StoreArgs};
+use crate::config::{self, ServeArgs};
 use crate::CliError;
 use clap::Args;
 use leanfarm_store::{ArtifactStore, Store};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    /// Directory of the SQLite store and the artifacts, as for `serve`
-    #[arg(long, env = "LEAN_FARM_DATA_DIR", default_value_os_t = crate::config::default_data_dir())]
-    pub data_dir: PathBuf,
+    /// The farm's settings, as `serve` takes them (flags, variables, `--config`)
     #[command(flatten)]
-    pub stores: StoreArgs,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub farm: ServeArgs,
     /// List the expired jobs (one batch) and delete nothing
     #[arg(long)]
     pub dry_run: bool,
 }
 
-pub async fn run(args: GcArgs) -> Result<(), CliError> {
-    args.stores.validate()?;
-    args.retention.validate()?;
-    let data_dir = crate::config::data_dir(&args.data_dir)?;
-    let store_url = args.stores.store_url(&data_dir);
+/// `explicit` names the settings given by flag or variable, which the
+/// config file does not override (as for `serve`).
+pub async fn run(args: GcArgs, explicit: &[String]) -> Result<(), CliError> {
+    let farm = config::with_file(args.farm, explicit)?;
+    farm.stores.validate()?;
+    farm.retention.validate()?;
+    let data_dir = config::data_dir(&farm.data_dir)?;
+    let store_url = farm.stores.store_url(&data_dir);
     let store = Store::open(&store_url)
         .await
         .map_err(|error| CliError::Startup(format!("store {store_url}: {error}")))?;
-    let artifacts_url = args.stores.artifacts_url(&data_dir);
+    let artifacts_url = farm.stores.artifacts_url(&data_dir);
     let artifacts = ArtifactStore::open(&artifacts_url)
         .map_err(|error| CliError::Startup(format!("artifacts {artifacts_url}: {error}")))?;
-    let policy = args.retention.policy();
+    let policy = farm.retention.policy();
     let now = leanfarm_store::now_millis();
     let result =
         leanfarm_server::collect_garbage(&store, &artifacts, &policy, now, args.dry_run).await;

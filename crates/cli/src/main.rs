@@ -50,7 +50,7 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Make and publish the Ed25519 keys that workers sign verdicts with.
     Keys(verify::KeysArgs),
-    /// Delete final jobs past their retention, and their artifacts (once; `serve` also sweeps).
+    /// Delete final jobs past their retention, and their artifacts (once, with `serve`'s settings; `serve` also sweeps).
     Gc(Box<gc::GcArgs>),
     /// Build a declarations index for premise search (`serve --search-index`).
     Index(index::IndexArgs),
@@ -122,6 +122,7 @@ fn main() -> ExitCode {
     // The settings given by flag or variable, which a config file must not override.
     let explicit = matches
         .subcommand_matches("serve")
+        .or_else(|| matches.subcommand_matches("gc"))
         .map(config::explicit_settings)
         .unwrap_or_default();
     // `check` starts its own farm with `serve`'s settings.
@@ -196,7 +197,7 @@ fn main() -> ExitCode {
             Command::Jobs(args) => jobs::run(args).await,
             Command::Verify(args) => verify::verify(args).await,
             Command::Keys(args) => verify::keys(args),
-            Command::Gc(args) => gc::run(*args).await,
+            Command::Gc(args) => gc::run(*args, &explicit).await,
             Command::Index(args) => index::run(args),
             Command::Bench(args) => bench::run(*args).await,
             Command::LeanSim { .. } => unreachable!("handled above"),

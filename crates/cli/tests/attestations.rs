@@ -436,11 +436,30 @@ async fn leanfarm_gc_deletes_expired_jobs_and_their_artifacts_and_dry_run_delete
     );
 
     // Other verdicts kept 0.1 s: the sorry expires, the proof does not.
+    // gc reads serve's config file, and a flag still wins over the file.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let short = ["--retention-other-days", "0.000001"];
-    let mut args = vec!["gc", "--data-dir", &data_dir, "--dry-run"];
-    args.extend_from_slice(&short);
-    let output = leanfarm(&args);
+    let config = data.path().join("farm.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {data_dir:?}\nretention_other_days = 0.000001\n"),
+    )
+    .unwrap();
+    let config = path(&config).to_string();
+    let output = leanfarm(&[
+        "gc",
+        "--config",
+        &config,
+        "--retention-other-days",
+        "90",
+        "--dry-run",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        stdout.contains("dry run: 0 expired jobs would be deleted"),
+        "{stdout}"
+    );
+    let output = leanfarm(&["gc", "--config", &config, "--dry-run"]);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(printed_ids(&stdout, "would delete"), [sorry.as_str()]);
@@ -450,9 +469,13 @@ async fn leanfarm_gc_deletes_expired_jobs_and_their_artifacts_and_dry_run_delete
     );
     assert!(artifact_dir(&sorry).join("summary.json").is_file());
 
-    let mut args = vec!["gc", "--data-dir", &data_dir];
-    args.extend_from_slice(&short);
-    let output = leanfarm(&args);
+    let output = leanfarm(&[
+        "gc",
+        "--data-dir",
+        &data_dir,
+        "--retention-other-days",
+        "0.000001",
+    ]);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(printed_ids(&stdout, "deleted"), [sorry.as_str()]);

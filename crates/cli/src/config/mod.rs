@@ -26,9 +26,7 @@ mod telemetry;
 
 pub use checker::{prestart, CheckerArgs};
 pub use file::{explicit_settings, with_file};
-pub use retention::RetentionArgs;
 pub use server::ServeArgs;
-pub use store::StoreArgs;
 pub use telemetry::{Telemetry, TelemetryArgs};
 
 use crate::CliError;
@@ -86,11 +84,6 @@ pub fn init_logging_to_file(default: &str, path: &Path) -> Result<(), CliError> 
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
     Ok(())
-}
-
-/// The data directory's default (for commands beside `serve` that read it).
-pub fn default_data_dir() -> PathBuf {
-    server::defaults::data_dir()
 }
 
 /// The data directory, created if missing, as an absolute path.
