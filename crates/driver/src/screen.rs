@@ -254,6 +254,42 @@ fn screen_attributes(body: &Body, policy: &Policy) -> Option<VerdictReason> {
     ))
 }
 
+/// Refuse a tactic that a body could not contain, under the same policy:
+/// the tactic is screened as the proof of a theorem, in the place it takes
+/// in an assembled proof, so every list above applies to it (a tactic that
+/// runs code, a `set_option` outside the list, `native_decide` without
+/// `allow_native_decide`, a command smuggled in after it, text that does not
+/// lex). Line numbers in the reason are the tactic's own.
+pub(crate) fn screen_tactic(tactic: &str, policy: &Policy) -> Option<VerdictReason> {
+    if tactic.trim().is_empty() {
+        return Some(VerdictReason::new(
+            ReasonCode::LeanError,
+            "the tactic is empty",
+        ));
+    }
+    if let Some(control) = tactic
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+    {
+        return Some(VerdictReason::new(
+            ReasonCode::LeanError,
+            format!(
+                "the tactic holds the control character U+{:04X}",
+                control as u32
+            ),
+        ));
+    }
+    let mut wrapped = String::from("theorem leanfarm_tactic : True := by ");
+    for (index, line) in tactic.lines().enumerate() {
+        if index > 0 {
+            // Continuation lines stay inside the proof, never at column 0.
+            wrapped.push_str("\n  ");
+        }
+        wrapped.push_str(line);
+    }
+    screen(&wrapped, policy)
+}
+
 /// Whether the body declares something to check: a `theorem`, `lemma` or
 /// `example`.
 pub(crate) fn declares_a_theorem(source: &str) -> bool {
