@@ -1,0 +1,556 @@
+//! Tactic mode: proof states as goals with hypotheses, printed as Lean
+//! prints them, and a small model of what common tactics do to the main
+//! goal (see docs/lean-sim.md, "Tactic mode"). It never checks
+//! mathematics: a tactic it does not model closes the main goal.
+
+use serde::{Deserialize, Serialize};
+
+/// One goal: an optional case tag, hypotheses in order, and the target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Goal {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    pub hyps: Vec<(String, String)>,
+    pub target: String,
+}
+
+impl Goal {
+    /// As Lean prints a goal: `case tag`, hypotheses (consecutive ones of
+    /// one type share a line: `p q : Prop`), then `⊢ target`.
+    pub fn render(&self, mathlib: bool) -> String {
+        let mut lines = Vec::new();
+        if let Some(case) = &self.case {
+            lines.push(format!("case {case}"));
+        }
+        let mut index = 0;
+        while index < self.hyps.len() {
+            let kind = &self.hyps[index].1;
+            let mut names = vec![self.hyps[index].0.as_str()];
+            while index + 1 < self.hyps.len() && self.hyps[index + 1].1 == *kind {
+                index += 1;
+                names.push(self.hyps[index].0.as_str());
+            }
+            lines.push(format!("{} : {}", names.join(" "), notation(kind, mathlib)));
+            index += 1;
+        }
+        lines.push(format!("⊢ {}", notation(&self.target, mathlib)));
+        lines.join("\n")
+    }
+
+    fn with_target(&self, target: &str) -> Goal {
+        Goal {
+            target: target.trim().to_string(),
+            ..self.clone()
+        }
+    }
+
+    fn tagged(mut self, case: &str) -> Goal {
+        self.case = Some(case.to_string());
+        self
+    }
+
+    fn hypothesis(&self, name: &str) -> Option<&str> {
+        self.hyps
+            .iter()
+            .rev()
+            .find(|(hyp, _)| hyp == name)
+            .map(|(_, kind)| kind.as_str())
+    }
+}
+
+/// Mathlib's notation for the number types, as its delaborators print them.
+fn notation(text: &str, mathlib: bool) -> String {
+    if !mathlib {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for (word, is_word) in words(text) {
+        let replaced = match (is_word, word) {
+            (true, "Nat") => "ℕ",
+            (true, "Int") => "ℤ",
+            (true, "Rat") => "ℚ",
+            (true, "Real") => "ℝ",
+            (true, "Complex") => "ℂ",
+            _ => word,
+        };
+        out.push_str(replaced);
+    }
+    out
+}
+
+/// `text` cut into identifiers (`true`) and everything between (`false`).
+fn words(text: &str) -> Vec<(&str, bool)> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut in_word = false;
+    for (index, c) in text.char_indices() {
+        let word_char = is_ident_char(c);
+        if word_char != in_word && index > start {
+            pieces.push((&text[start..index], in_word));
+            start = index;
+        }
+        in_word = word_char;
+    }
+    if start < text.len() {
+        pieces.push((&text[start..], in_word));
+    }
+    pieces
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '\'' | '!' | '?' | '✝')
+}
+
+/// The goal of a declaration with this signature: its binders become
+/// hypotheses, the type after the last top-level `:` the target.
+pub fn goal_of_signature(signature: &str) -> Goal {
+    let chars: Vec<char> = signature.chars().collect();
+    let mut depth = 0i32;
+    let mut last_colon = None;
+    for (index, c) in chars.iter().enumerate() {
+        match c {
+            '(' | '[' | '{' | '⦃' => depth += 1,
+            ')' | ']' | '}' | '⦄' => depth -= 1,
+            ':' if depth == 0 && chars.get(index + 1) != Some(&'=') => last_colon = Some(index),
+            _ => {}
+        }
+    }
+    let (binders, statement): (String, String) = match last_colon {
+        Some(index) => (
+            chars[..index].iter().collect(),
+            chars[index + 1..].iter().collect(),
+        ),
+        None => (String::new(), signature.to_string()),
+    };
+    Goal {
+        case: None,
+        hyps: binder_hypotheses(&binders),
+        target: collapse(&statement),
+    }
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `(a b : T) {c : U} [inst : C] [D]` as hypotheses.
+fn binder_hypotheses(binders: &str) -> Vec<(String, String)> {
+    let mut hyps = Vec::new();
+    let mut depth = 0i32;
+    let mut group = String::new();
+    for c in binders.chars() {
+        match c {
+            '(' | '[' | '{' | '⦃' => {
+                if depth == 0 {
+                    group.clear();
+                    group.push(c);
+                } else {
+                    group.push(c);
+                }
+                depth += 1;
+            }
+            ')' | ']' | '}' | '⦄' => {
+                depth -= 1;
+                if depth == 0 {
+                    let inner = &group[group.chars().next().map_or(0, char::len_utf8)..];
+                    let instance = group.starts_with('[');
+                    match split_top_level(inner, ':') {
+                        Some((names, kind)) => {
+                            for name in names.split_whitespace() {
+                                hyps.push((name.to_string(), collapse(kind)));
+                            }
+                        }
+                        None if instance => hyps.push(("inst✝".to_string(), collapse(inner))),
+                        None => {}
+                    }
+                } else {
+                    group.push(c);
+                }
+            }
+            _ if depth > 0 => group.push(c),
+            _ => {}
+        }
+    }
+    hyps
+}
+
+/// Split at the first `separator` outside brackets.
+fn split_top_level(text: &str, separator: char) -> Option<(&str, &str)> {
+    let mut depth = 0i32;
+    for (index, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' | '⦃' | '⟨' => depth += 1,
+            ')' | ']' | '}' | '⦄' | '⟩' => depth -= 1,
+            _ if c == separator && depth == 0 => {
+                return Some((&text[..index], &text[index + c.len_utf8()..]))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Split at the first top-level occurrence of `operator` (a string).
+fn split_operator<'a>(text: &'a str, operator: &str) -> Option<(&'a str, &'a str)> {
+    let mut depth = 0i32;
+    for (index, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' | '⦃' | '⟨' => depth += 1,
+            ')' | ']' | '}' | '⦄' | '⟩' => depth -= 1,
+            _ if depth == 0 && text[index..].starts_with(operator) => {
+                return Some((text[..index].trim(), text[index + operator.len()..].trim()))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Library functions `apply` knows the type of (argument → result).
+const LIBRARY_FUNCTIONS: &[(&str, &str, &str)] = &[
+    ("Int.natAbs", "Int", "Nat"),
+    ("Int.toNat", "Int", "Nat"),
+    ("Nat.succ", "Nat", "Nat"),
+];
+
+/// Names in the root namespace an `exact` may name without Lean reporting
+/// an unknown identifier (any dotted name is assumed to exist).
+const KNOWN_ROOT_NAMES: &[&str] = &[
+    "rfl", "trivial", "id", "absurd", "le_rfl", "le_refl", "add_comm", "mul_comm", "add_zero",
+    "zero_add", "mul_one", "one_mul", "sorry",
+];
+
+/// What a tactic did to a proof state.
+pub struct Step {
+    pub goals: Vec<Goal>,
+    /// Goals closed by `sorry` (each opens a proof state of its own).
+    pub sorries: Vec<Goal>,
+    /// Errors Lean recovered from (the goal is closed by `sorry`).
+    pub errors: Vec<String>,
+}
+
+/// Why a tactic failed outright (`{"message": "Lean error:\n..."}`).
+pub struct Thrown(pub String);
+
+/// Run the tactic text (directive lines already taken out) on `goals`.
+/// `known` tells whether a bare identifier names a constant.
+pub fn run(text: &str, goals: &[Goal], known: &dyn Fn(&str) -> bool) -> Result<Step, Thrown> {
+    let mut step = Step {
+        goals: goals.to_vec(),
+        sorries: Vec::new(),
+        errors: Vec::new(),
+    };
+    for tactic in split_steps(text) {
+        run_one(&tactic, &mut step, known)?;
+    }
+    Ok(step)
+}
+
+/// Tactics of a block: a line at the block's least indentation starts one;
+/// deeper lines continue it.
+fn split_steps(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|line| match line.find("--") {
+            Some(index) => &line[..index],
+            None => line,
+        })
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let base = lines
+        .iter()
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut steps: Vec<String> = Vec::new();
+    for line in lines {
+        let indent = line.len() - line.trim_start().len();
+        match steps.last_mut() {
+            Some(last) if indent > base => {
+                last.push('\n');
+                last.push_str(line);
+            }
+            _ => steps.push(line.trim().to_string()),
+        }
+    }
+    steps
+}
+
+fn run_one(tactic: &str, step: &mut Step, known: &dyn Fn(&str) -> bool) -> Result<(), Thrown> {
+    let tactic = tactic.trim();
+    let (head, rest) = match tactic.find(char::is_whitespace) {
+        Some(index) => (&tactic[..index], tactic[index..].trim()),
+        None => (tactic, ""),
+    };
+    if head == "skip" {
+        return Ok(());
+    }
+    if head == "all_goals" || head == "any_goals" {
+        let goals = std::mem::take(&mut step.goals);
+        for goal in goals {
+            let mut inner = Step {
+                goals: vec![goal],
+                sorries: Vec::new(),
+                errors: Vec::new(),
+            };
+            run_one(rest, &mut inner, known)?;
+            step.goals.extend(inner.goals);
+            step.sorries.extend(inner.sorries);
+            step.errors.extend(inner.errors);
+        }
+        return Ok(());
+    }
+    if head == "case" || head == "next" {
+        let (tag, body) = split_operator(rest, "=>").unwrap_or((rest, ""));
+        let tag = tag.split_whitespace().next().unwrap_or("");
+        let position = if head == "next" || tag.is_empty() {
+            Some(0).filter(|_| !step.goals.is_empty())
+        } else {
+            step.goals
+                .iter()
+                .position(|goal| goal.case.as_deref() == Some(tag))
+        };
+        let Some(position) = position else {
+            return Err(Thrown(format!("Case tag '{tag}' not found.")));
+        };
+        let goal = step.goals.remove(position);
+        let mut inner = Step {
+            goals: vec![goal],
+            sorries: Vec::new(),
+            errors: Vec::new(),
+        };
+        for tactic in split_steps(body) {
+            run_one(&tactic, &mut inner, known)?;
+        }
+        step.sorries.extend(inner.sorries);
+        step.errors.extend(inner.errors);
+        if let Some(left) = inner.goals.first() {
+            step.errors
+                .push(format!("unsolved goals\n{}", left.render(false)));
+        }
+        return Ok(());
+    }
+    let Some(main) = step.goals.first().cloned() else {
+        return Err(Thrown("no goals to be proved".into()));
+    };
+    let replacement: Vec<Goal> = match head {
+        "sorry" | "admit" => {
+            step.sorries.push(main);
+            Vec::new()
+        }
+        "intro" | "intros" => {
+            let names: Vec<&str> = rest.split_whitespace().collect();
+            let count = if names.is_empty() && head == "intro" {
+                1
+            } else {
+                names.len().max(1)
+            };
+            let mut goal = main.clone();
+            for index in 0..count {
+                let name = names.get(index).copied().unwrap_or("a✝");
+                match introduce(&goal, name) {
+                    Some(next) => goal = next,
+                    None if head == "intros" && names.is_empty() => break,
+                    None => return Err(Thrown("no additional binders or let bindings".into())),
+                }
+            }
+            vec![goal]
+        }
+        "have" => {
+            let (declared, value) = split_operator(rest, ":=").unwrap_or((rest, ""));
+            let (name, kind) = match split_top_level(declared, ':') {
+                Some((name, kind)) => (name.trim(), collapse(kind)),
+                None => ("this", collapse(declared)),
+            };
+            let name = if name.is_empty() { "this" } else { name };
+            let mut goal = main.clone();
+            let proof_goal = main.with_target(&kind);
+            let proof_goal = Goal {
+                case: None,
+                ..proof_goal
+            };
+            let mut new_goals = Vec::new();
+            if value.is_empty() {
+                new_goals.push(proof_goal);
+            } else if value
+                .split(|c: char| !is_ident_char(c))
+                .any(|word| word == "sorry" || word == "admit")
+            {
+                step.sorries.push(proof_goal);
+            }
+            goal.hyps.push((name.to_string(), kind));
+            new_goals.push(goal);
+            new_goals
+        }
+        "by_cases" => {
+            let (name, proposition) = match split_top_level(rest, ':') {
+                Some((name, proposition)) => (name.trim(), collapse(proposition)),
+                None => ("h", collapse(rest)),
+            };
+            let mut positive = main.clone().tagged("pos");
+            positive.hyps.push((name.to_string(), proposition.clone()));
+            let mut negative = main.clone().tagged("neg");
+            negative
+                .hyps
+                .push((name.to_string(), format!("¬{proposition}")));
+            vec![positive, negative]
+        }
+        "constructor" => match split_conjunction(&main.target) {
+            Some(goals) => goals
+                .into_iter()
+                .map(|(tag, target)| main.with_target(&target).tagged(tag))
+                .collect(),
+            None => Vec::new(),
+        },
+        "apply" => apply(&main, rest),
+        "exact" => {
+            let bare = !rest.is_empty()
+                && rest.chars().all(|c| is_ident_char(c) && c != '.')
+                && !rest.chars().next().is_some_and(|c| c.is_ascii_digit());
+            if bare
+                && main.hypothesis(rest).is_none()
+                && !known(rest)
+                && !KNOWN_ROOT_NAMES.contains(&rest)
+            {
+                step.errors.push(format!("Unknown identifier `{rest}`"));
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    step.goals.splice(0..1, replacement);
+    Ok(())
+}
+
+/// `intro name` on a goal: the premise of an implication or the variable of
+/// a `∀`, or the proposition of a negation.
+fn introduce(goal: &Goal, name: &str) -> Option<Goal> {
+    let target = goal.target.trim();
+    let mut next = goal.clone();
+    if let Some(body) = target.strip_prefix('∀') {
+        let (binder, rest) = split_top_level(body, ',')?;
+        let (variables, kind) = match split_top_level(binder, ':') {
+            Some((variables, kind)) => (variables.trim(), collapse(kind)),
+            None => (binder.trim(), "?".to_string()),
+        };
+        let variables = variables.trim_matches(|c| c == '(' || c == ')');
+        let mut names = variables.split_whitespace();
+        let first = names.next()?;
+        let remaining: Vec<&str> = names.collect();
+        let rest = rename(rest.trim(), first, name);
+        next.hyps.push((name.to_string(), kind.clone()));
+        next.target = if remaining.is_empty() {
+            rest
+        } else {
+            format!("∀ ({} : {kind}), {rest}", remaining.join(" "))
+        };
+        return Some(next);
+    }
+    if let Some(body) = target.strip_prefix('¬') {
+        next.hyps.push((name.to_string(), body.trim().to_string()));
+        next.target = "False".to_string();
+        return Some(next);
+    }
+    let (premise, conclusion) = split_operator(target, "→")?;
+    next.hyps.push((name.to_string(), premise.to_string()));
+    next.target = conclusion.to_string();
+    Some(next)
+}
+
+/// Replace the word `from` by `to` in `text`.
+fn rename(text: &str, from: &str, to: &str) -> String {
+    words(text)
+        .into_iter()
+        .map(|(word, is_word)| if is_word && word == from { to } else { word })
+        .collect()
+}
+
+/// The two sides of `A ∧ B` (`left`, `right`) or `A ↔ B` (`mp`, `mpr`).
+fn split_conjunction(target: &str) -> Option<Vec<(&'static str, String)>> {
+    if let Some((left, right)) = split_operator(target, "∧") {
+        return Some(vec![
+            ("left", left.to_string()),
+            ("right", right.to_string()),
+        ]);
+    }
+    if let Some((left, right)) = split_operator(target, "↔") {
+        return Some(vec![
+            ("mp", format!("{left} → {right}")),
+            ("mpr", format!("{right} → {left}")),
+        ]);
+    }
+    None
+}
+
+/// `apply f`: the premises of `f` whose conclusion is the target become
+/// goals; what the model cannot read closes the goal.
+fn apply(main: &Goal, function: &str) -> Vec<Goal> {
+    let function = function.trim();
+    if function == "And.intro" || function == "Iff.intro" {
+        return match split_conjunction(&main.target) {
+            Some(goals) => goals
+                .into_iter()
+                .map(|(tag, target)| main.with_target(&target).tagged(tag))
+                .collect(),
+            None => Vec::new(),
+        };
+    }
+    let kind = match main.hypothesis(function) {
+        Some(kind) => kind.to_string(),
+        None => match LIBRARY_FUNCTIONS
+            .iter()
+            .find(|(name, _, _)| *name == function)
+        {
+            Some((_, argument, result)) => format!("{argument} → {result}"),
+            None => return Vec::new(),
+        },
+    };
+    let mut premises = Vec::new();
+    let mut rest = kind.as_str();
+    while let Some((premise, conclusion)) = split_operator(rest, "→") {
+        premises.push(premise.to_string());
+        rest = conclusion;
+    }
+    if collapse(rest) != collapse(&main.target) {
+        return Vec::new();
+    }
+    premises
+        .iter()
+        .map(|premise| main.with_target(premise))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_print_as_lean_prints_them() {
+        let goal = goal_of_signature("(p q r : Prop) (h1 : p ∧ q) {n : Nat} [Add Nat] : p ∧ r");
+        assert_eq!(
+            goal.render(false),
+            "p q r : Prop\nh1 : p ∧ q\nn : Nat\ninst✝ : Add Nat\n⊢ p ∧ r"
+        );
+        assert_eq!(goal.render(true).lines().nth(2), Some("n : ℕ"));
+    }
+
+    #[test]
+    fn tactics_shape_the_goals() {
+        let known = |_: &str| false;
+        let goal = goal_of_signature("(p q : Prop) : p ∧ q → q ∧ p");
+        let step = run("intro h\napply And.intro", &[goal], &known)
+            .ok()
+            .unwrap();
+        let printed: Vec<String> = step.goals.iter().map(|g| g.render(false)).collect();
+        assert_eq!(
+            printed,
+            [
+                "case left\np q : Prop\nh : p ∧ q\n⊢ q",
+                "case right\np q : Prop\nh : p ∧ q\n⊢ p"
+            ]
+        );
+        let step = run("exact nowhere", &step.goals, &known).ok().unwrap();
+        assert_eq!(step.errors, ["Unknown identifier `nowhere`"]);
+        assert_eq!(step.goals.len(), 1);
+    }
+}
