@@ -279,6 +279,31 @@ pub(crate) fn screen_tactic(tactic: &str, policy: &Policy) -> Option<VerdictReas
             ),
         ));
     }
+    // Lean's REPL reads a tactic with the tactic parser alone, but the
+    // proof assembled from it is a body, where a command word ends the
+    // proof and starts a command: a tactic holds none (`open ... in` and
+    // `set_option ... in` are tactics too, screened below as in a body).
+    if let Ok(tokens) = lean_syntax::lex(tactic) {
+        for token in &tokens {
+            let text = token.text(tactic);
+            let command = match token.kind {
+                TokenKind::HashKeyword => true,
+                TokenKind::Identifier => {
+                    (lean_syntax::COMMAND_KEYWORDS.contains(&text)
+                        || lean_syntax::MODIFIERS.contains(&text))
+                        && text != "open"
+                        && text != "set_option"
+                }
+                _ => false,
+            };
+            if command {
+                return forbidden(format!(
+                    "line {}: `{text}` starts a command, which a tactic cannot hold",
+                    token.start.line
+                ));
+            }
+        }
+    }
     let mut wrapped = String::from("theorem leanfarm_tactic : True := by ");
     for (index, line) in tactic.lines().enumerate() {
         if index > 0 {

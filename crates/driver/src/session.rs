@@ -375,7 +375,6 @@ impl Driver {
                 tactic_timeout: request.tactic_timeout,
                 text,
                 sites,
-                repl_count: slots.len(),
                 slots,
                 states: std::sync::Mutex::new(states),
                 closed: AtomicBool::new(false),
@@ -476,6 +475,13 @@ impl OpeningText {
             }
             Opening::Snippet(body) => (body.clone(), None),
         };
+        let header_only = split_header(&request.header);
+        if header_only.header_problem.is_some() || !header_only.body.trim().is_empty() {
+            return Err(SessionError::Refused(VerdictReason::new(
+                ReasonCode::HeaderError,
+                "the header may hold only `import Module` lines",
+            )));
+        }
         let code = if request.header.trim().is_empty() {
             text
         } else {
@@ -541,7 +547,6 @@ struct Inner {
     tactic_timeout: Duration,
     text: OpeningText,
     sites: Vec<Site>,
-    repl_count: usize,
     slots: Vec<tokio::sync::Mutex<Slot>>,
     states: std::sync::Mutex<Vec<StateRecord>>,
     closed: AtomicBool,
@@ -553,7 +558,12 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropping a `Repl` kills its process tree.
-        self.driver.inner.session_repls.release(self.repl_count);
+        let live = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.get_mut().repl.take())
+            .count();
+        self.driver.inner.session_repls.release(live);
     }
 }
 
@@ -791,6 +801,7 @@ impl Session {
         for slot in &self.inner.slots {
             let repl = slot.lock().await.repl.take();
             if let Some(repl) = repl {
+                self.inner.driver.inner.session_repls.release(1);
                 repl.kill().await;
             }
         }
@@ -878,6 +889,7 @@ impl Session {
             Ok(reply) => Ok(reply),
             Err(failure) => {
                 let repl = slot.repl.take().expect("the slot held a repl");
+                self.inner.driver.inner.session_repls.release(1);
                 let report = repl.kill().await;
                 let reason = match failure {
                     ReplFailure::Timeout if !report.oom_killed => VerdictReason::new(
