@@ -286,12 +286,13 @@ async fn tactics_that_run_code_are_refused_before_any_repl_sees_them() {
 }
 
 #[tokio::test]
-async fn a_tactic_past_its_deadline_loses_its_repl_cleanly() {
+async fn a_tactic_past_its_deadline_loses_its_repl_and_the_state_is_rebuilt() {
     let farm = driver();
     let Opened { session, .. } = open(&farm, 2).await;
     let (split, _) = open_state(session.apply(0, "constructor").await.unwrap());
+    let (left, _) = open_state(session.apply(split, "exact hp").await.unwrap());
     let started = std::time::Instant::now();
-    let lost = session.apply(split, "simp\n-- sim: silent").await;
+    let lost = session.apply(left, "simp\n-- sim: silent").await;
     match lost {
         Err(SessionError::ReplLost { reason }) => assert_eq!(reason.code, ReasonCode::Timeout),
         other => panic!("{other:?}"),
@@ -300,21 +301,22 @@ async fn a_tactic_past_its_deadline_loses_its_repl_cleanly() {
         started.elapsed() < Duration::from_secs(10),
         "it did not hang"
     );
-    // The state lived only in the REPL that is gone; the roots live on.
-    assert!(matches!(
-        session.apply(split, "exact hp").await,
-        Err(SessionError::StateLost(state)) if state == split
-    ));
     assert_eq!(session.usage().live_repls, 1);
+    assert!(!session.states()[left as usize].live);
+    // The root lives on in the other REPL.
     proved(session.apply(0, "exact ⟨hp, hq⟩").await.unwrap());
-    // A busy loop is cut off the same way; then nothing is left.
+    // The state is rebuilt by re-running the opening and its tactics.
+    let done = proved(session.apply(left, "exact hq").await.unwrap());
+    assert_eq!(session.usage().restarts, 1);
+    assert_eq!(session.usage().live_repls, 2);
+    assert_eq!(
+        session.assemble_proof(&[0, split, left, done]).unwrap(),
+        format!("import Mathlib\n{CONJUNCTION} := by\n  constructor\n  exact hp\n  exact hq")
+    );
+    // A busy loop is cut off the same way.
     assert!(matches!(
         session.apply(0, "simp\n-- sim: spin").await,
         Err(SessionError::ReplLost { .. })
-    ));
-    assert!(matches!(
-        session.apply(0, "rfl").await,
-        Err(SessionError::Lost)
     ));
     drop(session);
     assert_eq!(farm.driver.session_repls(), 0);
@@ -332,17 +334,23 @@ async fn a_tactic_out_of_memory_or_a_crash_is_reported_not_hung() {
         other => panic!("{other:?}"),
     }
     let Opened { session, .. } = open(&farm, 1).await;
-    match session.apply(0, "simp\n-- sim: crash").await {
+    let (split, _) = open_state(session.apply(0, "constructor").await.unwrap());
+    match session.apply(split, "simp\n-- sim: crash").await {
         Err(SessionError::ReplLost { reason }) => {
             assert_eq!(reason.code, ReasonCode::ReplCrashed, "{reason:?}")
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(session.usage().live_repls, 0);
+    // When the farm has no room to start the REPL again, the call says so.
+    farm.driver.set_max_session_repls(0);
     assert!(matches!(
-        session.apply(0, "rfl").await,
-        Err(SessionError::Lost)
+        session.apply(split, "exact hp").await,
+        Err(SessionError::Busy(0))
     ));
-    assert!(matches!(session.pickle(0).await, Err(SessionError::Lost)));
+    farm.driver.set_max_session_repls(4);
+    open_state(session.apply(split, "exact hp").await.unwrap());
+    assert!(!session.pickle(split).await.unwrap().is_empty());
 }
 
 #[tokio::test]
