@@ -493,6 +493,61 @@ mod tests {
     }
 
     #[test]
+    fn tactics_pass_the_body_screen_and_hold_no_command() {
+        let policy = Policy::default();
+        for tactic in [
+            "simp",
+            "intro h\nexact h.left",
+            "constructor\n· simp\n· omega",
+            "set_option maxHeartbeats 400000 in\nsimp",
+            "open Nat in\nexact succ_pos 0",
+            "have h : 1 = 1 := rfl -- a comment: #eval",
+            "exact \"theorem\".length",
+        ] {
+            assert_eq!(screen_tactic(tactic, &policy), None, "{tactic}");
+        }
+        for (tactic, named) in [
+            ("run_tac pure ()", "run_tac"),
+            ("native_decide", "native_decide"),
+            (
+                "set_option debug.skipKernelTC true in\nrfl",
+                "debug.skipKernelTC",
+            ),
+            (
+                "set_option trace.Meta.synthInstance true in\nsimp",
+                "trace.Meta",
+            ),
+            ("simp\ntheorem evil : False := sorry", "theorem"),
+            ("  simp\n  #eval 1", "#eval"),
+            (
+                "simp\n  macro_rules | `(tactic| rfl) => `(tactic| sorry)",
+                "macro_rules",
+            ),
+            ("exact (unsafe_cast 0)\n  unsafe def x := 1", "unsafe"),
+            (
+                "exact s!\"{(by_elab pure (Lean.mkConst ``True))}\"",
+                "by_elab",
+            ),
+            ("simp\r#eval 1", "U+000D"),
+            ("exact \"open", "not lexically valid"),
+        ] {
+            let reason = screen_tactic(tactic, &policy)
+                .unwrap_or_else(|| panic!("passed the screen: {tactic}"));
+            assert!(
+                reason.message.contains(named),
+                "{tactic}: {}",
+                reason.message
+            );
+        }
+        let metaprogramming = Policy {
+            allow_metaprogramming: true,
+            ..Policy::default()
+        };
+        assert_eq!(screen_tactic("run_tac pure ()", &metaprogramming), None);
+        assert!(screen_tactic("simp\n#eval 1", &metaprogramming).is_some());
+    }
+
+    #[test]
     fn a_body_that_does_not_lex_is_refused() {
         let reason = screen("def s := \"never closed", &Policy::default()).unwrap();
         assert_eq!(reason.code, ReasonCode::LeanError);
