@@ -247,7 +247,7 @@ pub fn run(text: &str, goals: &[Goal], known: &dyn Fn(&str) -> bool) -> Result<S
 }
 
 /// Tactics of a block: a line at the block's least indentation starts one;
-/// deeper lines continue it.
+/// deeper lines and `|` alternatives continue it.
 fn split_steps(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text
         .lines()
@@ -266,7 +266,8 @@ fn split_steps(text: &str) -> Vec<String> {
     for line in lines {
         let indent = line.len() - line.trim_start().len();
         match steps.last_mut() {
-            Some(last) if indent > base => {
+            // Deeper lines, and `| alternative` lines, continue a tactic.
+            Some(last) if indent > base || line.trim_start().starts_with('|') => {
                 last.push('\n');
                 last.push_str(line);
             }
@@ -403,6 +404,31 @@ fn run_one(tactic: &str, step: &mut Step, known: &dyn Fn(&str) -> bool) -> Resul
             None => Vec::new(),
         },
         "apply" => apply(&main, rest),
+        "induction" => match induction(&main, rest) {
+            Some((goals, alternatives)) => {
+                let mut replacement = Vec::new();
+                for (goal, alternative) in goals.into_iter().zip(alternatives) {
+                    match alternative {
+                        None => replacement.push(goal),
+                        Some(body) => {
+                            let mut inner = Step {
+                                goals: vec![goal],
+                                sorries: Vec::new(),
+                                errors: Vec::new(),
+                            };
+                            for tactic in split_steps(&body) {
+                                run_one(&tactic, &mut inner, known)?;
+                            }
+                            step.sorries.extend(inner.sorries);
+                            step.errors.extend(inner.errors);
+                            replacement.extend(inner.goals);
+                        }
+                    }
+                }
+                replacement
+            }
+            None => Vec::new(),
+        },
         "exact" => {
             let bare = !rest.is_empty()
                 && rest.chars().all(|c| is_ident_char(c) && c != '.')
@@ -420,6 +446,86 @@ fn run_one(tactic: &str, step: &mut Step, known: &dyn Fn(&str) -> bool) -> Resul
     };
     step.goals.splice(0..1, replacement);
     Ok(())
+}
+
+/// `induction n [with | zero => tac | succ m ih => tac]` on a natural
+/// number `n` of the context: `case zero` with `n` replaced by `0`, `case
+/// succ` with a new number and the hypothesis for it (`n✝`, `a✝` unless
+/// the alternative names them) and `n` replaced by its successor. Each goal
+/// comes with the tactic of its alternative, if any. `None` when `n` is
+/// not a natural number of the context (the model then closes the goal).
+#[allow(clippy::type_complexity)]
+fn induction(main: &Goal, rest: &str) -> Option<(Vec<Goal>, Vec<Option<String>>)> {
+    let (variable, alternatives) = match rest.split_once(" with") {
+        Some((variable, alternatives)) => (variable.trim(), alternatives),
+        None => (rest.trim(), ""),
+    };
+    let kind = main.hypothesis(variable)?;
+    if kind != "Nat" && kind != "ℕ" {
+        return None;
+    }
+    let mut arms: Vec<(String, Vec<String>, String)> = Vec::new();
+    for arm in alternatives.split('|').skip(1) {
+        let (pattern, body) = split_operator(arm, "=>").unwrap_or((arm, ""));
+        let mut words = pattern.split_whitespace().map(str::to_string);
+        let tag = words.next().unwrap_or_default();
+        arms.push((tag, words.collect(), body.to_string()));
+    }
+    let arm = |tag: &str| arms.iter().find(|(name, _, _)| name == tag);
+    let mut base = main.clone();
+    base.hyps.retain(|(name, _)| name != variable);
+    let zero = Goal {
+        case: Some("zero".into()),
+        target: substitute(&main.target, variable, "0"),
+        ..base.clone()
+    };
+    let succ_arm = arm("succ");
+    let names = succ_arm
+        .map(|(_, names, _)| names.clone())
+        .unwrap_or_default();
+    let number = names.first().cloned().unwrap_or_else(|| "n✝".into());
+    let hypothesis = names.get(1).cloned().unwrap_or_else(|| "a✝".into());
+    let mut succ = Goal {
+        case: Some("succ".into()),
+        target: substitute(&main.target, variable, &format!("{number} + 1")),
+        ..base
+    };
+    succ.hyps.push((number.clone(), kind.to_string()));
+    succ.hyps
+        .push((hypothesis, substitute(&main.target, variable, &number)));
+    let alternatives = vec![
+        arm("zero").map(|(_, _, body)| body.clone()),
+        succ_arm.map(|(_, _, body)| body.clone()),
+    ];
+    Some((vec![zero, succ], alternatives))
+}
+
+/// `text` with the word `variable` replaced by `term`, parenthesised where
+/// Lean would print parentheses (a sum after or inside a tighter operator).
+fn substitute(text: &str, variable: &str, term: &str) -> String {
+    let pieces = words(text);
+    let loose = [
+        "", "=", "≠", "<", ">", "≤", "≥", "(", ")", ",", "∧", "∨", "→", "↔", "¬",
+    ];
+    let mut out = String::new();
+    for (index, (piece, is_word)) in pieces.iter().enumerate() {
+        if !(*is_word && *piece == variable) {
+            out.push_str(piece);
+            continue;
+        }
+        let before = index.checked_sub(1).map_or("", |at| pieces[at].0.trim());
+        let after = pieces.get(index + 1).map_or("", |next| next.0.trim());
+        let compound = term.contains(' ');
+        let bare = !compound
+            || (loose.contains(&before)
+                && (loose.contains(&after) || after == "+" || after == "-"));
+        if bare {
+            out.push_str(term);
+        } else {
+            out.push_str(&format!("({term})"));
+        }
+    }
+    out
 }
 
 /// `intro name` on a goal: the premise of an implication or the variable of
@@ -532,6 +638,15 @@ mod tests {
             "p q r : Prop\nh1 : p ∧ q\nn : Nat\ninst✝ : Add Nat\n⊢ p ∧ r"
         );
         assert_eq!(goal.render(true).lines().nth(2), Some("n : ℕ"));
+    }
+
+    #[test]
+    fn a_successor_is_parenthesised_where_lean_prints_parentheses() {
+        assert_eq!(substitute("x = x", "x", "n + 1"), "n + 1 = n + 1");
+        assert_eq!(substitute("2 * x = 4", "x", "n + 1"), "2 * (n + 1) = 4");
+        assert_eq!(substitute("x + a = b", "x", "n + 1"), "n + 1 + a = b");
+        assert_eq!(substitute("a + x = b", "x", "n + 1"), "a + (n + 1) = b");
+        assert_eq!(substitute("f x = xs", "x", "0"), "f 0 = xs");
     }
 
     #[test]

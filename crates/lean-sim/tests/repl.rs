@@ -424,6 +424,7 @@ const TACTIC_TRANSCRIPTS: &[&str] = &[
     "assumption_proof",
     "by_cases",
     "invalid_tactic",
+    "Mathlib__test__induction",
     "Mathlib__test__pickle",
     "pickle_proof_state_1",
     "pickle_proof_state_2",
@@ -455,7 +456,6 @@ const NOT_MODELLED: &[(&str, &str)] = &[
     ("Mathlib__test__20240209", "Mathlib's elaboration"),
     ("Mathlib__test__H20231115", "Mathlib's elaboration"),
     ("Mathlib__test__exact", "`exact?`'s library search"),
-    ("Mathlib__test__induction", "`induction`"),
     (
         "Mathlib__test__on_goal",
         "parenthesis-dropping pretty printing",
