@@ -401,3 +401,29 @@ async fn an_opening_the_screen_or_lean_refuses_opens_nothing() {
     ));
     open(&farm, 1).await;
 }
+
+/// A server holds sessions across requests and awaits them in its handlers:
+/// the session and every future it returns can move between threads.
+#[tokio::test]
+async fn sessions_and_their_futures_are_send() {
+    fn send<T: Send>(value: T) -> T {
+        value
+    }
+    let farm = driver();
+    let Opened { session, .. } = send(
+        farm.driver
+            .open_session(OpenRequest::theorem("", statement("both", CONJUNCTION))),
+    )
+    .await
+    .unwrap();
+    let session = send(session);
+    send(session.apply(0, "constructor")).await.unwrap();
+    send(session.apply_all(&[(0, "rfl".to_string())])).await;
+    let bytes = send(session.pickle(0)).await.unwrap();
+    let origin = session.origin(0).unwrap();
+    send(session.unpickle(&bytes, origin)).await.unwrap();
+    send(session.widen(0)).await.unwrap();
+    send(session.close()).await;
+    let shared = std::sync::Arc::new(session);
+    tokio::spawn(async move { shared.usage() }).await.unwrap();
+}
