@@ -399,6 +399,7 @@ impl Driver {
                 states: std::sync::Mutex::new(states),
                 closed: AtomicBool::new(false),
                 restarts: AtomicU64::new(0),
+                last_used: std::sync::Mutex::new(Instant::now()),
                 tactics: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 tactic_micros: AtomicU64::new(0),
@@ -582,6 +583,8 @@ struct Inner {
     states: std::sync::Mutex<Vec<StateRecord>>,
     closed: AtomicBool,
     restarts: AtomicU64,
+    /// When a call last used the session (for an idle timeout).
+    last_used: std::sync::Mutex<Instant>,
     tactics: AtomicU64,
     refused: AtomicU64,
     tactic_micros: AtomicU64,
@@ -857,10 +860,22 @@ impl Session {
         }
     }
 
+    /// How long since a call last used the session (opening counts), so
+    /// that its holder can close it after an idle timeout.
+    pub fn idle_for(&self) -> Duration {
+        self.inner
+            .last_used
+            .lock()
+            .expect("session clock")
+            .elapsed()
+    }
+
+    /// `Closed` once the session is closed; otherwise marks it used now.
     fn check_open(&self) -> Result<(), SessionError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SessionError::Closed);
         }
+        *self.inner.last_used.lock().expect("session clock") = Instant::now();
         Ok(())
     }
 

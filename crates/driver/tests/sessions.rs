@@ -267,6 +267,12 @@ async fn tactics_that_run_code_are_refused_before_any_repl_sees_them() {
     assert!(!marker.exists(), "a refused tactic ran");
     assert_eq!(session.usage().tactics, 0);
     assert_eq!(session.usage().refused, 16);
+    // Refused or not, a call counts as use of the session.
+    let idle = session.idle_for();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(session.idle_for() >= idle + Duration::from_millis(50));
+    session.apply(0, "run_tac pure ()").await.unwrap();
+    assert!(session.idle_for() < Duration::from_millis(50));
 
     // With metaprogramming allowed, a tactic that runs code goes to Lean.
     let mut request = OpenRequest::theorem("", statement("both", CONJUNCTION));
