@@ -190,6 +190,10 @@ pub struct StateSummary {
     pub proved: bool,
     /// Whether a live REPL of the session still holds it.
     pub live: bool,
+    /// Lean's messages about the tactic that made it (warnings, and infos
+    /// such as a `Try this` suggestion).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<VerdictMessage>,
 }
 
 /// What a session has used.
@@ -334,6 +338,7 @@ impl Driver {
             .iter()
             .enumerate()
             .map(|(root, goals)| StateRecord {
+                messages: Vec::new(),
                 parent: None,
                 origin: StateOrigin {
                     root,
@@ -557,6 +562,7 @@ struct Place {
 }
 
 struct StateRecord {
+    messages: Vec<VerdictMessage>,
     parent: Option<StateId>,
     origin: StateOrigin,
     goals: Vec<String>,
@@ -671,6 +677,7 @@ impl Session {
                 goals: record.goals.clone(),
                 proved: record.proved,
                 live: record.places.iter().any(|place| self.is_live(place)),
+                messages: record.messages.clone(),
             })
             .collect()
     }
@@ -752,6 +759,7 @@ impl Session {
         let mut states = self.inner.states.lock().expect("session states");
         let id = states.len() as StateId;
         states.push(StateRecord {
+            messages: Vec::new(),
             parent: None,
             origin,
             goals: goals.clone(),
@@ -1155,6 +1163,7 @@ impl Session {
         origin.tactics.push(tactic.to_string());
         let id = states.len() as StateId;
         states.push(StateRecord {
+            messages,
             parent: Some(parent),
             origin,
             goals: step.goals.clone(),

@@ -86,16 +86,28 @@ async fn any_earlier_state_can_be_extended_again() {
     let (again, goals) = open_state(session.apply(0, "constructor").await.unwrap());
     assert_ne!(again, split);
     assert_eq!(goals.len(), 2);
-    let done = proved(session.apply(left_done, "exact hq").await.unwrap());
+    let done = proved(
+        session
+            .apply(left_done, "exact hq\n-- sim: info Try this: exact hq")
+            .await
+            .unwrap(),
+    );
     let summary = session.states();
+    assert_eq!(
+        summary[done as usize].messages[0].data,
+        "Try this: exact hq"
+    );
     assert_eq!(summary[done as usize].parent, Some(left_done));
-    assert_eq!(summary[done as usize].tactic.as_deref(), Some("exact hq"));
+    assert_eq!(
+        summary[done as usize].tactic.as_deref(),
+        Some("exact hq\n-- sim: info Try this: exact hq")
+    );
     assert!(summary[done as usize].proved);
     assert_eq!(
         session
             .assemble_proof(&[0, split, left_done, done])
             .unwrap(),
-        format!("import Mathlib\n{CONJUNCTION} := by\n  constructor\n  exact hp\n  exact hq")
+        format!("import Mathlib\n{CONJUNCTION} := by\n  constructor\n  exact hp\n  exact hq\n  -- sim: info Try this: exact hq")
     );
     // A chain that skips a state, or does not end in a proof, is refused.
     assert!(matches!(
