@@ -58,11 +58,14 @@ impl Goal {
     }
 }
 
-/// Mathlib's notation for the number types, as its delaborators print them.
+/// A type as Lean prints it: parentheses its operators make redundant
+/// dropped, and with Mathlib, its notation for the number types.
 fn notation(text: &str, mathlib: bool) -> String {
+    let text = drop_redundant_parentheses(text);
     if !mathlib {
-        return text.to_string();
+        return text;
     }
+    let text = text.as_str();
     let mut out = String::new();
     for (word, is_word) in words(text) {
         let replaced = match (is_word, word) {
@@ -76,6 +79,218 @@ fn notation(text: &str, mathlib: bool) -> String {
         out.push_str(replaced);
     }
     out
+}
+
+/// Infix operators: precedence and associativity (`Some(true)` left,
+/// `Some(false)` right, `None` neither), as Lean and Mathlib declare them.
+const OPERATORS: &[(&str, u32, Option<bool>)] = &[
+    ("↔", 20, None),
+    ("→", 25, Some(false)),
+    ("∨", 30, Some(false)),
+    ("∧", 35, Some(false)),
+    ("=", 50, None),
+    ("≠", 50, None),
+    ("<", 50, None),
+    (">", 50, None),
+    ("≤", 50, None),
+    ("≥", 50, None),
+    ("∣", 50, None),
+    ("∈", 50, None),
+    ("∉", 50, None),
+    ("+", 65, Some(true)),
+    ("-", 65, Some(true)),
+    ("*", 70, Some(true)),
+    ("/", 70, Some(true)),
+    ("%", 70, Some(true)),
+    ("^", 75, Some(false)),
+];
+
+/// Words after which what follows extends as far as it can: a group
+/// holding one keeps its parentheses.
+const BINDING_WORDS: &[&str] = &[
+    "fun", "λ", "∀", "∃", "let", "if", "then", "else", "match", "by", "show", "have",
+];
+
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    Group(Vec<Piece>),
+}
+
+fn parse_pieces(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => {
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Group(parse_pieces(chars)));
+            }
+            ')' => break,
+            _ => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    pieces
+}
+
+/// The tokens of a piece of text: operators as listed, other symbols one
+/// character each, identifiers and numbers whole.
+fn text_tokens(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c.is_whitespace() {
+            rest = &rest[c.len_utf8()..];
+        } else if is_ident_char(c) {
+            let end = rest
+                .char_indices()
+                .find(|(_, c)| !is_ident_char(*c))
+                .map_or(rest.len(), |(index, _)| index);
+            tokens.push(rest[..end].to_string());
+            rest = &rest[end..];
+        } else {
+            let operator = OPERATORS
+                .iter()
+                .map(|(symbol, _, _)| *symbol)
+                .find(|symbol| rest.starts_with(symbol))
+                .unwrap_or(&rest[..c.len_utf8()]);
+            tokens.push(operator.to_string());
+            rest = &rest[operator.len()..];
+        }
+    }
+    tokens
+}
+
+fn operator(token: &str) -> Option<(u32, Option<bool>)> {
+    OPERATORS
+        .iter()
+        .find(|(symbol, _, _)| *symbol == token)
+        .map(|(_, precedence, associativity)| (*precedence, *associativity))
+}
+
+/// The loosest operator at the top level of a group's pieces, or `None`
+/// when the group must keep its parentheses whatever surrounds it (a
+/// binder, a tuple, an ascription, a symbol the table does not know).
+fn loosest(pieces: &[Piece]) -> Option<u32> {
+    let mut loosest = u32::MAX;
+    let mut previous_is_operand = false;
+    for piece in pieces {
+        match piece {
+            Piece::Group(_) => previous_is_operand = true,
+            Piece::Text(text) => {
+                for token in text_tokens(text) {
+                    if BINDING_WORDS.contains(&token.as_str()) {
+                        return None;
+                    }
+                    if let Some((precedence, _)) = operator(&token) {
+                        // A prefix minus binds tightly; an infix one is a sum.
+                        if previous_is_operand {
+                            loosest = loosest.min(precedence);
+                        }
+                        previous_is_operand = false;
+                    } else if token.chars().next().is_some_and(is_ident_char) {
+                        previous_is_operand = true;
+                    } else if token == "¬" {
+                        loosest = loosest.min(40);
+                        previous_is_operand = false;
+                    } else {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    Some(loosest)
+}
+
+fn render_pieces(pieces: &[Piece]) -> String {
+    let mut out = String::new();
+    for (index, piece) in pieces.iter().enumerate() {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Group(inner) => {
+                let rendered = render_pieces(inner);
+                if group_is_redundant(pieces, index, inner) {
+                    out.push_str(&rendered);
+                } else {
+                    out.push('(');
+                    out.push_str(&rendered);
+                    out.push(')');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether Lean would print the group at `index` without its parentheses:
+/// its loosest operator binds tighter than what stands on either side.
+fn group_is_redundant(pieces: &[Piece], index: usize, inner: &[Piece]) -> bool {
+    let Some(inner_precedence) = loosest(inner) else {
+        return false;
+    };
+    // What stands left: an infix operator (its right operand), `¬`, the
+    // start, or an operand (then the group is an argument: kept).
+    let left = match index.checked_sub(1).map(|at| &pieces[at]) {
+        None => None,
+        Some(Piece::Group(_)) => return false,
+        Some(Piece::Text(text)) => {
+            let tokens = text_tokens(text);
+            match tokens.last() {
+                None => None,
+                Some(token) if token == "¬" => Some((40, Some(false))),
+                Some(token) => match operator(token) {
+                    // A minus after nothing or another operator is a negation.
+                    Some(_) if token == "-" && tokens.len() < 2 && index < 2 => Some((75, None)),
+                    Some(found) => Some(found),
+                    None => return false,
+                },
+            }
+        }
+    };
+    let right = match pieces.get(index + 1) {
+        None => None,
+        Some(Piece::Group(_)) => return false,
+        Some(Piece::Text(text)) => match text_tokens(text).first() {
+            None => None,
+            Some(token) => match operator(token) {
+                Some(found) => Some(found),
+                None => return false,
+            },
+        },
+    };
+    let fits_left = match left {
+        None => true,
+        // The right operand of a right-associative operator may be as loose.
+        Some((precedence, Some(false))) => inner_precedence >= precedence,
+        Some((precedence, _)) => inner_precedence > precedence,
+    };
+    let fits_right = match right {
+        None => true,
+        // The left operand of a left-associative operator may be as loose.
+        Some((precedence, Some(true))) => inner_precedence >= precedence,
+        Some((precedence, _)) => inner_precedence > precedence,
+    };
+    fits_left && fits_right
+}
+
+/// `text` with the parentheses Lean's printer would not print left out.
+fn drop_redundant_parentheses(text: &str) -> String {
+    if !text.contains('(') {
+        return text.to_string();
+    }
+    let mut chars = text.chars().peekable();
+    let pieces = parse_pieces(&mut chars);
+    if chars.peek().is_some() {
+        // Unbalanced: leave it as written.
+        return text.to_string();
+    }
+    render_pieces(&pieces)
 }
 
 /// `text` cut into identifiers (`true`) and everything between (`false`).
@@ -190,6 +405,23 @@ fn split_top_level(text: &str, separator: char) -> Option<(&str, &str)> {
     None
 }
 
+/// `HEAD => BODY`: the head, and the body as written, its lines' indentation
+/// kept (a body that starts on the next line is a block of its own).
+fn split_arrow(text: &str) -> (&str, &str) {
+    match split_operator(text, "=>") {
+        Some((head, _)) => {
+            let at = text.find("=>").map_or(text.len(), |index| index + 2);
+            let body = &text[at..];
+            let body = match body.split_once('\n') {
+                Some((first, rest)) if first.trim().is_empty() => rest,
+                _ => body.trim_start(),
+            };
+            (head, body)
+        }
+        None => (text, ""),
+    }
+}
+
 /// Split at the first top-level occurrence of `operator` (a string).
 fn split_operator<'a>(text: &'a str, operator: &str) -> Option<(&'a str, &'a str)> {
     let mut depth = 0i32;
@@ -301,8 +533,35 @@ fn run_one(tactic: &str, step: &mut Step, known: &dyn Fn(&str) -> bool) -> Resul
         }
         return Ok(());
     }
+    if head == "on_goal" || head == "pick_goal" {
+        let (number, body) = split_arrow(rest);
+        let index = number
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=step.goals.len()).contains(n))
+            .ok_or_else(|| Thrown(format!("not enough goals: {}", step.goals.len())))?
+            - 1;
+        let goal = step.goals.remove(index);
+        if head == "pick_goal" {
+            step.goals.insert(0, goal);
+            return Ok(());
+        }
+        let mut inner = Step {
+            goals: vec![goal],
+            sorries: Vec::new(),
+            errors: Vec::new(),
+        };
+        for tactic in split_steps(body) {
+            run_one(&tactic, &mut inner, known)?;
+        }
+        step.sorries.extend(inner.sorries);
+        step.errors.extend(inner.errors);
+        step.goals.splice(index..index, inner.goals);
+        return Ok(());
+    }
     if head == "case" || head == "next" {
-        let (tag, body) = split_operator(rest, "=>").unwrap_or((rest, ""));
+        let (tag, body) = split_arrow(rest);
         let tag = tag.split_whitespace().next().unwrap_or("");
         let position = if head == "next" || tag.is_empty() {
             Some(0).filter(|_| !step.goals.is_empty())
@@ -638,6 +897,26 @@ mod tests {
             "p q r : Prop\nh1 : p ∧ q\nn : Nat\ninst✝ : Add Nat\n⊢ p ∧ r"
         );
         assert_eq!(goal.render(true).lines().nth(2), Some("n : ℕ"));
+    }
+
+    #[test]
+    fn redundant_parentheses_are_not_printed() {
+        for (written, printed) in [
+            ("(x < 0) ∨ (2 * x > 2)", "x < 0 ∨ 2 * x > 2"),
+            ("(a + b) * c = d", "(a + b) * c = d"),
+            ("(a + b) + c = a + (b + c)", "a + b + c = a + (b + c)"),
+            ("a ∧ (b ∧ c)", "a ∧ b ∧ c"),
+            ("(a ∧ b) ∧ c", "(a ∧ b) ∧ c"),
+            ("f (x + 1) = (2 : ℝ)", "f (x + 1) = (2 : ℝ)"),
+            ("¬(a = b)", "¬a = b"),
+            ("¬(a ∧ b)", "¬(a ∧ b)"),
+            ("-(a * b) = (-a) * b", "-(a * b) = -a * b"),
+            ("(∀ x, p x) → q", "(∀ x, p x) → q"),
+            ("((x))", "x"),
+            ("(a, b) = c", "(a, b) = c"),
+        ] {
+            assert_eq!(drop_redundant_parentheses(written), printed, "{written}");
+        }
     }
 
     #[test]

@@ -425,6 +425,7 @@ const TACTIC_TRANSCRIPTS: &[&str] = &[
     "by_cases",
     "invalid_tactic",
     "Mathlib__test__induction",
+    "Mathlib__test__on_goal",
     "Mathlib__test__pickle",
     "pickle_proof_state_1",
     "pickle_proof_state_2",
