@@ -11,6 +11,7 @@ mod pool;
 mod repl;
 mod replay;
 mod screen;
+pub mod session;
 mod wire;
 
 use lean_protocol::{Message as ReplMessage, Severity};
@@ -21,6 +22,10 @@ use leanfarm_core::{
 use leanfarm_sandbox::{ExitReport, Sandbox, SandboxError};
 use pool::Pool;
 use repl::{Repl, ReplFailure};
+pub use session::{
+    OpenRequest, Opened, Opening, ProofState, Session, SessionError, SessionUsage, StateId,
+    StateOrigin, StateSummary, TacticOutcome,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +135,8 @@ struct DriverInner {
     /// Warm REPLs that replay bodies in Lean's kernel (see `replay`).
     replayers: replay::Replayers,
     out_of_memory_retries: std::sync::atomic::AtomicU64,
+    /// REPLs held by tactic sessions (outside the pool).
+    session_repls: session::SessionRepls,
 }
 
 /// How long starting a REPL and importing its header may take.
@@ -140,6 +147,7 @@ impl Driver {
         let recycle_memory_bytes = (sandbox.memory_limit_bytes() as f64
             * pool.recycle_memory_fraction.clamp(0.0, 1.0))
             as u64;
+        let max_session_repls = pool.max_repls.max(pool.slots).max(1);
         Driver {
             inner: Arc::new(DriverInner {
                 toolchain,
@@ -147,6 +155,7 @@ impl Driver {
                 pool: Pool::new(pool, recycle_memory_bytes),
                 out_of_memory_retries: std::sync::atomic::AtomicU64::new(0),
                 replayers: replay::Replayers::default(),
+                session_repls: session::SessionRepls::new(max_session_repls),
             }),
         }
     }

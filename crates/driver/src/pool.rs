@@ -330,6 +330,18 @@ impl Checkout {
         repl
     }
 
+    /// Take the REPL out of the pool for good (a tactic session keeps it)
+    /// and free its place and slot; no restart is counted.
+    pub fn detach(mut self) -> Option<Repl> {
+        self.holds_place = false;
+        self.pool.state.lock().expect("pool lock").live -= 1;
+        let mut repl = self.repl.take();
+        if let Some(repl) = repl.as_mut() {
+            self.pool.count_cpu(repl);
+        }
+        repl
+    }
+
     /// Kill the REPL (it failed) and free its place.
     pub fn discard(mut self) {
         self.holds_place = false;

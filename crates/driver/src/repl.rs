@@ -144,6 +144,19 @@ impl Repl {
         wire::parse_command_reply(&frame)
     }
 
+    /// Send any request and read whatever reply it gets (a tactic's reply
+    /// is a proof step, or Lean's `{"message"}` when the tactic fails).
+    pub async fn send(
+        &mut self,
+        request: &lean_protocol::Request,
+        deadline: Instant,
+    ) -> Result<lean_protocol::Reply, ReplFailure> {
+        let frame = self
+            .exchange(&lean_protocol::encode_request(request), deadline)
+            .await?;
+        wire::parse_reply(&frame)
+    }
+
     /// Host path of the REPL's scratch directory (its working directory).
     pub fn scratch_dir(&self) -> &std::path::Path {
         self.child.scratch_dir()

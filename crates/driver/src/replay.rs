@@ -106,7 +106,7 @@ fn pickle_name() -> String {
 
 /// Read a pickle the sandboxed REPL wrote, refusing links and oversized
 /// files, and remove it.
-fn take_pickle(scratch: &Path, name: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn take_pickle(scratch: &Path, name: &str) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let path = scratch.join(name);
@@ -137,7 +137,7 @@ fn take_pickle(scratch: &Path, name: &str) -> Result<Vec<u8>, String> {
     read
 }
 
-fn put_pickle(scratch: &Path, name: &str, bytes: &[u8]) -> Result<(), DriverError> {
+pub(crate) fn put_pickle(scratch: &Path, name: &str, bytes: &[u8]) -> Result<(), DriverError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -31,6 +31,16 @@ pub(crate) fn parse_command_reply(text: &str) -> Result<CommandReply, ReplFailur
     }
 }
 
+/// Parse one framed reply of any kind.
+pub(crate) fn parse_reply(text: &str) -> Result<Reply, ReplFailure> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| ReplFailure::Garbage(excerpt(text)))?;
+    Reply::from_value(value).map_err(|error| match error {
+        DecodeError::NotAReply(why) => ReplFailure::Garbage(format!("{why}: {}", excerpt(text))),
+        other => ReplFailure::Garbage(other.to_string()),
+    })
+}
+
 fn excerpt(text: &str) -> String {
     text.trim().chars().take(200).collect()
 }
