@@ -275,10 +275,23 @@ fn missing_browser() -> Option<String> {
         .map(|path| format!("{path} is not installed (apt-get install chromium chromium-driver)"))
 }
 
-fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Where the screenshots go: `LEAN_FARM_CONSOLE_SCREENSHOTS` (relative to
+/// the workspace; `docs/console` refreshes those of docs/console.md), else
+/// a temporary directory, so that a test run never changes the sources.
+fn screenshots_dir() -> (PathBuf, Option<tempfile::TempDir>) {
+    match std::env::var_os("LEAN_FARM_CONSOLE_SCREENSHOTS") {
+        Some(dir) => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            (dir, None)
+        }
+        None => {
+            let temporary = tempfile::tempdir().unwrap();
+            (temporary.path().to_path_buf(), Some(temporary))
+        }
+    }
 }
 
 /// Make a key with `leanfarm tenant`; returns its token.
@@ -381,7 +394,7 @@ async fn the_console_checks_shows_verdicts_and_keeps_tenants_apart() {
     );
     server.token = Some(alpha.clone());
     let url = server.url.clone();
-    let shots = screenshots_dir();
+    let (shots, _temporary_shots) = screenshots_dir();
     let browser = Browser::start(1200, 860).await;
 
     // The console is served by the farm itself, with no token needed for
@@ -597,6 +610,21 @@ async fn the_console_checks_shows_verdicts_and_keeps_tenants_apart() {
             json!([]),
         )
         .await;
+    browser
+        .run("document.querySelector('.skip').focus()", json!([]))
+        .await;
+    browser.press("\u{E007}").await;
+    let after_skip = browser
+        .run(
+            "return [location.hash, document.activeElement.id]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        after_skip,
+        json!(["#/new", "view"]),
+        "Enter on the skip link focuses the view and keeps the route"
+    );
     browser
         .run("document.querySelector('.skip').focus()", json!([]))
         .await;

@@ -507,6 +507,11 @@ document.getElementById("token-forget").addEventListener("click", () => {
   showTokenState();
   route();
 });
+// The skip link moves the focus to the view; it must not become a route.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  view.focus();
+});
 window.addEventListener("hashchange", route);
 showTokenState();
 route();
