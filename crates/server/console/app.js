@@ -59,6 +59,11 @@ function every(milliseconds, work) {
   const mine = generation;
   const run = async () => {
     if (mine !== generation) return;
+    // A tab nobody looks at asks the farm nothing.
+    if (document.hidden) {
+      timers.push(setTimeout(run, milliseconds));
+      return;
+    }
     try {
       await work();
       showError(null);
@@ -208,7 +213,7 @@ function batchesView() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   select.value = params.get("status") || "all";
   select.addEventListener("change", () => { location.hash = `#/batches?status=${select.value}`; });
-  every(2000, async () => {
+  every(5000, async () => {
     const data = await api(`/v1/batches?status=${encodeURIComponent(select.value)}&limit=50`);
     if (!data.batches.length) return swap(list, el("p", { class: "empty", text: "No batches." }));
     swap(list, el("div", { class: "table-wrap" }, el("table", {},
