@@ -313,6 +313,8 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/checks",
         "/v1/checks/{id}",
         "/v1/checks/{id}/artifacts/{name}",
+        "/v1/checks/{id}/attestation",
+        "/v1/batches",
         "/v1/batches/{id}",
         "/v1/batches/{id}/results",
         "/v1/batches/{id}/events",
@@ -320,6 +322,7 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/prove/{id}",
         "/v1/prove/{id}/events",
         "/v1/workers",
+        "/v1/overview",
         "/v1/keys",
         "/v1/search",
         "/api/check",
@@ -338,7 +341,7 @@ async fn health_readiness_metrics_and_openapi() {
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 25, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 28, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

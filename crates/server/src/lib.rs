@@ -14,7 +14,9 @@
 //! `in_process_queue` (the embedded workers' queue); `body`, `auth`,
 //! `input_limits` (the cap on every field), `error` and `metrics` serve them
 //! all. `artifact_reads` serves a check's artifacts; `retention` deletes
-//! expired final jobs and their artifacts. `serve` is the listener (connection cap, header read timeout,
+//! expired final jobs and their artifacts. `overview` and
+//! `attestation_check` are read-only summaries for dashboards, and
+//! `console` serves the web console's files. `serve` is the listener (connection cap, header read timeout,
 //! graceful close). `worker_probes` is the listener of a remote worker
 //! process (`leanfarm worker --metrics-addr`). No two modules import each
 //! other.
@@ -23,11 +25,13 @@
 
 mod api;
 mod artifact_reads;
+mod attestation_check;
 pub mod auth;
 pub mod autoscale;
 mod batches;
 mod body;
 mod completion;
+mod console;
 mod dead_letters;
 mod error;
 mod in_process_queue;
@@ -36,6 +40,7 @@ mod keys;
 mod kimina;
 mod metrics;
 mod outbox;
+mod overview;
 mod prove;
 mod prove_runner;
 mod remote;

@@ -1,6 +1,8 @@
 //! Every route of the server, composed in one place: the `/v1` API and
 //! probes (`api`), the Kimina endpoints (`kimina`) and the worker API
-//! (`remote`), the operator's dead letters (`dead_letters`), under one
+//! (`remote`), the operator's dead letters (`dead_letters`), the
+//! dashboards' summaries (`overview`, `attestation_check`) and the web
+//! console's files (`console`), under one
 //! body-size limit; the answers for an unknown route and a wrong method;
 //! and the guard every request passes first (the size of its target and
 //! headers, and the time its body may take to arrive).
@@ -11,7 +13,8 @@
 
 use crate::error::{excerpt, ApiError};
 use crate::{
-    api, artifact_reads, batches, dead_letters, keys, kimina, prove, remote, search, AppState,
+    api, artifact_reads, attestation_check, batches, console, dead_letters, keys, kimina, overview,
+    prove, remote, search, AppState,
 };
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -33,9 +36,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(api::get_check).delete(api::cancel_check),
         )
         .route(
+            "/v1/checks/{id}/attestation",
+            get(attestation_check::attestation_status),
+        )
+        .route(
             "/v1/checks/{id}/artifacts/{name}",
             get(artifact_reads::get_artifact),
         )
+        .route("/v1/batches", get(overview::list_batches))
+        .route("/v1/overview", get(overview::overview))
         .route(
             "/v1/batches/{id}",
             get(batches::get_batch).delete(batches::cancel_batch),
@@ -59,6 +68,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/worker/release", post(remote::release))
         .route("/v1/operator/jobs", get(dead_letters::list_jobs))
         .route("/v1/operator/jobs/retry", post(dead_letters::retry_jobs))
+        .route("/", get(console::index))
+        .route("/console/{name}", get(console::asset))
         .route("/health", get(kimina::health))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

@@ -14,6 +14,7 @@
 //! This crate knows nothing about HTTP, Lean processes or sandboxes; it never
 //! holds a token itself, only the SHA-256 of one.
 
+mod activity;
 pub mod artifacts;
 mod postgres;
 mod postgres_tls;
@@ -27,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use activity::{BatchListFilter, BatchSummary, FinishedCount, TenantOpenJobs};
 pub use artifacts::{ArtifactError, ArtifactSettings, ArtifactStore};
 pub use prove::{day_of, ProveAttemptRow, ProveEnd, ProveJobRow};
 pub use rows::now_millis;
