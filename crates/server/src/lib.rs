@@ -276,16 +276,19 @@ impl Farm {
             None => tokio::spawn(async {}),
         };
         let session_host = match state.driver.clone() {
-            Some(driver) => tokio::spawn(leanfarm_worker::sessions::host_sessions(
-                InProcessSessionOps::new(Arc::clone(&state)),
-                driver,
-                leanfarm_worker::sessions::SessionHostConfig {
-                    host: format!("embedded-{}", uuid::Uuid::new_v4()),
-                    max_sessions: state.limits.sessions.max_sessions_per_host,
-                    sweep_interval: Duration::from_secs(1),
-                },
-                stop_workers_receiver.clone(),
-            )),
+            Some(driver) => {
+                driver.set_max_session_repls(state.limits.sessions.max_sessions_per_host);
+                tokio::spawn(leanfarm_worker::sessions::host_sessions(
+                    InProcessSessionOps::new(Arc::clone(&state)),
+                    driver,
+                    leanfarm_worker::sessions::SessionHostConfig {
+                        host: format!("embedded-{}", uuid::Uuid::new_v4()),
+                        max_sessions: state.limits.sessions.max_sessions_per_host,
+                        sweep_interval: Duration::from_secs(1),
+                    },
+                    stop_workers_receiver.clone(),
+                ))
+            }
             None => tokio::spawn(async {}),
         };
         tokio::spawn(sessions::sweep_until_shutdown(

@@ -64,6 +64,9 @@ pub(crate) mod defaults {
     pub fn max_sessions_per_tenant() -> u64 {
         Limits::default().sessions.max_sessions_per_tenant
     }
+    pub fn max_session_repls() -> usize {
+        Limits::default().sessions.max_sessions_per_host
+    }
     pub fn max_tactics_per_second() -> f64 {
         Limits::default().sessions.max_tactics_per_second
     }
@@ -236,6 +239,10 @@ pub struct LimitArgs {
     #[arg(long, env = "LEAN_FARM_MAX_TACTICS_PER_SECOND", default_value_t = defaults::max_tactics_per_second())]
     #[serde(default = "defaults::max_tactics_per_second")]
     pub max_tactics_per_second: f64,
+    /// REPLs the embedded workers hold for tactic sessions at once, beside the checking slots
+    #[arg(long, env = "LEAN_FARM_MAX_SESSION_REPLS", default_value_t = defaults::max_session_repls())]
+    #[serde(default = "defaults::max_session_repls")]
+    pub max_session_repls: usize,
 }
 
 /// The longest an idempotency key may be kept: a year.
@@ -338,6 +345,7 @@ impl LimitArgs {
                 idle_timeout: std::time::Duration::from_secs_f64(self.session_idle_seconds),
                 max_sessions_per_tenant: self.max_sessions_per_tenant,
                 max_tactics_per_second: self.max_tactics_per_second,
+                max_sessions_per_host: self.max_session_repls,
                 ..Default::default()
             },
             ..Limits::default()
