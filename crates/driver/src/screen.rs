@@ -279,6 +279,31 @@ pub(crate) fn screen_tactic(tactic: &str, policy: &Policy) -> Option<VerdictReas
             ),
         ));
     }
+    // Lean's REPL reads a tactic with the tactic parser alone, but the
+    // proof assembled from it is a body, where a command word ends the
+    // proof and starts a command: a tactic holds none (`open ... in` and
+    // `set_option ... in` are tactics too, screened below as in a body).
+    if let Ok(tokens) = lean_syntax::lex(tactic) {
+        for token in &tokens {
+            let text = token.text(tactic);
+            let command = match token.kind {
+                TokenKind::HashKeyword => true,
+                TokenKind::Identifier => {
+                    (lean_syntax::COMMAND_KEYWORDS.contains(&text)
+                        || lean_syntax::MODIFIERS.contains(&text))
+                        && text != "open"
+                        && text != "set_option"
+                }
+                _ => false,
+            };
+            if command {
+                return forbidden(format!(
+                    "line {}: `{text}` starts a command, which a tactic cannot hold",
+                    token.start.line
+                ));
+            }
+        }
+    }
     let mut wrapped = String::from("theorem leanfarm_tactic : True := by ");
     for (index, line) in tactic.lines().enumerate() {
         if index > 0 {
@@ -465,6 +490,61 @@ mod tests {
         assert!(screen("axiom a : False", &policy).is_some());
         assert!(screen("set_option debug.skipKernelTC true", &policy).is_some());
         assert!(screen("@[implemented_by g] def f : Nat := 1", &policy).is_some());
+    }
+
+    #[test]
+    fn tactics_pass_the_body_screen_and_hold_no_command() {
+        let policy = Policy::default();
+        for tactic in [
+            "simp",
+            "intro h\nexact h.left",
+            "constructor\n· simp\n· omega",
+            "set_option maxHeartbeats 400000 in\nsimp",
+            "open Nat in\nexact succ_pos 0",
+            "have h : 1 = 1 := rfl -- a comment: #eval",
+            "exact \"theorem\".length",
+        ] {
+            assert_eq!(screen_tactic(tactic, &policy), None, "{tactic}");
+        }
+        for (tactic, named) in [
+            ("run_tac pure ()", "run_tac"),
+            ("native_decide", "native_decide"),
+            (
+                "set_option debug.skipKernelTC true in\nrfl",
+                "debug.skipKernelTC",
+            ),
+            (
+                "set_option trace.Meta.synthInstance true in\nsimp",
+                "trace.Meta",
+            ),
+            ("simp\ntheorem evil : False := sorry", "theorem"),
+            ("  simp\n  #eval 1", "#eval"),
+            (
+                "simp\n  macro_rules | `(tactic| rfl) => `(tactic| sorry)",
+                "macro_rules",
+            ),
+            ("exact (unsafe_cast 0)\n  unsafe def x := 1", "unsafe"),
+            (
+                "exact s!\"{(by_elab pure (Lean.mkConst ``True))}\"",
+                "by_elab",
+            ),
+            ("simp\r#eval 1", "U+000D"),
+            ("exact \"open", "not lexically valid"),
+        ] {
+            let reason = screen_tactic(tactic, &policy)
+                .unwrap_or_else(|| panic!("passed the screen: {tactic}"));
+            assert!(
+                reason.message.contains(named),
+                "{tactic}: {}",
+                reason.message
+            );
+        }
+        let metaprogramming = Policy {
+            allow_metaprogramming: true,
+            ..Policy::default()
+        };
+        assert_eq!(screen_tactic("run_tac pure ()", &metaprogramming), None);
+        assert!(screen_tactic("simp\n#eval 1", &metaprogramming).is_some());
     }
 
     #[test]

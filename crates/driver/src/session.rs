@@ -27,12 +27,15 @@
 //!
 //! Each tactic has a deadline (`tactic_timeout`) and runs under the
 //! sandbox's memory limit (the REPL's cgroup). A REPL that does not answer
-//! in time, runs out of memory, crashes or prints garbage is killed; the
-//! tactic's answer is [`SessionError::ReplLost`] with the reason, and the
-//! states only that REPL held are lost ([`SessionError::StateLost`]). Roots
-//! are never lost while a REPL of the session lives; when the last one is
-//! gone, every call answers [`SessionError::Lost`]. Nothing waits without a
-//! deadline.
+//! in time, runs out of memory, crashes or prints garbage is killed, and
+//! the tactic's answer is [`SessionError::ReplLost`] with the reason
+//! (`timeout`, `out_of_memory`, `repl_crashed`, ...). The session goes on:
+//! a later call on a state that no live REPL holds starts a REPL again in
+//! the lost one's place, elaborates the opening and replays the tactics
+//! that led to the state (`SessionUsage::restarts` counts it; a replayed
+//! tactic that fails again answers [`SessionError::StateLost`], a REPL
+//! that cannot be started the driver's error or [`SessionError::Busy`]).
+//! Nothing waits without a deadline.
 //!
 //! # Pickles
 //! [`Session::pickle`] writes a state to a file in its REPL's sandbox
@@ -43,6 +46,11 @@
 //! assembled. [`Session::widen`] copies a state into every REPL of the
 //! session that lacks it, so that its children can be expanded in
 //! parallel.
+//!
+//! # Cost
+//! `bench/session_driver.sh` measures what a session adds to a tactic's
+//! round-trip over a bare pipe, batch throughput with 1, 2 and 4 REPLs, and
+//! restoring a deep state by pickle against re-running its tactics.
 //!
 //! # Finishing
 //! The session's answers are never a verdict. [`Session::assemble_proof`]
@@ -182,6 +190,10 @@ pub struct StateSummary {
     pub proved: bool,
     /// Whether a live REPL of the session still holds it.
     pub live: bool,
+    /// Lean's messages about the tactic that made it (warnings, and infos
+    /// such as a `Try this` suggestion).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<VerdictMessage>,
 }
 
 /// What a session has used.
@@ -195,6 +207,9 @@ pub struct SessionUsage {
     pub tactic_ms: u64,
     /// REPLs the session holds alive.
     pub live_repls: usize,
+    /// REPLs started again, to replace lost ones, by re-running the
+    /// opening and the tactics that led to a state.
+    pub restarts: u64,
     pub states: usize,
 }
 
@@ -280,7 +295,7 @@ impl Driver {
             driver: self.clone(),
             count: request.repls,
         };
-        let starts = (0..request.repls).map(|_| self.session_repl(&text, &request));
+        let starts = (0..request.repls).map(|_| self.session_repl(&text, request.open_timeout));
         let started = futures::future::join_all(starts).await;
         let mut repls = Vec::new();
         let mut first_error = None;
@@ -323,6 +338,7 @@ impl Driver {
             .iter()
             .enumerate()
             .map(|(root, goals)| StateRecord {
+                messages: Vec::new(),
                 parent: None,
                 origin: StateOrigin {
                     root,
@@ -348,12 +364,13 @@ impl Driver {
                 };
                 state.places.push(Place {
                     slot: index,
+                    generation: 0,
                     proof_state,
                 });
             }
             slots.push(tokio::sync::Mutex::new(Slot {
                 repl: Some(repl),
-                lost: None,
+                generation: 0,
             }));
         }
         // The session releases its REPLs from now on.
@@ -375,10 +392,19 @@ impl Driver {
                 tactic_timeout: request.tactic_timeout,
                 text,
                 sites,
-                repl_count: slots.len(),
+                open_timeout: request.open_timeout,
+                status: slots
+                    .iter()
+                    .map(|_| SlotStatus {
+                        alive: AtomicBool::new(true),
+                        generation: AtomicU64::new(0),
+                    })
+                    .collect(),
                 slots,
                 states: std::sync::Mutex::new(states),
                 closed: AtomicBool::new(false),
+                restarts: AtomicU64::new(0),
+                last_used: std::sync::Mutex::new(Instant::now()),
                 tactics: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 tactic_micros: AtomicU64::new(0),
@@ -397,7 +423,7 @@ impl Driver {
     async fn session_repl(
         &self,
         text: &OpeningText,
-        request: &OpenRequest,
+        open_timeout: Duration,
     ) -> Result<(Repl, lean_protocol::CommandReply), SessionError> {
         let mut checkout = self.inner.pool.checkout(&text.repl_header, false).await?;
         if checkout.repl.is_none() {
@@ -413,7 +439,7 @@ impl Driver {
             }
         }
         let mut repl = checkout.detach().expect("checkout holds a repl");
-        let deadline = Instant::now() + request.open_timeout;
+        let deadline = Instant::now() + open_timeout;
         match repl
             .command(&text.body, Some(repl.base_env), deadline)
             .await
@@ -421,7 +447,7 @@ impl Driver {
             Ok(reply) => Ok((repl, reply)),
             Err(failure) => {
                 let report = repl.kill().await;
-                let reason = failure_reason(&failure, &report, request.open_timeout.as_secs_f64());
+                let reason = failure_reason(&failure, &report, open_timeout.as_secs_f64());
                 Err(SessionError::ReplLost { reason })
             }
         }
@@ -476,6 +502,13 @@ impl OpeningText {
             }
             Opening::Snippet(body) => (body.clone(), None),
         };
+        let header_only = split_header(&request.header);
+        if header_only.header_problem.is_some() || !header_only.body.trim().is_empty() {
+            return Err(SessionError::Refused(VerdictReason::new(
+                ReasonCode::HeaderError,
+                "the header may hold only `import Module` lines",
+            )));
+        }
         let code = if request.header.trim().is_empty() {
             text
         } else {
@@ -506,21 +539,30 @@ struct Site {
     end: (u32, u32),
 }
 
-/// A REPL of a session.
+/// A REPL of a session. A slot whose REPL was lost gets a new one when a
+/// state is needed that no live REPL holds (`Session::restore`); its
+/// generation then changes, and the places of the old one are void.
 struct Slot {
     repl: Option<Repl>,
-    /// Why the REPL is gone, once it is.
-    lost: Option<VerdictReason>,
+    generation: u64,
+}
+
+/// What `Session::is_live` reads without waiting for a busy slot.
+struct SlotStatus {
+    alive: AtomicBool,
+    generation: AtomicU64,
 }
 
 /// A REPL's own number for a state.
 #[derive(Clone, Copy, Debug)]
 struct Place {
     slot: usize,
+    generation: u64,
     proof_state: u64,
 }
 
 struct StateRecord {
+    messages: Vec<VerdictMessage>,
     parent: Option<StateId>,
     origin: StateOrigin,
     goals: Vec<String>,
@@ -541,10 +583,14 @@ struct Inner {
     tactic_timeout: Duration,
     text: OpeningText,
     sites: Vec<Site>,
-    repl_count: usize,
+    open_timeout: Duration,
     slots: Vec<tokio::sync::Mutex<Slot>>,
+    status: Vec<SlotStatus>,
     states: std::sync::Mutex<Vec<StateRecord>>,
     closed: AtomicBool,
+    restarts: AtomicU64,
+    /// When a call last used the session (for an idle timeout).
+    last_used: std::sync::Mutex<Instant>,
     tactics: AtomicU64,
     refused: AtomicU64,
     tactic_micros: AtomicU64,
@@ -553,7 +599,12 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropping a `Repl` kills its process tree.
-        self.driver.inner.session_repls.release(self.repl_count);
+        let live = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.get_mut().repl.take())
+            .count();
+        self.driver.inner.session_repls.release(live);
     }
 }
 
@@ -571,14 +622,14 @@ impl Session {
             proof_state: place.proof_state,
         });
         let started = Instant::now();
-        let reply = self.send(&mut slot, &request).await;
+        let reply = self.send(&mut slot, place.slot, &request).await;
         self.inner.tactics.fetch_add(1, Ordering::Relaxed);
         self.inner
             .tactic_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         drop(slot);
         let reply = reply?;
-        Ok(self.record(state, place.slot, tactic, reply))
+        Ok(self.record(state, place, tactic, reply))
     }
 
     /// Apply every `(state, tactic)` pair, in parallel across the session's
@@ -615,7 +666,6 @@ impl Session {
 
     /// Every state of the session, in order.
     pub fn states(&self) -> Vec<StateSummary> {
-        let live = self.live_slots();
         let states = self.inner.states.lock().expect("session states");
         states
             .iter()
@@ -626,7 +676,8 @@ impl Session {
                 tactic: record.parent.and(record.origin.tactics.last().cloned()),
                 goals: record.goals.clone(),
                 proved: record.proved,
-                live: record.places.iter().any(|place| live[place.slot]),
+                live: record.places.iter().any(|place| self.is_live(place)),
+                messages: record.messages.clone(),
             })
             .collect()
     }
@@ -636,7 +687,13 @@ impl Session {
             tactics: self.inner.tactics.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
             tactic_ms: self.inner.tactic_micros.load(Ordering::Relaxed) / 1000,
-            live_repls: self.live_slots().iter().filter(|live| **live).count(),
+            live_repls: self
+                .inner
+                .status
+                .iter()
+                .filter(|status| status.alive.load(Ordering::Acquire))
+                .count(),
+            restarts: self.inner.restarts.load(Ordering::Relaxed),
             states: self.inner.states.lock().expect("session states").len(),
         }
     }
@@ -651,7 +708,7 @@ impl Session {
             pickle_to: name.clone(),
             proof_state: place.proof_state,
         };
-        match self.send(&mut slot, &request).await? {
+        match self.send(&mut slot, place.slot, &request).await? {
             Reply::ProofStep(_) => {}
             Reply::Command(_) => {
                 return Err(SessionError::Pickle(
@@ -683,21 +740,31 @@ impl Session {
                 origin.root
             )));
         }
-        let candidates: Vec<usize> = (0..self.inner.slots.len()).collect();
-        let (mut slot, index) = self.lock_any(&candidates).await?;
-        let (proof_state, goals) = self.unpickle_into(&mut slot, bytes).await?;
+        let candidates: Vec<Place> = (0..self.inner.slots.len())
+            .map(|slot| Place {
+                slot,
+                generation: self.inner.status[slot].generation.load(Ordering::Acquire),
+                proof_state: 0,
+            })
+            .collect();
+        let (mut slot, at) = match self.lock_any(&candidates).await {
+            Ok(found) => found,
+            // No REPL left: start one again (the opening re-run).
+            Err(SessionError::Lost) => self.restore_root(0).await?,
+            Err(error) => return Err(error),
+        };
+        let proof_state = self.unpickle_into(&mut slot, at.slot, bytes).await?;
         drop(slot);
+        let (proof_state, goals) = proof_state;
         let mut states = self.inner.states.lock().expect("session states");
         let id = states.len() as StateId;
         states.push(StateRecord {
+            messages: Vec::new(),
             parent: None,
             origin,
             goals: goals.clone(),
             proved: false,
-            places: vec![Place {
-                slot: index,
-                proof_state,
-            }],
+            places: vec![Place { proof_state, ..at }],
         });
         Ok(ProofState { id, goals })
     }
@@ -706,34 +773,35 @@ impl Session {
     /// pickling it once); returns how many REPLs hold it now.
     pub async fn widen(&self, state: StateId) -> Result<usize, SessionError> {
         let bytes = self.pickle(state).await?;
-        let holders: Vec<usize> = {
-            let states = self.inner.states.lock().expect("session states");
-            let record = states
-                .get(state as usize)
-                .ok_or(SessionError::UnknownState(state))?;
-            record.places.iter().map(|place| place.slot).collect()
-        };
         for index in 0..self.inner.slots.len() {
-            if holders.contains(&index) {
+            let held = {
+                let states = self.inner.states.lock().expect("session states");
+                states[state as usize]
+                    .places
+                    .iter()
+                    .any(|place| place.slot == index && self.is_live(place))
+            };
+            if held {
                 continue;
             }
             let mut slot = self.inner.slots[index].lock().await;
             if slot.repl.is_none() {
                 continue;
             }
-            let (proof_state, _) = self.unpickle_into(&mut slot, &bytes).await?;
+            let generation = slot.generation;
+            let (proof_state, _) = self.unpickle_into(&mut slot, index, &bytes).await?;
             let mut states = self.inner.states.lock().expect("session states");
             states[state as usize].places.push(Place {
                 slot: index,
+                generation,
                 proof_state,
             });
         }
-        let live = self.live_slots();
         let states = self.inner.states.lock().expect("session states");
         Ok(states[state as usize]
             .places
             .iter()
-            .filter(|place| live[place.slot])
+            .filter(|place| self.is_live(place))
             .count())
     }
 
@@ -788,35 +856,47 @@ impl Session {
     /// Kill the session's REPLs; later calls answer `Closed`.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        for slot in &self.inner.slots {
+        for (index, slot) in self.inner.slots.iter().enumerate() {
             let repl = slot.lock().await.repl.take();
+            self.inner.status[index]
+                .alive
+                .store(false, Ordering::Release);
             if let Some(repl) = repl {
+                self.inner.driver.inner.session_repls.release(1);
                 repl.kill().await;
             }
         }
     }
 
+    /// How long since a call last used the session (opening counts), so
+    /// that its holder can close it after an idle timeout.
+    pub fn idle_for(&self) -> Duration {
+        self.inner
+            .last_used
+            .lock()
+            .expect("session clock")
+            .elapsed()
+    }
+
+    /// `Closed` once the session is closed; otherwise marks it used now.
     fn check_open(&self) -> Result<(), SessionError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SessionError::Closed);
         }
+        *self.inner.last_used.lock().expect("session clock") = Instant::now();
         Ok(())
     }
 
-    fn live_slots(&self) -> Vec<bool> {
-        self.inner
-            .slots
-            .iter()
-            .map(|slot| match slot.try_lock() {
-                Ok(slot) => slot.repl.is_some(),
-                // Busy with a tactic: alive for now.
-                Err(_) => true,
-            })
-            .collect()
+    /// Whether a live REPL holds this place (read without waiting).
+    fn is_live(&self, place: &Place) -> bool {
+        let status = &self.inner.status[place.slot];
+        status.alive.load(Ordering::Acquire)
+            && status.generation.load(Ordering::Acquire) == place.generation
     }
 
     /// Lock a live REPL that holds `state`: a free one if there is one,
-    /// else the first to become free.
+    /// else the first to become free. When none holds it any more, a lost
+    /// REPL is started again and the state rebuilt in it (`restore`).
     async fn lock_place(
         &self,
         state: StateId,
@@ -829,47 +909,160 @@ impl Session {
                 .places
                 .clone()
         };
-        let candidates: Vec<usize> = places.iter().map(|place| place.slot).collect();
-        let (guard, index) = match self.lock_any(&candidates).await {
-            Ok(found) => found,
-            Err(SessionError::Lost) if self.live_slots().iter().any(|live| *live) => {
-                return Err(SessionError::StateLost(state))
-            }
-            Err(error) => return Err(error),
-        };
-        let place = places
-            .into_iter()
-            .find(|place| place.slot == index)
-            .expect("the locked slot holds the state");
-        Ok((guard, place))
+        match self.lock_any(&places).await {
+            Err(SessionError::Lost) => self.restore(state).await,
+            other => other,
+        }
     }
 
-    /// Lock one live REPL among `candidates`: a free one if any, else the
-    /// first live one when it is free. `Lost` if none is alive.
+    /// Lock the REPL of one live place among `candidates`: a free one if
+    /// any, else the first live one when it is free. `Lost` if none is live.
     async fn lock_any(
         &self,
-        candidates: &[usize],
-    ) -> Result<(tokio::sync::MutexGuard<'_, Slot>, usize), SessionError> {
-        for &index in candidates {
-            if let Ok(guard) = self.inner.slots[index].try_lock() {
-                if guard.repl.is_some() {
-                    return Ok((guard, index));
+        candidates: &[Place],
+    ) -> Result<(tokio::sync::MutexGuard<'_, Slot>, Place), SessionError> {
+        let holds =
+            |slot: &Slot, place: &Place| slot.repl.is_some() && slot.generation == place.generation;
+        for place in candidates {
+            if let Ok(guard) = self.inner.slots[place.slot].try_lock() {
+                if holds(&guard, place) {
+                    return Ok((guard, *place));
                 }
             }
         }
-        for &index in candidates {
-            let guard = self.inner.slots[index].lock().await;
-            if guard.repl.is_some() {
-                return Ok((guard, index));
+        // All busy: wait for whichever becomes free first (a batch larger
+        // than the session's REPLs queues on all of them, not on one).
+        loop {
+            let live: Vec<Place> = candidates
+                .iter()
+                .filter(|place| self.is_live(place))
+                .copied()
+                .collect();
+            if live.is_empty() {
+                break;
             }
+            let locks = live.into_iter().map(|place| {
+                Box::pin(async move { (self.inner.slots[place.slot].lock().await, place) })
+            });
+            let ((guard, place), _, _) = futures::future::select_all(locks).await;
+            if holds(&guard, &place) {
+                return Ok((guard, place));
+            }
+            // That REPL was lost while this waited (its status says so now).
         }
         self.check_open()?;
         Err(SessionError::Lost)
     }
 
+    /// Rebuild `state` in a REPL started again in a lost slot: the opening
+    /// is elaborated again and the tactics that led to the state are
+    /// replayed (what re-running costs; a pickle kept elsewhere can be
+    /// unpickled instead).
+    async fn restore(
+        &self,
+        state: StateId,
+    ) -> Result<(tokio::sync::MutexGuard<'_, Slot>, Place), SessionError> {
+        let origin = self.origin(state)?;
+        let (mut slot, root) = self.restore_root(origin.root).await?;
+        let mut proof_state = root.proof_state;
+        for tactic in &origin.tactics {
+            let request = Request::Tactic(TacticRequest {
+                tactic: tactic.clone(),
+                proof_state,
+            });
+            match self.send(&mut slot, root.slot, &request).await? {
+                Reply::ProofStep(step)
+                    if !step
+                        .messages
+                        .iter()
+                        .any(|message| message.severity == Severity::Error) =>
+                {
+                    proof_state = step.proof_state
+                }
+                _ => return Err(SessionError::StateLost(state)),
+            }
+        }
+        let place = Place {
+            proof_state,
+            ..root
+        };
+        let mut states = self.inner.states.lock().expect("session states");
+        states[state as usize].places.push(place);
+        Ok((slot, place))
+    }
+
+    /// Start a REPL again in a lost slot and elaborate the opening in it;
+    /// every root gets a place there. Returns the slot and `root`'s place.
+    async fn restore_root(
+        &self,
+        root: usize,
+    ) -> Result<(tokio::sync::MutexGuard<'_, Slot>, Place), SessionError> {
+        self.check_open()?;
+        for (index, slot) in self.inner.slots.iter().enumerate() {
+            if self.inner.status[index].alive.load(Ordering::Acquire) {
+                continue;
+            }
+            let mut guard = slot.lock().await;
+            if guard.repl.is_some() {
+                continue;
+            }
+            self.check_open()?;
+            self.inner.driver.inner.session_repls.reserve(1)?;
+            let started = self
+                .inner
+                .driver
+                .session_repl(&self.inner.text, self.inner.open_timeout)
+                .await;
+            let (repl, reply) = match started {
+                Ok(started) => started,
+                Err(error) => {
+                    self.inner.driver.inner.session_repls.release(1);
+                    return Err(error);
+                }
+            };
+            if reply.sorries.len() != self.inner.sites.len() {
+                self.inner.driver.inner.session_repls.release(1);
+                tokio::spawn(repl.kill());
+                return Err(SessionError::Driver(DriverError::Toolchain(
+                    "a restarted repl disagrees on the opening's proof states".into(),
+                )));
+            }
+            guard.generation += 1;
+            guard.repl = Some(repl);
+            let generation = guard.generation;
+            let status = &self.inner.status[index];
+            status.generation.store(generation, Ordering::Release);
+            status.alive.store(true, Ordering::Release);
+            self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+            let mut found = None;
+            let mut states = self.inner.states.lock().expect("session states");
+            for (position, sorry) in reply.sorries.iter().enumerate() {
+                let place = Place {
+                    slot: index,
+                    generation,
+                    proof_state: sorry.proof_state.unwrap_or(0),
+                };
+                // The opening's roots are the first states, in order.
+                states[position].places.push(place);
+                if position == root {
+                    found = Some(place);
+                }
+            }
+            drop(states);
+            let place = found.ok_or(SessionError::Lost)?;
+            return Ok((guard, place));
+        }
+        Err(SessionError::Lost)
+    }
+
     /// Send one request to a locked REPL; a REPL that fails is killed and
     /// its slot marked lost.
-    async fn send(&self, slot: &mut Slot, request: &Request) -> Result<Reply, SessionError> {
+    async fn send(
+        &self,
+        slot: &mut Slot,
+        index: usize,
+        request: &Request,
+    ) -> Result<Reply, SessionError> {
         let Some(repl) = slot.repl.as_mut() else {
             return Err(SessionError::Lost);
         };
@@ -878,6 +1071,10 @@ impl Session {
             Ok(reply) => Ok(reply),
             Err(failure) => {
                 let repl = slot.repl.take().expect("the slot held a repl");
+                self.inner.status[index]
+                    .alive
+                    .store(false, Ordering::Release);
+                self.inner.driver.inner.session_repls.release(1);
                 let report = repl.kill().await;
                 let reason = match failure {
                     ReplFailure::Timeout if !report.oom_killed => VerdictReason::new(
@@ -892,7 +1089,6 @@ impl Session {
                     }
                 };
                 tracing::info!(reason = %reason.message, "a session's repl was lost");
-                slot.lost = Some(reason.clone());
                 Err(SessionError::ReplLost { reason })
             }
         }
@@ -901,6 +1097,7 @@ impl Session {
     async fn unpickle_into(
         &self,
         slot: &mut Slot,
+        index: usize,
         bytes: &[u8],
     ) -> Result<(u64, Vec<String>), SessionError> {
         let scratch = slot
@@ -914,7 +1111,7 @@ impl Session {
         let request = Request::UnpickleProofState {
             unpickle_proof_state_from: name.clone(),
         };
-        let reply = self.send(slot, &request).await;
+        let reply = self.send(slot, index, &request).await;
         let _ = std::fs::remove_file(scratch.join(&name));
         match reply? {
             Reply::ProofStep(step) => Ok((step.proof_state, step.goals)),
@@ -927,7 +1124,7 @@ impl Session {
 
     /// Turn a REPL's answer to a tactic on `parent` into an outcome,
     /// recording the new state.
-    fn record(&self, parent: StateId, slot: usize, tactic: &str, reply: Reply) -> TacticOutcome {
+    fn record(&self, parent: StateId, at: Place, tactic: &str, reply: Reply) -> TacticOutcome {
         let step: ProofStepReply = match reply {
             Reply::ProofStep(step) => step,
             Reply::Error { message } => {
@@ -966,13 +1163,14 @@ impl Session {
         origin.tactics.push(tactic.to_string());
         let id = states.len() as StateId;
         states.push(StateRecord {
+            messages,
             parent: Some(parent),
             origin,
             goals: step.goals.clone(),
             proved,
             places: vec![Place {
-                slot,
                 proof_state: step.proof_state,
+                ..at
             }],
         });
         if proved {

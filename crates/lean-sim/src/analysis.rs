@@ -380,26 +380,6 @@ pub fn tokens(code: &str) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// The goal lean-sim reports for a `sorry` in a declaration with this signature.
-pub fn goal_of(signature: &str) -> String {
-    let mut depth = 0i32;
-    let mut last_colon = None;
-    let chars: Vec<char> = signature.chars().collect();
-    for (index, c) in chars.iter().enumerate() {
-        match c {
-            '(' | '[' | '{' | '⦃' => depth += 1,
-            ')' | ']' | '}' | '⦄' => depth -= 1,
-            ':' if depth == 0 && chars.get(index + 1) != Some(&'=') => last_colon = Some(index),
-            _ => {}
-        }
-    }
-    let statement: String = match last_colon {
-        Some(index) => chars[index + 1..].iter().collect(),
-        None => signature.to_string(),
-    };
-    format!("⊢ {}", statement.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +401,10 @@ mod tests {
         assert_eq!(foo.signature, "(n : Nat) : n + 0 = n");
         assert_eq!(foo.name_pos, (2, 24));
         assert_eq!(foo.sorries, vec![((3, 2), (3, 7))]);
-        assert_eq!(goal_of(&foo.signature), "⊢ n + 0 = n");
+        assert_eq!(
+            crate::tactics::goal_of_signature(&foo.signature).render(false),
+            "n : Nat\n⊢ n + 0 = n"
+        );
         assert!(items.iter().any(
             |item| matches!(item, Item::Directive { directive, line: 4 } if directive == "cpu 5")
         ));

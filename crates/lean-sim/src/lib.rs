@@ -9,9 +9,10 @@
 mod acts;
 mod analysis;
 mod replay;
+mod tactics;
 mod terms;
 
-use analysis::{goal_of, tokens, Declaration, Item, LineCol};
+use analysis::{tokens, Declaration, Item, LineCol};
 use lean_protocol::{
     CommandReply, FrameError, FrameReader, Message, Pos, ProofStepReply, Reply, Request, Severity,
     Sorry,
@@ -94,6 +95,9 @@ struct Environment {
     audits: Vec<String>,
     #[serde(skip)]
     print_axioms_spoofed: bool,
+    /// Whether the header imports Mathlib (whose notation prints `ℕ`, `ℤ`, ...).
+    #[serde(default)]
+    mathlib: bool,
 }
 
 impl Environment {
@@ -123,7 +127,44 @@ impl Scope {
 #[derive(Default)]
 struct Session {
     environments: Vec<Environment>,
-    proof_states: Vec<String>,
+    proof_states: Vec<ProofState>,
+}
+
+/// A proof state: its goals, whether its proof already holds a `sorry`, and
+/// what names resolve in it. A pickle of it is this, as JSON.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct ProofState {
+    goals: Vec<tactics::Goal>,
+    #[serde(default)]
+    sorry: bool,
+    #[serde(default)]
+    mathlib: bool,
+    #[serde(default)]
+    constants: Vec<String>,
+}
+
+impl ProofState {
+    fn rendered_goals(&self) -> Vec<String> {
+        self.goals
+            .iter()
+            .map(|goal| goal.render(self.mathlib))
+            .collect()
+    }
+
+    fn status(&self) -> &'static str {
+        if !self.goals.is_empty() {
+            "Incomplete: open goals remain"
+        } else if self.sorry {
+            "Incomplete: contains sorry"
+        } else {
+            "Completed"
+        }
+    }
+}
+
+/// A message of tactic mode: Lean places them at 0:0.
+fn tactic_message(severity: Severity, data: impl Into<String>) -> Message {
+    message(severity, (0, 0), (0, 0), data)
 }
 
 /// What answering a command does besides the reply.
@@ -155,8 +196,8 @@ fn message(severity: Severity, start: LineCol, end: LineCol, data: impl Into<Str
 }
 
 impl Session {
-    fn new_proof_state(&mut self, goal: String) -> u64 {
-        self.proof_states.push(goal);
+    fn new_proof_state(&mut self, state: ProofState) -> u64 {
+        self.proof_states.push(state);
         self.proof_states.len() as u64 - 1
     }
 
@@ -178,36 +219,15 @@ impl Session {
                 ),
             },
             Request::Tactic(tactic) => {
-                let Some(goal) = self.proof_states.get(tactic.proof_state as usize).cloned() else {
-                    return (
+                match self.proof_states.get(tactic.proof_state as usize).cloned() {
+                    None => (
                         Reply::Error {
                             message: "Unknown proof state.".into(),
                         },
                         Fault::None,
-                    );
-                };
-                let incomplete = tactic.tactic.contains("sorry");
-                let goals = if incomplete {
-                    vec![goal.clone()]
-                } else {
-                    Vec::new()
-                };
-                let proof_state = self.new_proof_state(goal);
-                let status = if incomplete {
-                    "Incomplete: open goals remain"
-                } else {
-                    "Completed"
-                };
-                let reply = ProofStepReply {
-                    proof_state,
-                    goals,
-                    proof_status: Some(status.into()),
-                    messages: Vec::new(),
-                    sorries: Vec::new(),
-                    traces: None,
-                    extra: Map::new(),
-                };
-                (Reply::ProofStep(reply), Fault::None)
+                    ),
+                    Some(state) => self.tactic(&tactic.tactic, state),
+                }
             }
             Request::PickleEnv { pickle_to, env } => match self.environments.get(env as usize) {
                 None => (
@@ -283,41 +303,187 @@ impl Session {
                     },
                     Fault::None,
                 ),
-                Some(goal) => match std::fs::write(&pickle_to, &goal) {
-                    Ok(()) => (self.proof_step_reply(goal), Fault::None),
-                    Err(error) => (
-                        Reply::Error {
-                            message: format!("cannot write {pickle_to}: {error}"),
-                        },
-                        Fault::None,
-                    ),
-                },
+                Some(state) => {
+                    let written = serde_json::to_vec(&state)
+                        .map_err(std::io::Error::other)
+                        .and_then(|bytes| std::fs::write(&pickle_to, bytes));
+                    match written {
+                        Ok(()) => (self.proof_step_reply(state), Fault::None),
+                        Err(error) => (
+                            Reply::Error {
+                                message: format!("cannot write {pickle_to}: {error}"),
+                            },
+                            Fault::None,
+                        ),
+                    }
+                }
             },
             Request::UnpickleProofState {
                 unpickle_proof_state_from,
-            } => match std::fs::read_to_string(&unpickle_proof_state_from) {
-                Ok(goal) => (self.proof_step_reply(goal), Fault::None),
-                Err(error) => (
-                    Reply::Error {
-                        message: format!("cannot read {unpickle_proof_state_from}: {error}"),
-                    },
-                    Fault::None,
-                ),
-            },
+            } => {
+                let loaded = std::fs::read(&unpickle_proof_state_from)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<ProofState>(&bytes).map_err(|e| e.to_string())
+                    });
+                match loaded {
+                    Ok(state) => (self.proof_step_reply(state), Fault::None),
+                    Err(error) => (
+                        Reply::Error {
+                            message: format!("cannot read {unpickle_proof_state_from}: {error}"),
+                        },
+                        Fault::None,
+                    ),
+                }
+            }
         }
     }
 
-    fn proof_step_reply(&mut self, goal: String) -> Reply {
-        let proof_state = self.new_proof_state(goal.clone());
+    /// A new proof state holding `state`, answered as the REPL answers a
+    /// pickle or an unpickle.
+    fn proof_step_reply(&mut self, state: ProofState) -> Reply {
+        let goals = state.rendered_goals();
+        let status = state.status();
+        let proof_state = self.new_proof_state(state);
         Reply::ProofStep(ProofStepReply {
             proof_state,
-            goals: vec![goal],
-            proof_status: Some("Incomplete: open goals remain".into()),
+            goals,
+            proof_status: Some(status.into()),
             messages: Vec::new(),
             sorries: Vec::new(),
             traces: None,
             extra: Map::new(),
         })
+    }
+
+    /// Run a tactic on a proof state: its `-- sim:` directives act in
+    /// order, then the tactic model (or the directives `closes`/`goal`)
+    /// shapes the goals.
+    fn tactic(&mut self, text: &str, state: ProofState) -> (Reply, Fault) {
+        let mut fault = Fault::None;
+        let mut messages = Vec::new();
+        let mut shaped: Option<Vec<String>> = None;
+        let mut recovered = false;
+        let mut tactic_lines = Vec::new();
+        for line in text.lines() {
+            let Some(directive) = line.trim().strip_prefix("-- sim:") else {
+                tactic_lines.push(line);
+                continue;
+            };
+            let directive = directive.trim();
+            let name = directive.split_whitespace().next().unwrap_or("");
+            let args: Vec<&str> = directive.split_whitespace().skip(1).collect();
+            let text_arg = directive[name.len()..].trim().to_string();
+            match name {
+                "closes" => {
+                    shaped.get_or_insert_with(Vec::new);
+                }
+                "goal" => shaped.get_or_insert_with(Vec::new).push(text_arg),
+                "fail" => {
+                    return (
+                        Reply::Error {
+                            message: format!("Lean error:\n{text_arg}"),
+                        },
+                        fault,
+                    )
+                }
+                "error" => {
+                    recovered = true;
+                    messages.push(tactic_message(Severity::Error, text_arg));
+                }
+                "warning" => messages.push(tactic_message(Severity::Warning, text_arg)),
+                "info" => messages.push(tactic_message(Severity::Info, text_arg)),
+                other => match common_directive(other, &args, &text_arg, &mut fault) {
+                    Some(Some(report)) => messages.push(tactic_message(Severity::Info, report)),
+                    Some(None) => {}
+                    None => messages.push(tactic_message(
+                        Severity::Error,
+                        format!("lean-sim: unknown directive `{other}`"),
+                    )),
+                },
+            }
+        }
+        let mut next = state.clone();
+        let mut sorries = Vec::new();
+        let main = state.goals.first().cloned();
+        if recovered {
+            // Lean recovers from an elaboration error by closing the goal with `sorry`.
+            if !next.goals.is_empty() {
+                next.goals.remove(0);
+            }
+            next.sorry = true;
+        } else if let Some(targets) = shaped {
+            let Some(main) = main else {
+                return (
+                    Reply::Error {
+                        message: "Lean error:\nno goals to be proved".into(),
+                    },
+                    fault,
+                );
+            };
+            let replacement: Vec<tactics::Goal> = targets
+                .iter()
+                .map(|target| tactics::Goal {
+                    target: target.clone(),
+                    ..main.clone()
+                })
+                .collect();
+            next.goals.splice(0..1, replacement);
+        } else {
+            let constants = &state.constants;
+            let known = |name: &str| {
+                constants
+                    .iter()
+                    .any(|constant| constant == name || constant.ends_with(&format!(".{name}")))
+            };
+            match tactics::run(&tactic_lines.join("\n"), &state.goals, &known) {
+                Err(tactics::Thrown(error)) => {
+                    return (
+                        Reply::Error {
+                            message: format!("Lean error:\n{error}"),
+                        },
+                        fault,
+                    )
+                }
+                Ok(step) => {
+                    for goal in step.sorries {
+                        let opened = ProofState {
+                            goals: vec![goal],
+                            sorry: false,
+                            ..state.clone()
+                        };
+                        let goal = opened.rendered_goals().remove(0);
+                        let proof_state = self.new_proof_state(opened);
+                        sorries.push(Sorry {
+                            pos: None,
+                            end_pos: None,
+                            goal,
+                            proof_state: Some(proof_state),
+                            extra: Map::new(),
+                        });
+                        next.sorry = true;
+                    }
+                    for error in step.errors {
+                        messages.push(tactic_message(Severity::Error, error));
+                        next.sorry = true;
+                    }
+                    next.goals = step.goals;
+                }
+            }
+        }
+        let goals = next.rendered_goals();
+        let status = next.status();
+        let proof_state = self.new_proof_state(next);
+        let reply = ProofStepReply {
+            proof_state,
+            goals,
+            proof_status: Some(status.into()),
+            messages,
+            sorries,
+            traces: None,
+            extra: Map::new(),
+        };
+        (Reply::ProofStep(reply), fault)
     }
 
     fn command(&mut self, text: &str, env: Option<u64>) -> (Reply, Fault) {
@@ -386,6 +552,9 @@ impl Session {
                         let end = (pos.0, pos.1 + 7 + module.len() as u32);
                         messages.push(message(Severity::Error, pos, end, format!("unknown module prefix 'SimMissing'\n\nNo directory 'SimMissing' or file 'SimMissing.olean' in the search path entries:\n{}", "/lean/lib/lean")));
                         continue;
+                    }
+                    if module == "Mathlib" || module.starts_with("Mathlib.") {
+                        environment.mathlib = true;
                     }
                     if let Some(milliseconds) = module
                         .strip_prefix("SimCost.ms")
@@ -486,15 +655,7 @@ impl Session {
                     let name = words.next().unwrap_or("");
                     let args: Vec<&str> = words.collect();
                     let text_arg = directive[name.len()..].trim().to_string();
-                    let number = || {
-                        args.first()
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .unwrap_or(0)
-                    };
                     match name {
-                        "cpu" => acts::burn_cpu(number()),
-                        "sleep" => std::thread::sleep(Duration::from_millis(number())),
-                        "memory" => acts::hold_memory(number() as usize),
                         "error" => messages.push(message(Severity::Error, start, end, text_arg)),
                         "warning" => {
                             messages.push(message(Severity::Warning, start, end, text_arg))
@@ -516,22 +677,11 @@ impl Session {
                                 kernel_checked: false,
                             });
                         }
-                        "stderr" => {
-                            eprintln!("{text_arg}");
-                        }
-                        "garbage" => fault = Fault::Garbage,
-                        "exit-mid-reply" => fault = Fault::ExitMidReply,
-                        "silent" => fault = Fault::Silent,
-                        "crash" => fault = Fault::Crash,
-                        "exit" => fault = Fault::Exit(number() as i32),
-                        "output-flood" => fault = Fault::Flood(number() as usize),
-                        "spin" => acts::spin_forever(),
-                        "alloc-unbounded" => acts::allocate_without_bound(),
-                        "fork-bomb" => acts::fork_bomb(),
-                        other => match acts::hostile_act(other, &args) {
-                            Some(report) => {
+                        other => match common_directive(other, &args, &text_arg, &mut fault) {
+                            Some(Some(report)) => {
                                 messages.push(message(Severity::Info, start, end, report))
                             }
+                            Some(None) => {}
                             None => messages.push(message(
                                 Severity::Error,
                                 start,
@@ -570,9 +720,19 @@ impl Session {
             }
         }
         let mut axioms = BTreeSet::new();
-        let goal = goal_of(&declaration.signature);
+        let opened = ProofState {
+            goals: vec![tactics::goal_of_signature(&declaration.signature)],
+            sorry: false,
+            mathlib: environment.mathlib,
+            constants: environment
+                .constants
+                .iter()
+                .map(|constant| constant.name.clone())
+                .collect(),
+        };
+        let goal = opened.rendered_goals().remove(0);
         for (start, end) in &declaration.sorries {
-            let proof_state = self.new_proof_state(goal.clone());
+            let proof_state = self.new_proof_state(opened.clone());
             sorries.push(Sorry {
                 pos: Some(pos(*start)),
                 end_pos: Some(pos(*end)),
@@ -643,6 +803,39 @@ impl Session {
             kernel_checked: true,
         });
     }
+}
+
+/// A directive that acts the same in a command and in a tactic: effort,
+/// memory, faults and hostile acts. `None` when `name` is not one; else
+/// the report to give as an info message, if any.
+fn common_directive(
+    name: &str,
+    args: &[&str],
+    text_arg: &str,
+    fault: &mut Fault,
+) -> Option<Option<String>> {
+    let number = || {
+        args.first()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    match name {
+        "cpu" => acts::burn_cpu(number()),
+        "sleep" => std::thread::sleep(Duration::from_millis(number())),
+        "memory" => acts::hold_memory(number() as usize),
+        "stderr" => eprintln!("{text_arg}"),
+        "garbage" => *fault = Fault::Garbage,
+        "exit-mid-reply" => *fault = Fault::ExitMidReply,
+        "silent" => *fault = Fault::Silent,
+        "crash" => *fault = Fault::Crash,
+        "exit" => *fault = Fault::Exit(number() as i32),
+        "output-flood" => *fault = Fault::Flood(number() as usize),
+        "spin" => acts::spin_forever(),
+        "alloc-unbounded" => acts::allocate_without_bound(),
+        "fork-bomb" => acts::fork_bomb(),
+        other => return acts::hostile_act(other, args).map(Some),
+    }
+    Some(None)
 }
 
 /// Lean's style of printing a reply: one object over several lines, framed.

@@ -416,3 +416,219 @@ fn unpickling_replays_the_constants_through_the_kernel() {
         other => panic!("the replay accepted an unchecked constant: {other:?}"),
     }
 }
+
+/// The tactic-mode transcripts lean-sim's own model (not the replay)
+/// reproduces, reply for reply, field by field. The others need what
+/// lean-sim does not model, each for the reason given.
+const TACTIC_TRANSCRIPTS: &[&str] = &[
+    "assumption_proof",
+    "by_cases",
+    "invalid_tactic",
+    "Mathlib__test__induction",
+    "Mathlib__test__on_goal",
+    "Mathlib__test__pickle",
+    "pickle_proof_state_1",
+    "pickle_proof_state_2",
+    "proof_branching",
+    "proof_branching2",
+    "proof_step",
+    "proof_transitivity",
+    "sorry_hypotheses",
+    "tactic_mode_sorry",
+    "unknown_proof_state",
+];
+
+/// Tactic-mode transcripts lean-sim does not reproduce, and why.
+const NOT_MODELLED: &[(&str, &str)] = &[
+    ("app_type_mismatch", "the kernel's metavariable check"),
+    ("all_tactics-20250622", "allTactics' infotree walk"),
+    ("self_proof_check", "`exact?`'s library search"),
+    (
+        "self_proof_apply_check",
+        "the kernel's check of a self-reference",
+    ),
+    (
+        "self_proof_exact_check",
+        "the kernel's check of a self-reference",
+    ),
+    ("name_generator", "simp traces"),
+    ("root_goals", "rootGoals and `exact?`"),
+    ("trace_simp", "simp traces"),
+    ("Mathlib__test__20240209", "Mathlib's elaboration"),
+    ("Mathlib__test__H20231115", "Mathlib's elaboration"),
+    ("Mathlib__test__exact", "`exact?`'s library search"),
+    (
+        "Mathlib__test__on_goal",
+        "parenthesis-dropping pretty printing",
+    ),
+    (
+        "Mathlib__test__placeholder_synthesis",
+        "Mathlib's elaboration",
+    ),
+];
+
+#[test]
+fn tactic_mode_reproduces_the_real_transcripts() {
+    let dir = shared_transcripts_dir();
+    let transcripts = lean_protocol::transcripts::read_transcripts(&dir)
+        .expect("transcripts dir (set LEAN_FARM_SHARED_DIR)");
+    // Every tactic-mode transcript is either reproduced or named as not modelled.
+    for transcript in &transcripts {
+        let tactic_mode = transcript
+            .requests
+            .iter()
+            .any(|request| request.contains("\"tactic\"") || request.contains("ProofState"));
+        if tactic_mode {
+            assert!(
+                TACTIC_TRANSCRIPTS.contains(&transcript.name.as_str())
+                    || NOT_MODELLED
+                        .iter()
+                        .any(|(name, _)| *name == transcript.name),
+                "{}: a tactic-mode transcript neither reproduced nor listed",
+                transcript.name
+            );
+        }
+    }
+    // Pickles are written where the recording wrote them (`test/...`),
+    // relative to the REPL's working directory, shared by the transcripts
+    // run in order (`pickle_proof_state_2` reads what `_1` wrote).
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("test")).unwrap();
+    let mut checked = 0;
+    for name in TACTIC_TRANSCRIPTS {
+        let transcript = transcripts
+            .iter()
+            .find(|transcript| transcript.name == *name)
+            .unwrap_or_else(|| panic!("{name}: no such transcript"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lean-sim"))
+            .arg("repl")
+            .current_dir(cwd.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn lean-sim");
+        let mut repl = Repl {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        for (request, recorded) in transcript.requests.iter().zip(&transcript.replies) {
+            let recorded: serde_json::Value = serde_json::from_str(recorded).unwrap();
+            let reply = repl.send_text(request);
+            assert_eq!(reply.to_value(), recorded, "{name}: {request}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} replies checked");
+}
+
+fn proof_step(reply: Reply) -> lean_protocol::ProofStepReply {
+    match reply {
+        Reply::ProofStep(step) => step,
+        other => panic!("expected a proof step, got {other:?}"),
+    }
+}
+
+fn tactic(repl: &mut Repl, proof_state: u64, tactic: &str) -> Reply {
+    repl.request(&Request::Tactic(lean_protocol::TacticRequest {
+        tactic: tactic.to_string(),
+        proof_state,
+    }))
+}
+
+#[test]
+fn directives_set_the_goals_a_tactic_leaves() {
+    let mut repl = Repl::start(&["repl"]);
+    let opened = command_reply(repl.cmd("theorem t (n : Nat) : n = n := by sorry", None));
+    assert_eq!(opened.sorries[0].goal, "n : Nat\n⊢ n = n");
+    let split = proof_step(tactic(
+        &mut repl,
+        0,
+        "induct n\n-- sim: goal 0 = 0\n-- sim: goal n + 1 = n + 1",
+    ));
+    assert_eq!(
+        split.goals,
+        ["n : Nat\n⊢ 0 = 0", "n : Nat\n⊢ n + 1 = n + 1"]
+    );
+    assert_eq!(
+        split.proof_status.as_deref(),
+        Some("Incomplete: open goals remain")
+    );
+    // `closes` closes the main goal whatever the model says.
+    let closed = proof_step(tactic(
+        &mut repl,
+        split.proof_state,
+        "intro x\n-- sim: closes",
+    ));
+    assert_eq!(closed.goals, ["n : Nat\n⊢ n + 1 = n + 1"]);
+    // `fail` is Lean's thrown error: no new state.
+    assert_eq!(
+        tactic(
+            &mut repl,
+            closed.proof_state,
+            "simp\n-- sim: fail simp made no progress"
+        ),
+        Reply::Error {
+            message: "Lean error:\nsimp made no progress".into()
+        }
+    );
+    // `error` is an error Lean recovered from: the goal is closed by `sorry`.
+    let recovered = proof_step(tactic(
+        &mut repl,
+        closed.proof_state,
+        "omega\n-- sim: error omega could not prove the goal",
+    ));
+    assert_eq!(recovered.goals, Vec::<String>::new());
+    assert_eq!(
+        recovered.proof_status.as_deref(),
+        Some("Incomplete: contains sorry")
+    );
+    assert_eq!(recovered.messages[0].data, "omega could not prove the goal");
+    assert_eq!(
+        (
+            recovered.messages[0].pos.line,
+            recovered.messages[0].pos.column
+        ),
+        (0, 0)
+    );
+    // A proof state is immutable: the earlier one is extended again.
+    let proved = proof_step(tactic(&mut repl, closed.proof_state, "rfl"));
+    assert_eq!(proved.proof_status.as_deref(), Some("Completed"));
+    // Costs act in tactics as in commands.
+    let started = std::time::Instant::now();
+    proof_step(tactic(&mut repl, 0, "rfl\n-- sim: sleep 300"));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn a_pickled_proof_state_is_restored_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.olean").display().to_string();
+    let mut first = Repl::start(&["repl"]);
+    command_reply(first.cmd(
+        "import Mathlib\ntheorem t (p q : Prop) (hp : p) (hq : q) : p ∧ q := by sorry",
+        None,
+    ));
+    let split = proof_step(tactic(&mut first, 0, "constructor"));
+    let pickled = proof_step(first.request(&Request::PickleProofState {
+        pickle_to: path.clone(),
+        proof_state: split.proof_state,
+    }));
+    assert_eq!(pickled.goals, split.goals);
+    let mut second = Repl::start(&["repl"]);
+    let restored = proof_step(second.request(&Request::UnpickleProofState {
+        unpickle_proof_state_from: path,
+    }));
+    assert_eq!(restored.proof_state, 0);
+    assert_eq!(
+        restored.goals,
+        [
+            "case left\np q : Prop\nhp : p\nhq : q\n⊢ p",
+            "case right\np q : Prop\nhp : p\nhq : q\n⊢ q"
+        ]
+    );
+    let left = proof_step(tactic(&mut second, 0, "exact hp"));
+    assert_eq!(left.goals.len(), 1);
+    let done = proof_step(tactic(&mut second, left.proof_state, "exact hq"));
+    assert_eq!(done.proof_status.as_deref(), Some("Completed"));
+}
