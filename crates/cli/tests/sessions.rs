@@ -115,6 +115,77 @@ async fn a_session_opens_branches_proves_and_finishes_through_the_check_path() {
 }
 
 #[tokio::test]
+async fn goals_split_a_failing_tactic_makes_no_state_and_a_slow_one_loses_its_repl() {
+    let data = tempfile::tempdir().unwrap();
+    let farm = Server::start(data.path(), &[]);
+    let (id, roots) = open(&farm, &theorem("t", "theorem t (n : Nat) : n + 0 = n")).await;
+    let root = roots[0]["proof_state"].as_u64().unwrap();
+
+    // Two goals from one tactic; Lean's thrown error on the same state, in
+    // the same request, makes no state.
+    let (status, answer) = tactics(
+        &farm,
+        &id,
+        &[
+            (root, "induction n"),
+            (root, "simp\n-- sim: fail simp made no progress"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let split = &answer["results"][0];
+    assert_eq!(split["status"], "goals", "{answer}");
+    assert_eq!(split["goals"].as_array().unwrap().len(), 2, "{answer}");
+    let failed = &answer["results"][1];
+    assert_eq!(failed["status"], "error", "{answer}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("simp made no progress"),
+        "{answer}"
+    );
+    // Closing the goals one by one proves the theorem, and the proof checks.
+    let split = split["proof_state"].as_u64().unwrap();
+    let (_, answer) = tactics(&farm, &id, &[(split, "omega")]).await;
+    assert_eq!(answer["results"][0]["status"], "goals", "{answer}");
+    let one_left = answer["results"][0]["proof_state"].as_u64().unwrap();
+    let (_, answer) = tactics(&farm, &id, &[(one_left, "omega")]).await;
+    assert_eq!(answer["results"][0]["status"], "proved", "{answer}");
+    let proved = answer["results"][0]["proof_state"].as_u64().unwrap();
+    let (status, finished) = farm
+        .post(
+            &format!("/v1/sessions/{id}/finish"),
+            &json!({ "proof_state": proved }),
+        )
+        .await;
+    assert_eq!(status, 200, "{finished}");
+    assert_eq!(
+        finished["proof"],
+        "import Mathlib\ntheorem t (n : Nat) : n + 0 = n := by\n  induction n\n  omega\n  omega"
+    );
+    assert_eq!(
+        finished["check"]["verdict"]["status"], "valid",
+        "{finished}"
+    );
+
+    // A tactic past its timeout stops its REPL; with no other REPL, the
+    // session is lost, and says so.
+    let mut body = theorem("u", "theorem u : 1 + 1 = 2");
+    body["tactic_timeout"] = json!(1);
+    let (id, roots) = open(&farm, &body).await;
+    let root = roots[0]["proof_state"].as_u64().unwrap();
+    let started = Instant::now();
+    let (status, answer) = tactics(&farm, &id, &[(root, "rfl\n-- sim: sleep 30000")]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "repl_lost", "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let (status, lost) = tactics(&farm, &id, &[(root, "rfl")]).await;
+    assert_eq!(status, 410, "{lost}");
+    assert_eq!(lost["code"], "session_lost");
+}
+
+#[tokio::test]
 async fn a_cheating_tactic_is_refused_before_lean_sees_it() {
     let data = tempfile::tempdir().unwrap();
     let farm = Server::start(data.path(), &[]);
