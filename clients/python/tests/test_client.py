@@ -285,3 +285,43 @@ def _read_request(connection: socket.socket) -> bytes:
         body += chunk
     kept.append(b"Connection: close")
     return b"\r\n".join(kept) + b"\r\n\r\n" + body
+
+
+def test_a_session_branches_fails_a_tactic_and_finishes_through_a_check(farm: Farm) -> None:
+    client = Client(farm.url)
+    session = client.open_session(
+        header="import Mathlib",
+        theorem=PinnedStatement(name="t", statement="theorem t (n : Nat) : n + 0 = n"),
+    )
+    assert session.state == "open"
+    root = session.proof_states[0].proof_state
+    split, failed = client.apply(
+        session.id, [(root, "induction n"), (root, "simp\n-- sim: fail simp made no progress")]
+    )
+    assert split.status == "goals" and len(split.goals) == 2
+    assert failed.status == "error" and "simp made no progress" in (failed.message or "")
+    assert split.proof_state is not None
+    (one_left,) = client.apply(session.id, [(split.proof_state, "omega")])
+    assert one_left.status == "goals" and one_left.proof_state is not None
+    (done,) = client.apply(session.id, [(one_left.proof_state, "omega")])
+    assert done.proved and done.proof_state is not None
+    finished = client.finish(session.id, done.proof_state)
+    assert finished.proof.endswith("  induction n\n  omega\n  omega")
+    assert finished.check.valid
+    listed = client.session(session.id)
+    assert [state.tactic for state in listed.proof_states] == [None, "induction n", "omega", "omega"]
+    client.close_session(session.id)
+    assert client.session(session.id).state == "closed"
+    with pytest.raises(NotFound) as missing:
+        client.session("no-such-session")
+    assert missing.value.code == "session_not_found"
+
+
+def test_a_cheating_tactic_is_refused(farm: Farm) -> None:
+    client = Client(farm.url)
+    session = client.open_session(
+        theorem=PinnedStatement(name="t", statement="theorem t : 1 + 1 = 2")
+    )
+    (refused,) = client.apply(session.id, [(session.proof_states[0].proof_state, "native_decide")])
+    assert refused.status == "refused"
+    assert refused.raw["code"] == "forbidden_command"

@@ -106,11 +106,25 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         stats,
         ..Reporting::default()
     };
+    // Tactic sessions are hosted over their own client of the same API.
+    let session_ops =
+        HttpQueue::with_servers_and_ca(&servers, &args.token, args.ca_cert.as_deref())
+            .map_err(|error| CliError::Config(error.to_string()))?;
     let queue = args.signing.apply(queue, &worker_id)?;
     let (stop, stopped) = watch::channel(false);
     let server_list = servers.join(", ");
     eprintln!("leanfarm: worker {worker_id} with {slots} slots, leasing from {server_list}");
     tracing::info!(worker_id, slots, servers = %server_list, "worker started");
+    let sessions = tokio::spawn(leanfarm_worker::sessions::host_sessions(
+        session_ops,
+        driver.clone(),
+        leanfarm_worker::sessions::SessionHostConfig {
+            host: worker_id.clone(),
+            max_sessions: slots.max(1),
+            sweep_interval: std::time::Duration::from_secs(1),
+        },
+        stopped.clone(),
+    ));
     let work = tokio::spawn(leanfarm_worker::run_with_reporting(
         queue,
         driver,
@@ -123,6 +137,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     probes.set_draining();
     let _ = stop.send(true);
     let _ = work.await;
+    let _ = sessions.await;
     let _ = close_probes.send(true);
     if let Some(probe_server) = probe_server {
         let _ = probe_server.await;

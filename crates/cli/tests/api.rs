@@ -338,10 +338,17 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/worker/release",
         "/v1/operator/jobs",
         "/v1/operator/jobs/retry",
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/sessions/{id}/tactics",
+        "/v1/sessions/{id}/finish",
+        "/v1/worker/sessions/poll",
+        "/v1/worker/sessions/complete",
+        "/v1/worker/sessions/live",
     ] {
         assert!(paths.contains(&route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 28, "a documented path has no route: {paths:?}");
+    assert_eq!(paths.len(), 35, "a documented path has no route: {paths:?}");
 }
 
 #[tokio::test]

@@ -257,6 +257,11 @@ pub(crate) async fn keep_replica_registered(
 }
 
 impl RateLimiter {
+    /// API replicas live at the last heartbeat (at least 1).
+    pub(crate) fn live_replicas(&self) -> u64 {
+        self.live_replicas.load(Ordering::Relaxed).max(1)
+    }
+
     async fn admit(&self, state: &AppState, tenant: &str) -> Result<(), ApiError> {
         let cached = {
             let buckets = self.buckets.lock().expect("rate lock");

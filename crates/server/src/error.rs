@@ -131,6 +131,38 @@ pub enum ApiError {
         running: u64,
         limit: u64,
     },
+    #[error("the session request cannot be run: {0}")]
+    InvalidSessionRequest(String),
+    #[error("no session with id `{0}`")]
+    SessionNotFound(String),
+    #[error("session `{id}` was lost: {reason}; open a new session")]
+    SessionLost { id: String, reason: String },
+    #[error("session `{id}` is closed: {reason}")]
+    SessionClosed { id: String, reason: String },
+    #[error("the session did not open: {0}")]
+    SessionRefused(String),
+    #[error("no worker took the session within {seconds} s; retry once workers run")]
+    NoSessionHost { seconds: u64 },
+    #[error("the worker that took the session has no room for its repls ({0}); retry later")]
+    SessionCapacity(String),
+    #[error("tenant `{tenant}` has {live} sessions open, its limit is {limit}; close one or retry later")]
+    TenantSessionsFull {
+        tenant: String,
+        live: u64,
+        limit: u64,
+    },
+    #[error("session `{id}` holds {states} proof states and may hold at most {limit}")]
+    SessionStatesFull { id: String, states: u64, limit: u64 },
+    #[error("tenant `{tenant}` is limited to {rate} tactics per second; retry later")]
+    TacticsRateLimited { tenant: String, rate: f64 },
+    #[error("session `{id}` has no proof state {proof_state}")]
+    UnknownProofState { id: String, proof_state: u64 },
+    #[error("proof state {proof_state} of session `{id}` is not proved: {why}")]
+    ProofStateNotProved {
+        id: String,
+        proof_state: u64,
+        why: String,
+    },
 }
 
 impl ApiError {
@@ -209,6 +241,30 @@ impl ApiError {
             ApiError::ProveJobNotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             ApiError::TenantProveJobsFull { .. } => {
                 ("tenant_prove_jobs_full", StatusCode::TOO_MANY_REQUESTS)
+            }
+            ApiError::InvalidSessionRequest(_) => {
+                ("invalid_session_request", StatusCode::BAD_REQUEST)
+            }
+            ApiError::SessionNotFound(_) => ("session_not_found", StatusCode::NOT_FOUND),
+            ApiError::SessionLost { .. } => ("session_lost", StatusCode::GONE),
+            ApiError::SessionClosed { .. } => ("session_closed", StatusCode::CONFLICT),
+            ApiError::SessionRefused(_) => ("session_refused", StatusCode::UNPROCESSABLE_ENTITY),
+            ApiError::NoSessionHost { .. } => ("no_session_host", StatusCode::SERVICE_UNAVAILABLE),
+            ApiError::SessionCapacity(_) => ("session_capacity", StatusCode::SERVICE_UNAVAILABLE),
+            ApiError::TenantSessionsFull { .. } => {
+                ("tenant_sessions_full", StatusCode::TOO_MANY_REQUESTS)
+            }
+            ApiError::SessionStatesFull { .. } => {
+                ("session_states_full", StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            ApiError::TacticsRateLimited { .. } => {
+                ("tactics_rate_limited", StatusCode::TOO_MANY_REQUESTS)
+            }
+            ApiError::UnknownProofState { .. } => {
+                ("unknown_proof_state", StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            ApiError::ProofStateNotProved { .. } => {
+                ("proof_state_not_proved", StatusCode::UNPROCESSABLE_ENTITY)
             }
         }
     }

@@ -48,6 +48,7 @@ pub mod retention;
 mod routes;
 mod search;
 mod serve;
+mod sessions;
 mod submit;
 mod tls;
 mod views;
@@ -60,6 +61,7 @@ pub use metrics::Metrics;
 pub use prove_runner::{ProveService, ProveSettings};
 pub use retention::{collect_garbage, GarbageReport, RetentionPolicy};
 pub use search::RetrieverPremises;
+pub use sessions::{InProcessSessionOps, SessionLimits};
 pub use tls::{ServerTls, TlsError};
 pub use worker_probes::{serve_worker_probes, WorkerProbes};
 
@@ -104,6 +106,8 @@ pub struct Limits {
     /// How long an `Idempotency-Key` of `POST /v1/checks` names the batch
     /// it admitted.
     pub idempotency_keep: Duration,
+    /// The limits of tactic sessions.
+    pub sessions: SessionLimits,
 }
 
 impl Default for Limits {
@@ -121,6 +125,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(60),
             max_connections: 1024,
             idempotency_keep: leanfarm_store::DEFAULT_IDEMPOTENCY_KEEP,
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -162,6 +167,11 @@ pub struct AppState {
     /// The model gateway and prove settings (`prove_runner`); unset, the
     /// built-in `dummy` route with the default settings.
     pub prove: std::sync::OnceLock<Arc<ProveService>>,
+    /// Woken when this process writes a session operation.
+    pub session_ops: Notify,
+    /// Woken when this process stores a session operation's reply.
+    pub session_replies: Notify,
+    pub(crate) tactic_rates: sessions::TacticRates,
 }
 
 impl AppState {
@@ -189,6 +199,9 @@ impl AppState {
             retention: std::sync::OnceLock::new(),
             search_index: std::sync::OnceLock::new(),
             prove: std::sync::OnceLock::new(),
+            session_ops: Notify::new(),
+            session_replies: Notify::new(),
+            tactic_rates: sessions::TacticRates::default(),
         })
     }
 }
@@ -211,6 +224,8 @@ pub struct Farm {
     close_listeners: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     workers: tokio::task::JoinHandle<()>,
+    /// The embedded workers' session host (stops its REPLs on stop).
+    session_host: tokio::task::JoinHandle<()>,
     state: Arc<AppState>,
 }
 
@@ -261,10 +276,30 @@ impl Farm {
                 InProcessQueue::new(Arc::clone(&state)),
                 driver,
                 worker,
-                stop_workers_receiver,
+                stop_workers_receiver.clone(),
             )),
             None => tokio::spawn(async {}),
         };
+        let session_host = match state.driver.clone() {
+            Some(driver) => {
+                driver.set_max_session_repls(state.limits.sessions.max_sessions_per_host);
+                tokio::spawn(leanfarm_worker::sessions::host_sessions(
+                    InProcessSessionOps::new(Arc::clone(&state)),
+                    driver,
+                    leanfarm_worker::sessions::SessionHostConfig {
+                        host: format!("embedded-{}", uuid::Uuid::new_v4()),
+                        max_sessions: state.limits.sessions.max_sessions_per_host,
+                        sweep_interval: Duration::from_secs(1),
+                    },
+                    stop_workers_receiver.clone(),
+                ))
+            }
+            None => tokio::spawn(async {}),
+        };
+        tokio::spawn(sessions::sweep_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         tokio::spawn(prove_runner::resume_until_shutdown(
             Arc::clone(&state),
             close_listeners_receiver.clone(),
@@ -309,6 +344,7 @@ impl Farm {
             close_listeners,
             servers,
             workers,
+            session_host,
             state,
         })
     }
@@ -322,6 +358,7 @@ impl Farm {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop_workers.send(true);
         let _ = self.workers.await;
+        let _ = self.session_host.await;
         let _ = self.state.workers_stopped.send(true);
         let _ = self.close_listeners.send(true);
         for server in self.servers {

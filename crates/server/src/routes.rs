@@ -14,7 +14,7 @@
 use crate::error::{excerpt, ApiError};
 use crate::{
     api, artifact_reads, attestation_check, batches, console, dead_letters, keys, kimina, overview,
-    prove, remote, search, AppState,
+    prove, remote, search, sessions, AppState,
 };
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -57,6 +57,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(prove::get_prove).delete(prove::cancel_prove),
         )
         .route("/v1/prove/{id}/events", get(prove::prove_events))
+        .route("/v1/sessions", post(sessions::open_session))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get_session).delete(sessions::delete_session),
+        )
+        .route("/v1/sessions/{id}/tactics", post(sessions::apply_tactics))
+        .route("/v1/sessions/{id}/finish", post(sessions::finish_session))
         .route("/v1/workers", get(api::list_workers))
         .route("/v1/keys", get(keys::list_keys))
         .route("/v1/search", get(search::search))
@@ -66,6 +73,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/worker/renew", post(remote::renew))
         .route("/v1/worker/complete", post(remote::complete))
         .route("/v1/worker/release", post(remote::release))
+        .route("/v1/worker/sessions/poll", post(sessions::worker_poll))
+        .route(
+            "/v1/worker/sessions/complete",
+            post(sessions::worker_complete),
+        )
+        .route("/v1/worker/sessions/live", post(sessions::worker_live))
         .route("/v1/operator/jobs", get(dead_letters::list_jobs))
         .route("/v1/operator/jobs/retry", post(dead_letters::retry_jobs))
         .route("/", get(console::index))

@@ -20,6 +20,7 @@ mod postgres;
 mod postgres_tls;
 mod prove;
 mod rows;
+mod sessions;
 mod sqlite;
 
 use leanfarm_core::{CheckRequest, CheckStatus, Verdict};
@@ -32,6 +33,7 @@ pub use activity::{BatchListFilter, BatchSummary, FinishedCount, TenantOpenJobs}
 pub use artifacts::{ArtifactError, ArtifactSettings, ArtifactStore};
 pub use prove::{day_of, ProveAttemptRow, ProveEnd, ProveJobRow};
 pub use rows::now_millis;
+pub use sessions::{NewSession, SessionOpDone, SessionOpRow, SessionRow, SessionStateRow};
 
 /// Unix time in milliseconds; all timestamps in the store use it.
 pub type UnixMillis = i64;

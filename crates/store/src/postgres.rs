@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0007_attestations.sql"),
     ),
     (8, include_str!("../migrations/postgres/0008_prove.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_tactic_sessions.sql"),
+    ),
 ];
 
 /// Connections kept per store (per process).

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0007_attestations.sql"),
     ),
     (8, include_str!("../migrations/sqlite/0008_prove.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_tactic_sessions.sql"),
+    ),
 ];
 
 #[derive(Clone)]

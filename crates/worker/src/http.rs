@@ -253,3 +253,35 @@ impl JobQueue for HttpQueue {
         tokio::time::sleep(PAUSE_AFTER_EMPTY_LEASE).await;
     }
 }
+
+impl crate::sessions::SessionOps for HttpQueue {
+    async fn take(
+        &self,
+        host: &str,
+        open_capacity: usize,
+    ) -> Result<Vec<leanfarm_store::SessionOpRow>, QueueError> {
+        let request = crate::sessions::PollRequest {
+            host: host.to_string(),
+            open_capacity,
+            wait_seconds: crate::sessions::POLL_WAIT_SECONDS,
+        };
+        let answer: crate::sessions::PollResponse =
+            self.call("/v1/worker/sessions/poll", &request).await?;
+        Ok(answer.ops)
+    }
+
+    async fn complete(&self, done: leanfarm_store::SessionOpDone) -> Result<(), QueueError> {
+        let _: crate::sessions::CompleteResponse =
+            self.call("/v1/worker/sessions/complete", &done).await?;
+        Ok(())
+    }
+
+    async fn live(&self, host: &str) -> Result<Vec<String>, QueueError> {
+        let request = crate::sessions::LiveRequest {
+            host: host.to_string(),
+        };
+        let answer: crate::sessions::LiveResponse =
+            self.call("/v1/worker/sessions/live", &request).await?;
+        Ok(answer.sessions)
+    }
+}

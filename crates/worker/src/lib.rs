@@ -22,6 +22,7 @@
 mod http;
 pub mod protocol;
 mod queue;
+pub mod sessions;
 mod signing;
 pub mod spool;
 mod stats;

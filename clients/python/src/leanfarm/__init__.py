@@ -34,9 +34,15 @@ from .models import (
     Verdict,
 )
 
+from .sessions import Finished, ProofState, Session, TacticResult
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "TacticResult",
+    "Session",
+    "ProofState",
+    "Finished",
     "STATUSES",
     "ApiError",
     "BadRequest",

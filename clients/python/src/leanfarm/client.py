@@ -36,11 +36,13 @@ from .models import (
     Cancellation,
     Check,
     JsonObject,
+    PinnedStatement,
     Policy,
     SnippetLike,
     Submission,
     snippet_json,
 )
+from .sessions import Finished, Session, TacticResult
 
 __all__ = ["Client", "WaitTimedOut"]
 
@@ -284,6 +286,57 @@ class Client:
     def cancel_check(self, check_id: str) -> Cancellation:
         """``DELETE /v1/checks/{id}``: end one open check."""
         return Cancellation.from_json(self._json("DELETE", ["v1", "checks", check_id]))
+
+    # -- tactic sessions (docs/sessions.md) --------------------------------
+
+    def open_session(
+        self,
+        *,
+        theorem: Optional[PinnedStatement] = None,
+        snippet: Optional[str] = None,
+        header: str = "",
+        policy: Optional[Policy] = None,
+        repls: int = 1,
+        tactic_timeout: float = 10.0,
+    ) -> Session:
+        """``POST /v1/sessions``: open a theorem, or a body whose ``sorry``s
+        open the proof states; the session with its root states."""
+        body: JsonObject = {"header": header, "repls": repls, "tactic_timeout": tactic_timeout}
+        if theorem is not None:
+            body["theorem"] = theorem.to_json()
+        if snippet is not None:
+            body["snippet"] = snippet
+        if policy is not None:
+            body["policy"] = policy.to_json()
+        return Session.from_json(self._json("POST", ["v1", "sessions"], body=body))
+
+    def apply(
+        self, session_id: str, pairs: Sequence[Tuple[int, str]]
+    ) -> List[TacticResult]:
+        """``POST /v1/sessions/{id}/tactics``: one result per pair, in order."""
+        body: JsonObject = {
+            "pairs": [{"proof_state": state, "tactic": tactic} for state, tactic in pairs]
+        }
+        answer = self._json("POST", ["v1", "sessions", session_id, "tactics"], body=body)
+        return [TacticResult.from_json(result) for result in answer.get("results") or []]
+
+    def finish(
+        self, session_id: str, proof_state: int, timeout: float = 60.0, wait: float = 60.0
+    ) -> Finished:
+        """``POST /v1/sessions/{id}/finish``: the proof of the chain ending in
+        ``proof_state``, checked through the ordinary check path."""
+        body: JsonObject = {"proof_state": proof_state, "timeout": timeout, "wait": wait}
+        return Finished.from_json(
+            self._json("POST", ["v1", "sessions", session_id, "finish"], body=body, wait=wait)
+        )
+
+    def session(self, session_id: str) -> Session:
+        """``GET /v1/sessions/{id}``."""
+        return Session.from_json(self._json("GET", ["v1", "sessions", session_id]))
+
+    def close_session(self, session_id: str) -> None:
+        """``DELETE /v1/sessions/{id}``: the worker stops the session's REPLs."""
+        self._json("DELETE", ["v1", "sessions", session_id])
 
     # -- transport --------------------------------------------------------
 

@@ -58,6 +58,18 @@ pub(crate) mod defaults {
     pub fn max_connections() -> usize {
         Limits::default().max_connections
     }
+    pub fn session_idle_seconds() -> f64 {
+        Limits::default().sessions.idle_timeout.as_secs_f64()
+    }
+    pub fn max_sessions_per_tenant() -> u64 {
+        Limits::default().sessions.max_sessions_per_tenant
+    }
+    pub fn max_session_repls() -> usize {
+        Limits::default().sessions.max_sessions_per_host
+    }
+    pub fn max_tactics_per_second() -> f64 {
+        Limits::default().sessions.max_tactics_per_second
+    }
     pub fn idempotency_key_hours() -> f64 {
         Limits::default().idempotency_keep.as_secs_f64() / 3600.0
     }
@@ -215,6 +227,22 @@ pub struct LimitArgs {
     #[arg(long, env = "LEAN_FARM_IDEMPOTENCY_KEY_HOURS", default_value_t = defaults::idempotency_key_hours())]
     #[serde(default = "defaults::idempotency_key_hours")]
     pub idempotency_key_hours: f64,
+    /// Seconds a tactic session may stay unused before it is closed and its REPLs stopped
+    #[arg(long, env = "LEAN_FARM_SESSION_IDLE_SECONDS", default_value_t = defaults::session_idle_seconds())]
+    #[serde(default = "defaults::session_idle_seconds")]
+    pub session_idle_seconds: f64,
+    /// Tactic sessions one tenant may hold open at once (429 tenant_sessions_full beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_SESSIONS_PER_TENANT", default_value_t = defaults::max_sessions_per_tenant())]
+    #[serde(default = "defaults::max_sessions_per_tenant")]
+    pub max_sessions_per_tenant: u64,
+    /// Tactics one tenant may send per second, shared by the live API replicas (429 tactics_rate_limited beyond)
+    #[arg(long, env = "LEAN_FARM_MAX_TACTICS_PER_SECOND", default_value_t = defaults::max_tactics_per_second())]
+    #[serde(default = "defaults::max_tactics_per_second")]
+    pub max_tactics_per_second: f64,
+    /// REPLs the embedded workers hold for tactic sessions at once, beside the checking slots
+    #[arg(long, env = "LEAN_FARM_MAX_SESSION_REPLS", default_value_t = defaults::max_session_repls())]
+    #[serde(default = "defaults::max_session_repls")]
+    pub max_session_repls: usize,
 }
 
 /// The longest an idempotency key may be kept: a year.
@@ -273,6 +301,19 @@ impl LimitArgs {
                 format!("must be 0 s or more, not {}", self.max_wait_seconds),
             ));
         }
+        let idle = self.session_idle_seconds;
+        if !(idle.is_finite() && idle > 0.0) {
+            return Err(SettingError::new(
+                "session_idle_seconds",
+                format!("must be more than 0 s, not {idle}"),
+            ));
+        }
+        if self.max_tactics_per_second.is_nan() || self.max_tactics_per_second <= 0.0 {
+            return Err(SettingError::new(
+                "max_tactics_per_second",
+                format!("must be more than 0, not {}", self.max_tactics_per_second),
+            ));
+        }
         let hours = self.idempotency_key_hours;
         if !(hours.is_finite() && hours > 0.0 && hours <= MAX_IDEMPOTENCY_KEY_HOURS) {
             return Err(SettingError::new(
@@ -300,6 +341,13 @@ impl LimitArgs {
             idempotency_keep: std::time::Duration::from_secs_f64(
                 self.idempotency_key_hours * 3600.0,
             ),
+            sessions: leanfarm_server::SessionLimits {
+                idle_timeout: std::time::Duration::from_secs_f64(self.session_idle_seconds),
+                max_sessions_per_tenant: self.max_sessions_per_tenant,
+                max_tactics_per_second: self.max_tactics_per_second,
+                max_sessions_per_host: self.max_session_repls,
+                ..Default::default()
+            },
             ..Limits::default()
         }
     }

@@ -124,6 +124,16 @@ impl Server {
         (status, value)
     }
 
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .authorize(self.client.delete(format!("{}{path}", self.url)))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .authorize(self.client.get(format!("{}{path}", self.url)))
