@@ -46,6 +46,7 @@ mod serve;
 mod submit;
 mod tls;
 mod views;
+mod work_wakeups;
 mod worker_probes;
 
 pub use error::ApiError;
@@ -272,6 +273,10 @@ impl Farm {
             Arc::clone(&state),
             close_listeners_receiver.clone(),
         ));
+        tokio::spawn(work_wakeups::wake_on_work_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         // Awaited on stop with the listeners, so that its row is removed.
         let heartbeat = tokio::spawn(auth::keep_replica_registered(
             Arc::clone(&state),
@@ -315,6 +320,8 @@ impl Farm {
     /// listeners close, and this returns.
     pub async fn stop(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
+        // Long-polled leases answer `shutting_down` now.
+        self.state.enqueued.notify_waiters();
         let _ = self.stop_workers.send(true);
         let _ = self.workers.await;
         let _ = self.state.workers_stopped.send(true);

@@ -109,6 +109,11 @@ pub(crate) async fn lease(
         {
             return Err(ApiError::ShuttingDown);
         }
+        // Registered before the claim, so that work arriving between an
+        // empty claim and the wait still wakes this request.
+        let woken = state.enqueued.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let leases = state
             .store
             .claim_as(&authority, &request.worker_id, max, duration, &offer)
@@ -116,11 +121,12 @@ pub(crate) async fn lease(
         if !leases.is_empty() || Instant::now() >= deadline {
             return Ok(Json(LeaseResponse { leases }));
         }
-        // New work enqueued here wakes us; work enqueued by another
-        // replica is found by polling.
+        // No polling while idle: this replica's wake-ups (`work_wakeups`)
+        // fire on work enqueued by any replica and on jobs the clock makes
+        // runnable.
         tokio::select! {
-            _ = state.enqueued.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())) => {}
+            _ = woken => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
 }

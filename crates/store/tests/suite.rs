@@ -1302,6 +1302,7 @@ macro_rules! store_suite {
             case!(warm_headers_are_preferred);
             case!(a_small_tenant_is_not_starved_by_a_big_one);
             case!(a_small_tenant_is_not_starved_under_concurrent_claims);
+            case!(the_next_job_due_by_the_clock_is_found);
             case!(concurrent_workers_complete_every_job_exactly_once);
             case!(tenants_and_their_keys);
             case!(the_farm_owns_operator_and_farm_worker_keys);
@@ -2321,4 +2322,68 @@ async fn a_prove_job_is_leased_by_one_replica_and_its_attempts_recorded_once(sto
         store.tenant_model_usage("t1", day + 1).await.unwrap(),
         (0, 0.0)
     );
+}
+
+/// A store of one process hears of work another process makes runnable:
+/// an enqueue and a release back to the queue each notify the listeners of
+/// every store on the database; SQLite has none.
+#[tokio::test]
+async fn postgres_work_notifications_reach_other_processes() {
+    let database = TestDatabase::create("work_notifications");
+    let replica_a = Store::open(&database.url).await.unwrap();
+    let replica_b = Store::open(&database.url).await.unwrap();
+    let mut listener = replica_b.work_notifications().await.unwrap().unwrap();
+    replica_a.enqueue(jobs("n", "t1", 2)).await.unwrap();
+    heard(&mut listener).await;
+    let leases = replica_a
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    replica_a
+        .release(
+            &leases[0].job_id,
+            &leases[0].lease_id,
+            "farm failure",
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    heard(&mut listener).await;
+
+    let (sqlite, _dir) = open_sqlite().await;
+    assert!(sqlite.work_notifications().await.unwrap().is_none());
+}
+
+/// The next notification, within 30 s.
+async fn heard(listener: &mut leanfarm_store::WorkNotifications) {
+    tokio::time::timeout(Duration::from_secs(30), listener.next())
+        .await
+        .expect("a notification")
+        .unwrap();
+}
+
+/// `next_due_after` names the first time after a point at which the clock
+/// alone makes a job runnable: a release's backoff ending, a lease running out.
+async fn the_next_job_due_by_the_clock_is_found(store: Store) {
+    store.enqueue(jobs("d", "t1", 2)).await.unwrap();
+    let leases = store
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let now = leanfarm_store::now_millis();
+    store
+        .release(
+            &leases[0].job_id,
+            &leases[0].lease_id,
+            "farm failure",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let due = store.next_due_after(now).await.unwrap().unwrap();
+    assert!((now + 5_000..now + 6_000).contains(&due), "{due} vs {now}");
+    // The running job's lease is due at its expiry (later than the backoff).
+    let lease_due = store.next_due_after(due).await.unwrap().unwrap();
+    assert_eq!(lease_due, leases[1].expires_at + 1);
+    assert_eq!(store.next_due_after(lease_due).await.unwrap(), None);
 }
