@@ -121,6 +121,9 @@ impl Default for Limits {
     }
 }
 
+/// Claims of woken long-polled leases run at once (half the store's pool).
+const WOKEN_CLAIMS: usize = 8;
+
 /// What every request handler and worker shares.
 pub struct AppState {
     pub store: Store,
@@ -138,6 +141,10 @@ pub struct AppState {
     pub completions: broadcast::Sender<String>,
     /// Woken when this process enqueues work.
     pub enqueued: Notify,
+    /// Claims of long-polled leases after a wake-up, a few at a time: one
+    /// wake-up may rouse hundreds of waiting workers, which then queue here
+    /// rather than for the store's connections (which time out).
+    pub(crate) woken_claims: tokio::sync::Semaphore,
     pub shutting_down: AtomicBool,
     /// Turns true when the in-process workers have drained: requests still
     /// waiting for verdicts then answer with what there is.
@@ -178,6 +185,7 @@ impl AppState {
             limits,
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
+            woken_claims: tokio::sync::Semaphore::new(WOKEN_CLAIMS),
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),

@@ -102,6 +102,7 @@ pub(crate) async fn lease(
         warm_headers: request.warm_headers,
     };
     let deadline = Instant::now() + Duration::from_secs_f64(request.wait_seconds);
+    let mut woken = false;
     loop {
         if state
             .shutting_down
@@ -111,13 +112,21 @@ pub(crate) async fn lease(
         }
         // Registered before the claim, so that work arriving between an
         // empty claim and the wait still wakes this request.
-        let woken = state.enqueued.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let leases = state
-            .store
-            .claim_as(&authority, &request.worker_id, max, duration, &offer)
-            .await?;
+        let wake_up = state.enqueued.notified();
+        tokio::pin!(wake_up);
+        wake_up.as_mut().enable();
+        let leases = if woken {
+            let _permit = state.woken_claims.acquire().await;
+            state
+                .store
+                .claim_as(&authority, &request.worker_id, max, duration, &offer)
+                .await?
+        } else {
+            state
+                .store
+                .claim_as(&authority, &request.worker_id, max, duration, &offer)
+                .await?
+        };
         if !leases.is_empty() || Instant::now() >= deadline {
             return Ok(Json(LeaseResponse { leases }));
         }
@@ -125,9 +134,10 @@ pub(crate) async fn lease(
         // fire on work enqueued by any replica and on jobs the clock makes
         // runnable.
         tokio::select! {
-            _ = woken => {}
+            _ = wake_up => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
+        woken = true;
     }
 }
 
