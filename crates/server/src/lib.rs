@@ -52,6 +52,7 @@ mod sessions;
 mod submit;
 mod tls;
 mod views;
+mod work_wakeups;
 mod worker_probes;
 
 pub use error::ApiError;
@@ -130,6 +131,9 @@ impl Default for Limits {
     }
 }
 
+/// Claims of woken long-polled leases run at once (half the store's pool).
+const WOKEN_CLAIMS: usize = 8;
+
 /// What every request handler and worker shares.
 pub struct AppState {
     pub store: Store,
@@ -147,6 +151,10 @@ pub struct AppState {
     pub completions: broadcast::Sender<String>,
     /// Woken when this process enqueues work.
     pub enqueued: Notify,
+    /// Claims of long-polled leases after a wake-up, a few at a time: one
+    /// wake-up may rouse hundreds of waiting workers, which then queue here
+    /// rather than for the store's connections (which time out).
+    pub(crate) woken_claims: tokio::sync::Semaphore,
     pub shutting_down: AtomicBool,
     /// Turns true when the in-process workers have drained: requests still
     /// waiting for verdicts then answer with what there is.
@@ -192,6 +200,7 @@ impl AppState {
             limits,
             completions: broadcast::channel(4096).0,
             enqueued: Notify::new(),
+            woken_claims: tokio::sync::Semaphore::new(WOKEN_CLAIMS),
             shutting_down: AtomicBool::new(false),
             workers_stopped: watch::channel(false).0,
             trusted_worker_keys: std::sync::OnceLock::new(),
@@ -312,6 +321,10 @@ impl Farm {
             Arc::clone(&state),
             close_listeners_receiver.clone(),
         ));
+        tokio::spawn(work_wakeups::wake_on_work_until_shutdown(
+            Arc::clone(&state),
+            close_listeners_receiver.clone(),
+        ));
         // Awaited on stop with the listeners, so that its row is removed.
         let heartbeat = tokio::spawn(auth::keep_replica_registered(
             Arc::clone(&state),
@@ -356,6 +369,8 @@ impl Farm {
     /// listeners close, and this returns.
     pub async fn stop(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
+        // Long-polled leases answer `shutting_down` now.
+        self.state.enqueued.notify_waiters();
         let _ = self.stop_workers.send(true);
         let _ = self.workers.await;
         let _ = self.session_host.await;

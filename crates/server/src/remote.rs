@@ -102,6 +102,7 @@ pub(crate) async fn lease(
         warm_headers: request.warm_headers,
     };
     let deadline = Instant::now() + Duration::from_secs_f64(request.wait_seconds);
+    let mut woken = false;
     loop {
         if state
             .shutting_down
@@ -109,19 +110,34 @@ pub(crate) async fn lease(
         {
             return Err(ApiError::ShuttingDown);
         }
-        let leases = state
-            .store
-            .claim_as(&authority, &request.worker_id, max, duration, &offer)
-            .await?;
+        // Registered before the claim, so that work arriving between an
+        // empty claim and the wait still wakes this request.
+        let wake_up = state.enqueued.notified();
+        tokio::pin!(wake_up);
+        wake_up.as_mut().enable();
+        let leases = if woken {
+            let _permit = state.woken_claims.acquire().await;
+            state
+                .store
+                .claim_as(&authority, &request.worker_id, max, duration, &offer)
+                .await?
+        } else {
+            state
+                .store
+                .claim_as(&authority, &request.worker_id, max, duration, &offer)
+                .await?
+        };
         if !leases.is_empty() || Instant::now() >= deadline {
             return Ok(Json(LeaseResponse { leases }));
         }
-        // New work enqueued here wakes us; work enqueued by another
-        // replica is found by polling.
+        // No polling while idle: this replica's wake-ups (`work_wakeups`)
+        // fire on work enqueued by any replica and on jobs the clock makes
+        // runnable.
         tokio::select! {
-            _ = state.enqueued.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())) => {}
+            _ = wake_up => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
         }
+        woken = true;
     }
 }
 

@@ -654,6 +654,21 @@ pub struct Store {
 
 type WorkerTarget = (Option<String>, Option<String>);
 
+/// A subscription to the store's notifications that jobs became runnable
+/// (`Store::work_notifications`).
+pub struct WorkNotifications {
+    listener: postgres::WorkListener,
+}
+
+impl WorkNotifications {
+    /// Wait for the next notification (several close together may arrive
+    /// as one); `Unavailable` once the listening connection is lost, after
+    /// which notifications may have been missed.
+    pub async fn next(&mut self) -> Result<(), StoreError> {
+        self.listener.next().await
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
@@ -1187,6 +1202,33 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.queue_counts().await,
             Backend::Postgres(store) => store.queue_counts().await,
+        }
+    }
+
+    /// The first time after `since` at which a job becomes runnable by the
+    /// clock alone: a released job's backoff ends (`run_after`) or a lease
+    /// runs out (a claim then hands its job back). Enqueues wake waiting
+    /// workers through `work_notifications`; these times are the rest.
+    pub async fn next_due_after(
+        &self,
+        since: UnixMillis,
+    ) -> Result<Option<UnixMillis>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.next_due_after(since).await,
+            Backend::Postgres(store) => store.next_due_after(since).await,
+        }
+    }
+
+    /// Notifications that jobs became runnable (enqueued, released, retried
+    /// or back from an expired lease), from every process sharing the
+    /// store: PostgreSQL `LISTEN` on a connection of its own. `None` on
+    /// SQLite, whose single replica wakes its own waiters.
+    pub async fn work_notifications(&self) -> Result<Option<WorkNotifications>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(store) => Ok(Some(WorkNotifications {
+                listener: store.listen_for_work().await?,
+            })),
         }
     }
 

@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_tactic_sessions.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_tenant_count_stripes.sql"),
+    ),
 ];
 
 /// Connections kept per store (per process).
@@ -241,6 +245,73 @@ impl From<StoreError> for Failure {
 pub(crate) type Work<T> =
     Box<dyn for<'t> Fn(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync>;
 
+/// The channel every transaction that makes jobs runnable notifies (at its
+/// commit): enqueues, releases, retries of dead jobs and expired leases.
+pub(crate) const WORK_CHANNEL: &str = "leanfarm_work";
+
+/// A connection of its own that `LISTEN`s on `WORK_CHANNEL`.
+pub(crate) struct WorkListener {
+    _client: Client,
+    notifications: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl WorkListener {
+    /// The next notification; `Unavailable` once the connection is gone.
+    pub(crate) async fn next(&mut self) -> Result<(), StoreError> {
+        self.notifications.recv().await.ok_or_else(|| {
+            StoreError::Unavailable("the connection listening for work ended".into())
+        })
+    }
+}
+
+/// A connection whose notifications are forwarded to a channel.
+async fn listen<Tls>(config: &tokio_postgres::Config, tls: Tls) -> Result<WorkListener, StoreError>
+where
+    Tls: MakeTlsConnect<Socket>,
+    Tls::Stream: Send + 'static,
+    Tls::TlsConnect: Send,
+    <Tls::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
+        .await
+        .map_err(|_| StoreError::Unavailable("connecting to PostgreSQL timed out".into()))?
+        .map_err(pg_error)?;
+    let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    if sender.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "PostgreSQL listening connection ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+        .await
+        .map_err(pg_error)?;
+    Ok(WorkListener {
+        _client: client,
+        notifications,
+    })
+}
+
+/// Tell every listening replica that jobs became runnable (sent at commit;
+/// several in one transaction are one).
+async fn notify_work(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+        .await
+        .map(|_| ())
+}
+
 impl PostgresStore {
     pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let target = crate::postgres_tls::target(url)?;
@@ -254,6 +325,14 @@ impl PostgresStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A connection listening for `WORK_CHANNEL`'s notifications.
+    pub(crate) async fn listen_for_work(&self) -> Result<WorkListener, StoreError> {
+        match &self.inner.tls {
+            None => listen(&self.inner.config, NoTls).await,
+            Some(tls) => listen(&self.inner.config, tls.clone()).await,
+        }
     }
 
     pub(crate) async fn connection(&self) -> Result<Pooled, StoreError> {
@@ -401,14 +480,11 @@ impl PostgresStore {
                         .await?;
                     *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
                 }
+                let mut deltas = TenantDeltas::default();
                 for (tenant, count) in per_tenant {
-                    tx.execute(
-                        "INSERT INTO tenant_queue (tenant, queued) VALUES ($1, $2)
-                         ON CONFLICT (tenant) DO UPDATE SET queued = tenant_queue.queued + $2",
-                        &[&tenant, &count],
-                    )
-                    .await?;
+                    deltas.add(tenant, count, 0, false);
                 }
+                deltas.apply(tx).await?;
                 if let Some(key) = &rules.idempotency {
                     tx.execute(
                         "INSERT INTO idempotency_keys (tenant, key, request_sha256, batch_id, job_ids, created_at, expires_at)
@@ -417,6 +493,7 @@ impl PostgresStore {
                     )
                     .await?;
                 }
+                notify_work(tx).await?;
                 Ok(Admission::Enqueued)
             })
         }))
@@ -711,6 +788,7 @@ impl PostgresStore {
                     )
                     .await?;
                     deltas.add(&tenant, 1, -1, false);
+                    notify_work(tx).await?;
                     ReleaseOutcome::Requeued
                 };
                 deltas.apply(tx).await?;
@@ -788,13 +866,13 @@ impl PostgresStore {
                     retried.push(row.get::<_, String>(0));
                     *per_tenant.entry(row.get(1)).or_default() += 1;
                 }
+                let mut deltas = TenantDeltas::default();
                 for (tenant, count) in per_tenant {
-                    tx.execute(
-                        "INSERT INTO tenant_queue (tenant, queued) VALUES ($1, $2)
-                         ON CONFLICT (tenant) DO UPDATE SET queued = tenant_queue.queued + $2",
-                        &[&tenant, &count],
-                    )
-                    .await?;
+                    deltas.add(&tenant, count, 0, false);
+                }
+                deltas.apply(tx).await?;
+                if !retried.is_empty() {
+                    notify_work(tx).await?;
                 }
                 retried.sort();
                 Ok(retried)
@@ -995,6 +1073,20 @@ impl PostgresStore {
         )
     }
 
+    pub(crate) async fn next_due_after(&self, since: i64) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT min(due) FROM (
+                SELECT min(run_after) AS due FROM jobs WHERE state = 'queued' AND run_after > $1
+                UNION ALL
+                SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'running' AND lease_expires_at >= $1
+             ) AS due_times",
+                &[&since],
+            )
+            .await?;
+        Ok(rows.first().and_then(|row| row.get::<_, Option<i64>>(0)))
+    }
+
     pub(crate) async fn oldest_queued_at(&self) -> Result<Option<i64>, StoreError> {
         let rows = self
             .query(
@@ -1138,8 +1230,13 @@ impl PostgresStore {
     }
 }
 
+/// Stripes of each tenant's counts (migration 9): concurrent transactions
+/// of different connections mostly add to different rows.
+const TENANT_COUNT_STRIPES: i32 = 16;
+
 /// Changes to tenant counters gathered during a transaction and applied at
-/// its end, in tenant order.
+/// its end, in tenant order, to the stripe of this transaction's connection
+/// (no tenant has one row every claim and completion must lock).
 #[derive(Default)]
 struct TenantDeltas {
     by_tenant: BTreeMap<String, (i64, i64, bool)>,
@@ -1155,19 +1252,19 @@ impl TenantDeltas {
 
     async fn apply(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         for (tenant, (queued, running, claimed)) in self.by_tenant {
-            if claimed {
-                tx.execute(
-                    "UPDATE tenant_queue SET queued = queued + $2, running = running + $3, last_claimed = nextval('claim_counter') WHERE tenant = $1",
-                    &[&tenant, &queued, &running],
-                )
-                .await?;
-            } else if queued != 0 || running != 0 {
-                tx.execute(
-                    "UPDATE tenant_queue SET queued = queued + $2, running = running + $3 WHERE tenant = $1",
-                    &[&tenant, &queued, &running],
-                )
-                .await?;
+            if !claimed && queued == 0 && running == 0 {
+                continue;
             }
+            tx.execute(
+                "INSERT INTO tenant_counts (tenant, stripe, queued, running, last_claimed)
+                 VALUES ($1, pg_backend_pid() % $5, $2, $3, CASE WHEN $4 THEN nextval('claim_counter') ELSE 0 END)
+                 ON CONFLICT (tenant, stripe) DO UPDATE SET
+                     queued = tenant_counts.queued + EXCLUDED.queued,
+                     running = tenant_counts.running + EXCLUDED.running,
+                     last_claimed = GREATEST(tenant_counts.last_claimed, EXCLUDED.last_claimed)",
+                &[&tenant, &queued, &running, &claimed, &TENANT_COUNT_STRIPES],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1259,6 +1356,9 @@ async fn expire_leases(
         let tenant: String = row.get(0);
         let state: &str = row.get(1);
         deltas.add(&tenant, i64::from(state == "queued"), -1, false);
+    }
+    if rows.iter().any(|row| row.get::<_, &str>(1) == "queued") {
+        notify_work(tx).await?;
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_tactic_sessions.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_tenant_count_stripes.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -791,6 +795,23 @@ impl SqliteStore {
                 .map_err(query_error)?;
             let rows: Vec<(String, u64)> = rows.collect::<Result<_, _>>().map_err(query_error)?;
             queue_counts(rows.iter().map(|(state, count)| (state.as_str(), *count)))
+        })
+        .await
+    }
+
+    pub(crate) async fn next_due_after(&self, since: i64) -> Result<Option<i64>, StoreError> {
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "SELECT min(due) FROM (
+                SELECT min(run_after) AS due FROM jobs WHERE state = 'queued' AND run_after > ?1
+                UNION ALL
+                SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'running' AND lease_expires_at >= ?1
+             ) AS due_times",
+                    [since],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .map_err(query_error)
         })
         .await
     }

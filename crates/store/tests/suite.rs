@@ -533,6 +533,47 @@ async fn a_small_tenant_is_not_starved_by_a_big_one(store: Store) {
     );
 }
 
+/// Fairness under concurrency: 16 workers claim and complete one job at a
+/// time from a tenant with 1,000 queued jobs (enqueued first) and one with
+/// 10. In submission order the small tenant would come last; served fairly
+/// (fewest running, then least recently served), its 10 jobs are claimed
+/// among the first claims, however the concurrent transactions interleave.
+async fn a_small_tenant_is_not_starved_under_concurrent_claims(store: Store) {
+    store.enqueue(jobs("big", "big", 1000)).await.unwrap();
+    store.enqueue(jobs("small", "small", 10)).await.unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let (store, order) = (store.clone(), std::sync::Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let leases = store
+                    .claim(&format!("w{worker}"), 1, LEASE, &WorkerOffer::default())
+                    .await
+                    .unwrap();
+                for lease in leases {
+                    order.lock().unwrap().push(lease.tenant.clone());
+                    store
+                        .complete(&lease.job_id, &lease.lease_id, &verdict())
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 160);
+    let small: Vec<usize> = (0..order.len()).filter(|&i| order[i] == "small").collect();
+    assert_eq!(small.len(), 10, "{order:?}");
+    // Strict alternation puts the last one at claim 20; concurrent claims
+    // that do not see each other's uncommitted work add at most one round
+    // of the 16 workers.
+    assert!(small[9] < 20 + 16, "small tenant served late: {small:?}");
+}
+
 async fn concurrent_workers_complete_every_job_exactly_once(store: Store) {
     store.enqueue(jobs("j", "t1", 400)).await.unwrap();
     let mut tasks = Vec::new();
@@ -1260,6 +1301,8 @@ macro_rules! store_suite {
             case!(a_lease_expiring_on_the_last_attempt_dead_letters);
             case!(warm_headers_are_preferred);
             case!(a_small_tenant_is_not_starved_by_a_big_one);
+            case!(a_small_tenant_is_not_starved_under_concurrent_claims);
+            case!(the_next_job_due_by_the_clock_is_found);
             case!(concurrent_workers_complete_every_job_exactly_once);
             case!(tenants_and_their_keys);
             case!(the_farm_owns_operator_and_farm_worker_keys);
@@ -2279,4 +2322,68 @@ async fn a_prove_job_is_leased_by_one_replica_and_its_attempts_recorded_once(sto
         store.tenant_model_usage("t1", day + 1).await.unwrap(),
         (0, 0.0)
     );
+}
+
+/// A store of one process hears of work another process makes runnable:
+/// an enqueue and a release back to the queue each notify the listeners of
+/// every store on the database; SQLite has none.
+#[tokio::test]
+async fn postgres_work_notifications_reach_other_processes() {
+    let database = TestDatabase::create("work_notifications");
+    let replica_a = Store::open(&database.url).await.unwrap();
+    let replica_b = Store::open(&database.url).await.unwrap();
+    let mut listener = replica_b.work_notifications().await.unwrap().unwrap();
+    replica_a.enqueue(jobs("n", "t1", 2)).await.unwrap();
+    heard(&mut listener).await;
+    let leases = replica_a
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    replica_a
+        .release(
+            &leases[0].job_id,
+            &leases[0].lease_id,
+            "farm failure",
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    heard(&mut listener).await;
+
+    let (sqlite, _dir) = open_sqlite().await;
+    assert!(sqlite.work_notifications().await.unwrap().is_none());
+}
+
+/// The next notification, within 30 s.
+async fn heard(listener: &mut leanfarm_store::WorkNotifications) {
+    tokio::time::timeout(Duration::from_secs(30), listener.next())
+        .await
+        .expect("a notification")
+        .unwrap();
+}
+
+/// `next_due_after` names the first time after a point at which the clock
+/// alone makes a job runnable: a release's backoff ending, a lease running out.
+async fn the_next_job_due_by_the_clock_is_found(store: Store) {
+    store.enqueue(jobs("d", "t1", 2)).await.unwrap();
+    let leases = store
+        .claim("w", 2, LEASE, &WorkerOffer::default())
+        .await
+        .unwrap();
+    let now = leanfarm_store::now_millis();
+    store
+        .release(
+            &leases[0].job_id,
+            &leases[0].lease_id,
+            "farm failure",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let due = store.next_due_after(now).await.unwrap().unwrap();
+    assert!((now + 5_000..now + 6_000).contains(&due), "{due} vs {now}");
+    // The running job's lease is due at its expiry (later than the backoff).
+    let lease_due = store.next_due_after(due).await.unwrap().unwrap();
+    assert_eq!(lease_due, leases[1].expires_at + 1);
+    assert_eq!(store.next_due_after(lease_due).await.unwrap(), None);
 }
