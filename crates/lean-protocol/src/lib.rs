@@ -144,6 +144,11 @@ pub struct CommandRequest {
     pub root_goals: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infotree: Option<String>,
+    /// The REPL's `gc`: free what the command elaborated once it has
+    /// answered (clients such as the Kimina Lean Server send it with every
+    /// command after the header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<bool>,
 }
 
 /// `{"path": ...}`: elaborate a file.

@@ -178,6 +178,22 @@ fn environments_are_numbered_and_isolated_as_in_lean() {
 }
 
 #[test]
+fn a_command_with_gc_is_answered_as_the_repl_answers_it() {
+    // The Kimina Lean Server sends `gc` with every command after the header.
+    let mut repl = Repl::start(&["repl"]);
+    assert_eq!(command_reply(repl.cmd("def f := 37", None)).env, 0);
+    let reply =
+        command_reply(repl.send_text("{\"cmd\": \"def g := f\", \"env\": 0, \"gc\": true}\n\n"));
+    assert_eq!(reply.env, 1);
+    assert!(reply.messages.is_empty(), "{:?}", reply.messages);
+    let refused = repl.send_text("{\"cmd\": \"def h := 1\", \"gcc\": true}\n\n");
+    assert!(
+        matches!(&refused, Reply::Error { message } if message.starts_with("Could not parse JSON")),
+        "{refused:?}"
+    );
+}
+
+#[test]
 fn sorry_has_the_shape_lean_gives_it() {
     let dir = shared_transcripts_dir();
     let recorded =
