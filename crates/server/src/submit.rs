@@ -128,7 +128,6 @@ pub(crate) async fn submit_and_wait(
             queue: "the farm's queue".to_string(),
         });
     }
-    check_tenant_room(state, tenant, batch_size).await?;
     let batch_id = uuid::Uuid::now_v7().to_string();
     // The enqueue span is every job's parent: its traceparent goes with
     // each job to the worker that leases it (none when traces are off).
@@ -169,16 +168,26 @@ pub(crate) async fn submit_and_wait(
             (batch_id, ids)
         }
         Admission::Replayed { batch_id, job_ids } => (batch_id, job_ids),
-        refused => return Err(refusal(state, refused)),
+        refused => return Err(refusal(state, refused, batch_size)),
     };
     let records = wait_for(state, &ids, completions, wait).await?;
     Ok((batch_id, records))
 }
 
-/// The error for an admission that wrote nothing.
-fn refusal(state: &AppState, admission: Admission) -> ApiError {
+/// The error for an admission of `batch_size` jobs that wrote nothing. A
+/// batch larger than its tenant's whole `max_queued` is not a 429: no retry
+/// would help. (The store checks the tenant's limit in the enqueue
+/// transaction, so no read of the tenant comes before it.)
+fn refusal(state: &AppState, admission: Admission, batch_size: u64) -> ApiError {
     match admission {
         Admission::KeyReused => ApiError::IdempotencyKeyReused,
+        Admission::TenantQueueFull { tenant, limit, .. } if batch_size > limit => {
+            ApiError::BatchExceedsQueueLimit {
+                size: batch_size,
+                limit,
+                queue: format!("tenant `{tenant}`'s queue"),
+            }
+        }
         Admission::QueueFull { queued, limit } => {
             state.metrics.request_rejected();
             ApiError::QueueFull { queued, limit }
@@ -201,25 +210,6 @@ fn refusal(state: &AppState, admission: Admission) -> ApiError {
     }
 }
 
-/// Refuse a batch of `batch_size` that the tenant's queue limit cannot take.
-async fn check_tenant_room(
-    state: &AppState,
-    tenant: &str,
-    batch_size: u64,
-) -> Result<(), ApiError> {
-    let Some(limits) = state.store.get_tenant(tenant).await? else {
-        return Ok(());
-    };
-    if batch_size > limits.max_queued {
-        return Err(ApiError::BatchExceedsQueueLimit {
-            size: batch_size,
-            limit: limits.max_queued,
-            queue: format!("tenant `{tenant}`'s queue"),
-        });
-    }
-    Ok(())
-}
-
 /// Enqueue one check with an id chosen by the caller (a prove job's
 /// candidate), through the same validation and limits as `/v1/checks`; a
 /// check with this id that exists already is left alone.
@@ -237,7 +227,6 @@ pub(crate) async fn enqueue_with_id(
     }
     let requests = vec![request];
     validate(state, &requests)?;
-    check_tenant_room(state, tenant, 1).await?;
     let request = requests.into_iter().next().expect("one request");
     let job = NewJob {
         id: check_id.to_string(),
@@ -254,7 +243,7 @@ pub(crate) async fn enqueue_with_id(
         .enqueue_within(vec![job], state.limits.max_queued_jobs)
         .await?;
     if admission != Admission::Enqueued {
-        return Err(refusal(state, admission));
+        return Err(refusal(state, admission, 1));
     }
     state.enqueued.notify_waiters();
     state.enqueued.notify_one();
