@@ -73,6 +73,7 @@ pub struct NewSession {
 
 /// What a host reports for an operation it took (`Store::complete_session_op`).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionOpDone {
     pub op_id: String,
     pub host: String,

@@ -126,6 +126,7 @@ pub struct AssembleReply {
 /// `POST /v1/worker/sessions/poll`: take the operations addressed to
 /// `host` (waiting up to `wait_seconds` for one).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PollRequest {
     pub host: String,
     pub open_capacity: usize,
@@ -146,6 +147,7 @@ pub struct CompleteResponse {
 
 /// `POST /v1/worker/sessions/live`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiveRequest {
     pub host: String,
 }
