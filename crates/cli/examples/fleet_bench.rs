@@ -9,24 +9,11 @@
 //! and the workers and the client verify it against its CA.
 
 use leanfarm_testkit::bench::command_line_argument;
-use leanfarm_testkit::built_binary;
+use leanfarm_testkit::{built_binary, leanfarm_stdout};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn leanfarm(args: &[&str]) -> String {
-    let output = Command::new(built_binary("leanfarm"))
-        .args(args)
-        .output()
-        .expect("run leanfarm");
-    assert!(
-        output.status.success(),
-        "leanfarm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 struct Processes(Vec<Child>);
 
@@ -76,7 +63,7 @@ async fn main() {
     admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
     let (base, _) = admin_url.rsplit_once('/').expect("a database in the url");
     let store = format!("{base}/{name}");
-    leanfarm(&[
+    leanfarm_stdout(&[
         "tenant",
         "--store",
         &store,
@@ -87,10 +74,11 @@ async fn main() {
         "--max-running",
         "100000",
     ]);
-    let user = leanfarm(&[
+    let user = leanfarm_stdout(&[
         "tenant", "--store", &store, "key", "bench", "--scope", "user",
     ]);
-    let worker_token = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
+    let worker_token =
+        leanfarm_stdout(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
 
     let data = tempfile::tempdir().expect("data dir");
     let certificates = tls.then(|| certificates(data.path()));

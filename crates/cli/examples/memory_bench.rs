@@ -17,26 +17,13 @@
 //! [--postgres postgres://...]` (without `--postgres` the store is SQLite).
 
 use leanfarm_testkit::bench::command_line_argument;
-use leanfarm_testkit::built_binary;
+use leanfarm_testkit::{built_binary, leanfarm_stdout};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn leanfarm(args: &[&str]) -> String {
-    let output = Command::new(built_binary("leanfarm"))
-        .args(args)
-        .output()
-        .expect("run leanfarm");
-    assert!(
-        output.status.success(),
-        "leanfarm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 struct Processes(Vec<Child>);
 
@@ -172,7 +159,7 @@ async fn main() {
         let (base, _) = postgres.rsplit_once('/').expect("a database in the url");
         format!("{base}/{database}")
     };
-    leanfarm(&[
+    leanfarm_stdout(&[
         "tenant",
         "--store",
         &store,
@@ -185,10 +172,11 @@ async fn main() {
         "--max-queued",
         "1000000",
     ]);
-    let user = leanfarm(&[
+    let user = leanfarm_stdout(&[
         "tenant", "--store", &store, "key", "bench", "--scope", "user",
     ]);
-    let worker_token = leanfarm(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
+    let worker_token =
+        leanfarm_stdout(&["tenant", "--store", &store, "farm-key", "--scope", "worker"]);
 
     let mut processes = Processes(Vec::new());
     let mut server = Command::new(built_binary("leanfarm"))

@@ -20,26 +20,13 @@
 use leanfarm_core::{CheckRequest, Policy, Verdict};
 use leanfarm_store::{NewJob, Store};
 use leanfarm_testkit::bench::{command_line_argument, percentile};
-use leanfarm_testkit::built_binary;
+use leanfarm_testkit::{built_binary, leanfarm_stdout};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn leanfarm(args: &[&str]) -> String {
-    let output = Command::new(built_binary("leanfarm"))
-        .args(args)
-        .output()
-        .expect("run leanfarm");
-    assert!(
-        output.status.success(),
-        "leanfarm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 /// The API replica, stopped (SIGTERM, then SIGKILL after 10 s) on drop.
 struct Replica(Child);
@@ -229,7 +216,7 @@ async fn main() {
         .expect("create database");
     let (base, _) = admin_url.rsplit_once('/').expect("a database in the url");
     let store_url = format!("{base}/{name}");
-    let worker_token = leanfarm(&[
+    let worker_token = leanfarm_stdout(&[
         "tenant", "--store", &store_url, "farm-key", "--scope", "worker",
     ]);
 

@@ -1,6 +1,7 @@
 //! The binaries cargo builds beside a test or an example.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The binary `name` in the target profile directory this test or example
 /// runs from (`target/debug/deps/<test>` and `target/debug/examples/<example>`
@@ -25,4 +26,20 @@ pub fn built_binary(name: &str) -> PathBuf {
 /// or `cargo build -p lean-sim`).
 pub fn lean_sim_path() -> PathBuf {
     built_binary("lean-sim")
+}
+
+/// Run the built `leanfarm` with `args` and return its trimmed stdout;
+/// panics with its stderr when it fails (for benchmarks that set a farm up
+/// through its own commands, e.g. `tenant create`).
+pub fn leanfarm_stdout(args: &[&str]) -> String {
+    let output = Command::new(built_binary("leanfarm"))
+        .args(args)
+        .output()
+        .expect("run leanfarm");
+    assert!(
+        output.status.success(),
+        "leanfarm {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }

@@ -23,7 +23,7 @@ pub mod postgres;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 
-pub use binaries::{built_binary, lean_sim_path};
+pub use binaries::{built_binary, lean_sim_path, leanfarm_stdout};
 pub use fixtures::{shared_dir, shared_transcripts_dir};
 pub use requests::{reason_code, request};
 
